@@ -1,0 +1,123 @@
+"""The ``Norm`` interface shared by every norm, and its shape checks."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+
+def where_nonzero(den: jax.Array, num: jax.Array) -> jax.Array:
+  """``num / den`` where ``den != 0``, else 0; NaN/inf denominators propagate."""
+  return num / jnp.where(den == 0, jnp.ones_like(den), den)
+
+
+def compute_dtype(x: jax.Array) -> jnp.dtype:
+  """float32 for low-precision input (bf16/f16), the input's own dtype otherwise."""
+  return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def describe(path: str | None) -> str:
+  return f" at {path!r}" if path else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Norm(abc.ABC):
+  """A norm on parameter tensors, with its linear minimization oracle.
+
+  Subclasses implement :meth:`dualize`, :meth:`dual_norm` and :meth:`norm` on
+  the trailing ``core_ndim`` axes of a leaf; any leading axes are a batch of
+  independent tensors (scanned layer stacks, experts), and :meth:`dual_norm`
+  and :meth:`norm` return one value per batch entry (the leaf's shape without
+  its :meth:`core_axes`).
+
+  Sign convention: :meth:`dualize` is gradient-aligned,
+  ``dualize(g) = argmax_{‖t‖≤1} ⟨g, t⟩``, so ``⟨g, dualize(g)⟩ = dual_norm(g)``
+  and ``norm(dualize(g)) = 1`` for ``g ≠ 0``. :meth:`lmo` is the paper's
+  oracle ``argmin_{‖t‖≤1} ⟨g, t⟩ = -dualize(g)``.
+
+  Norms are frozen dataclasses: hashable, comparable, safe to close over in
+  ``jax.jit`` and to use as static pytree metadata.
+  """
+
+  #: Registry name (``normax.get_norm(name)``).
+  name: ClassVar[str] = ""
+  #: What to use instead for leaves of too small a rank (for error messages).
+  low_rank_hint: ClassVar[str] = "normax.BiasRMS() for vectors (biases, gains)"
+
+  # -- to implement -----------------------------------------------------------
+
+  @abc.abstractmethod
+  def dualize(self, g: jax.Array) -> jax.Array:
+    """``argmax_{‖t‖≤1} ⟨g, t⟩`` per tensor: the gradient-aligned direction."""
+
+  @abc.abstractmethod
+  def dual_norm(self, g: jax.Array) -> jax.Array:
+    """``‖g‖† = max_{‖t‖≤1} ⟨g, t⟩`` per tensor."""
+
+  @abc.abstractmethod
+  def norm(self, w: jax.Array) -> jax.Array:
+    """``‖w‖`` per tensor."""
+
+  @property
+  def min_ndim(self) -> int:
+    """Smallest leaf rank the norm accepts."""
+    return 2
+
+  def core_ndim(self, ndim: int) -> int:
+    """Number of trailing axes of a rank-``ndim`` leaf that form one tensor."""
+    del ndim
+    return 2
+
+  def core_axes(self, ndim: int) -> tuple[int, ...]:
+    """The trailing axes reduced over by :meth:`norm` and :meth:`dual_norm`."""
+    return tuple(range(ndim - self.core_ndim(ndim), ndim))
+
+  # -- derived ----------------------------------------------------------------
+
+  def lmo(self, g: jax.Array) -> jax.Array:
+    """The linear minimization oracle ``argmin_{‖t‖≤1} ⟨g, t⟩ = -dualize(g)``."""
+    return -self.dualize(g)
+
+  def init(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """Draws a tensor on the unit sphere of this norm (boundary initialization).
+
+    The direction is ``dualize`` of a standard Gaussian, so ``norm(init(...))``
+    is 1 for every tensor in the batch; ``radius * init(...)`` puts a layer on
+    the boundary of its constraint ball, as in Scion.
+    """
+    shape = tuple(shape)
+    self.check(shape, dtype)
+    g = jax.random.normal(key, shape, jnp.promote_types(dtype, jnp.float32))
+    return self._init_direction(g).astype(dtype)
+
+  def _init_direction(self, g: jax.Array) -> jax.Array:
+    return self.dualize(g)
+
+  def check(self, shape: tuple[int, ...], dtype=None, path: str | None = None) -> None:
+    """Raises a ``ValueError`` naming ``path`` if a leaf cannot take this norm."""
+    shape = tuple(shape)
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
+      raise TypeError(
+        f"{self!r} got a leaf{describe(path)} of shape {shape} and dtype"
+        f" {jnp.dtype(dtype)}; norms act on floating-point arrays. Leave"
+        " integer or boolean leaves out of the optimizer (e.g. with"
+        " optax.partition and optax.set_to_zero)."
+      )
+    if len(shape) < self.min_ndim:
+      raise ValueError(
+        f"{self!r} needs an array of rank >= {self.min_ndim} {self._layout()};"
+        f" got shape {shape}{describe(path)} (rank {len(shape)}). Use"
+        f" {self.low_rank_hint} instead."
+      )
+
+  def _layout(self) -> str:
+    return "(..., fan_in, fan_out)"
+
+  def _checked(self, x: jax.Array) -> jax.Array:
+    x = jnp.asarray(x)
+    self.check(x.shape, x.dtype)
+    return x

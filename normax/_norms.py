@@ -1,0 +1,383 @@
+"""Norms with closed-form LMOs: sign, row/column ℓp balls, RMS and Frobenius.
+
+A matrix leaf is the operator ``x ↦ x @ W`` with ``W`` of shape
+``(..., fan_in, fan_out)``; "row i" is ``W[..., i, :]`` (the image of input
+basis vector ``e_i``), "column j" is ``W[..., :, j]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from normax._base import Norm, compute_dtype, where_nonzero
+
+
+def _nan_where_inf(g: jax.Array, out: jax.Array) -> jax.Array:
+  """Keeps ±inf in ``g`` visible as NaN in an output that would hide it."""
+  return jnp.where(jnp.isinf(g), jnp.nan, out)
+
+
+def _lp_norm(x: jax.Array, p: float, axis: int) -> jax.Array:
+  """ℓp norm along ``axis`` (keepdims), scaled so that no power overflows."""
+  a = jnp.abs(x)
+  if p == math.inf:
+    return jnp.max(a, axis=axis, keepdims=True)
+  if p == 1:
+    return jnp.sum(a, axis=axis, keepdims=True)
+  if p == 2:
+    return jnp.sqrt(jnp.sum(jnp.square(a), axis=axis, keepdims=True))
+  m = jnp.max(a, axis=axis, keepdims=True)
+  r = where_nonzero(m, a)
+  return m * jnp.sum(r**p, axis=axis, keepdims=True) ** (1.0 / p)
+
+
+def _lp_dual_maximizer(g: jax.Array, q: float, axis: int) -> jax.Array:
+  """``argmax ⟨g, t⟩`` over ``‖t‖_{q*} ≤ 1`` along ``axis``, with ``q`` the
+  exponent of the *dual* norm (the norm of ``g``): ``⟨g, t⟩ = ‖g‖_q``."""
+  if q == 1:  # ball of ℓ∞: the sign vector.
+    return _nan_where_inf(g, jnp.sign(g))
+  if q == 2:
+    return where_nonzero(_lp_norm(g, 2, axis), g)
+  a = jnp.abs(g)
+  m = jnp.max(a, axis=axis, keepdims=True)
+  if q == math.inf:  # ball of ℓ1: one signed vertex at the largest entry.
+    idx = jnp.argmax(a, axis=axis, keepdims=True)
+    onehot = (
+      jnp.arange(g.shape[axis]).reshape([-1 if i == axis % g.ndim else 1 for i in range(g.ndim)])
+      == idx
+    )
+    return jnp.where(onehot, jnp.sign(g), 0) + 0 * m  # 0 * m keeps NaN/inf visible.
+  r = where_nonzero(m, a)
+  t = jnp.sign(g) * r ** (q - 1)
+  return where_nonzero(_lp_norm(r, q, axis) ** (q - 1), t)
+
+
+def _conjugate(p: float) -> float:
+  if p == 1:
+    return math.inf
+  if p == math.inf:
+    return 1.0
+  return p / (p - 1)
+
+
+def _validate_p(p: float) -> float:
+  p = float(p)
+  if not p >= 1:
+    raise ValueError(f"p must be in [1, inf], got {p}.")
+  return p
+
+
+@dataclasses.dataclass(frozen=True)
+class Sign(Norm):
+  r"""The max-of-max (ℓ∞-type) norm whose LMO is sign descent.
+
+  ``Sign()`` (normalized, Scion's default for output heads) is the ℓ∞→ℓ∞
+  operator norm through its bound ``d_in · ‖W‖_max``:
+  ``dualize(G) = sign(G) / d_in``, ``dual_norm(G) = ‖G‖₁ / d_in``,
+  ``norm(W) = d_in · ‖W‖_max`` with ``d_in = fan_in = W.shape[-2]``.
+
+  ``Sign(normalized=False)`` (embedding tables) is the ℓ1→ℓ∞ operator norm
+  ``‖W‖_max``: ``dualize(G) = sign(G)``, ``dual_norm(G) = ‖G‖₁``. It is
+  elementwise, so it also takes vectors and scalars.
+
+  Adam with both moving averages switched off is sign descent (Bernstein &
+  Newhouse, 2024, Sec. 3.1).
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.Sign().dualize(jnp.array([[1.0, -2.0], [0.0, 3.0]]))
+    Array([[ 0.5, -0.5],
+           [ 0. ,  0.5]], dtype=float32)
+
+  References:
+    Pethick et al., *Training Deep Learning Models with Norm-Constrained
+    LMOs*, 2025, Table 2 ("Sign").
+  """
+
+  normalized: bool = True
+  name = "sign"
+  low_rank_hint = "normax.Sign(normalized=False) or normax.BiasRMS()"
+
+  @property
+  def min_ndim(self) -> int:
+    return 2 if self.normalized else 0
+
+  def core_ndim(self, ndim: int) -> int:
+    return min(ndim, 2)
+
+  def _scale(self, x: jax.Array) -> float:
+    return 1.0 / x.shape[-2] if self.normalized else 1.0
+
+  def dualize(self, g):
+    g = self._checked(g)
+    return (_nan_where_inf(g, jnp.sign(g)) * self._scale(g)).astype(g.dtype)
+
+  def dual_norm(self, g):
+    g = self._checked(g)
+    axes = self.core_axes(g.ndim)
+    return jnp.sum(jnp.abs(g.astype(compute_dtype(g))), axis=axes) * self._scale(g)
+
+  def norm(self, w):
+    w = self._checked(w)
+    axes = self.core_axes(w.ndim)
+    return jnp.max(jnp.abs(w.astype(compute_dtype(w))), axis=axes) / self._scale(w)
+
+
+@dataclasses.dataclass(frozen=True)
+class ColNorm(Norm):
+  r"""ℓ1→RMS operator norm (Scion's ``ColNorm``), for one-hot inputs.
+
+  Normalizes each row ``i`` of a ``(vocab, features)`` table ``W[..., i, :]``
+  (the embedding of token ``i``; a *column* of the operator in ``d_out × d_in``
+  notation, hence the name) to RMS 1:
+  ``dualize(G)_i = √d_out · G_i / ‖G_i‖₂``,
+  ``dual_norm(G) = √d_out · Σ_i ‖G_i‖₂``, ``norm(W) = max_i ‖W_i‖₂ / √d_out``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.ColNorm().dualize(jnp.array([[3.0, 4.0], [0.0, 0.0]]))
+    Array([[0.8485281, 1.1313709],
+           [0.       , 0.       ]], dtype=float32)
+
+  References:
+    Pethick et al., 2025, Table 2 ("ColNorm").
+  """
+
+  name = "colnorm"
+
+  def dualize(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    d_out = g.shape[-1]
+    return (math.sqrt(d_out) * where_nonzero(_lp_norm(x, 2, -1), x)).astype(g.dtype)
+
+  def dual_norm(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    return math.sqrt(g.shape[-1]) * jnp.sum(_lp_norm(x, 2, -1)[..., 0], axis=-1)
+
+  def norm(self, w):
+    w = self._checked(w)
+    x = w.astype(compute_dtype(w))
+    return jnp.max(_lp_norm(x, 2, -1)[..., 0], axis=-1) / math.sqrt(w.shape[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class RowNorm(Norm):
+  r"""RMS→ℓ∞ operator norm (Scion's ``RowNorm``).
+
+  Normalizes each column ``j`` of a ``(fan_in, fan_out)`` kernel
+  ``W[..., :, j]`` (the weights into output unit ``j``):
+  ``dualize(G)_{·j} = G_{·j} / (√d_in ‖G_{·j}‖₂)``,
+  ``dual_norm(G) = Σ_j ‖G_{·j}‖₂ / √d_in``, ``norm(W) = √d_in · max_j ‖W_{·j}‖₂``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.RowNorm().dualize(jnp.array([[3.0], [4.0]]))
+    Array([[0.42426407],
+           [0.56568545]], dtype=float32)
+
+  References:
+    Pethick et al., 2025, Table 2 ("RowNorm").
+  """
+
+  name = "rownorm"
+
+  def dualize(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    d_in = g.shape[-2]
+    return (where_nonzero(_lp_norm(x, 2, -2), x) / math.sqrt(d_in)).astype(g.dtype)
+
+  def dual_norm(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    return jnp.sum(_lp_norm(x, 2, -2)[..., 0, :], axis=-1) / math.sqrt(g.shape[-2])
+
+  def norm(self, w):
+    w = self._checked(w)
+    x = w.astype(compute_dtype(w))
+    return math.sqrt(w.shape[-2]) * jnp.max(_lp_norm(x, 2, -2)[..., 0, :], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class BiasRMS(Norm):
+  r"""RMS norm of a vector (Scion's ``BiasRMS``), for biases and gains.
+
+  Acts on the last axis (leading axes are a batch, e.g. a scanned stack of
+  biases): ``dualize(g) = g / ‖g‖_RMS = √n · g / ‖g‖₂``,
+  ``dual_norm(g) = √n · ‖g‖₂``, ``norm(w) = ‖w‖_RMS = ‖w‖₂ / √n``.
+  A scalar leaf is a vector of length 1.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.BiasRMS().dualize(jnp.array([3.0, 4.0]))
+    Array([0.8485281, 1.1313709], dtype=float32)
+
+  References:
+    Pethick et al., 2025, Table 2 ("BiasRMS").
+  """
+
+  name = "bias_rms"
+
+  @property
+  def min_ndim(self) -> int:
+    return 0
+
+  def core_ndim(self, ndim: int) -> int:
+    return min(ndim, 1)
+
+  def dualize(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    if g.ndim == 0:
+      return _nan_where_inf(x, jnp.sign(x)).astype(g.dtype)
+    n = g.shape[-1]
+    return (math.sqrt(n) * where_nonzero(_lp_norm(x, 2, -1), x)).astype(g.dtype)
+
+  def dual_norm(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    if g.ndim == 0:
+      return jnp.abs(x)
+    return math.sqrt(g.shape[-1]) * _lp_norm(x, 2, -1)[..., 0]
+
+  def norm(self, w):
+    w = self._checked(w)
+    x = w.astype(compute_dtype(w))
+    if w.ndim == 0:
+      return jnp.abs(x)
+    return _lp_norm(x, 2, -1)[..., 0] / math.sqrt(w.shape[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Frobenius(Norm):
+  r"""Frobenius (ℓ2) norm: normalized gradient descent.
+
+  Acts on the last two axes of a matrix (leading axes are a batch) and on the
+  whole of a vector or scalar: ``dualize(G) = G / ‖G‖_F``,
+  ``dual_norm(G) = norm(G) = ‖G‖_F``. Self-dual.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.Frobenius().dualize(jnp.array([3.0, 4.0]))
+    Array([0.6, 0.8], dtype=float32)
+  """
+
+  name = "frobenius"
+
+  @property
+  def min_ndim(self) -> int:
+    return 0
+
+  def core_ndim(self, ndim: int) -> int:
+    return min(ndim, 2)
+
+  def _fro(self, x):
+    axes = self.core_axes(x.ndim)
+    return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))
+
+  def dualize(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    return where_nonzero(self._fro(x), x).astype(g.dtype)
+
+  def dual_norm(self, g):
+    return self.norm(g)
+
+  def norm(self, w):
+    w = self._checked(w)
+    x = w.astype(compute_dtype(w))
+    return jnp.reshape(self._fro(x), x.shape[: x.ndim - self.core_ndim(x.ndim)])
+
+
+@dataclasses.dataclass(frozen=True)
+class L1ToLp(Norm):
+  r"""The ℓ1→ℓp operator norm: the largest ℓp norm of a row.
+
+  For ``x ↦ x @ W`` the image of input basis vector ``e_i`` is row
+  ``W[..., i, :]``, so ``‖W‖_{1→p} = max_i ‖W_i‖_p``. Its dual norm is
+  ``Σ_i ‖G_i‖_q`` with ``1/p + 1/q = 1``, and ``dualize`` maximizes
+  ``⟨G_i, T_i⟩`` over the ℓp unit ball row by row:
+  ``T_i = sign(G_i) |G_i|^{q-1} / ‖G_i‖_q^{q-1}`` (``p = ∞``: ``sign(G)``;
+  ``p = 1``: a signed one-hot at each row's largest entry).
+
+  ``L1ToLp(inf)`` is ``Sign(normalized=False)``; ``L1ToLp(2)`` is ``ColNorm``
+  without its ``√d_out`` RMS scaling.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.L1ToLp(2.0).norm(jnp.array([[3.0, 4.0], [1.0, 0.0]]))
+    Array(5., dtype=float32)
+
+  References:
+    Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Prop. 8.
+  """
+
+  p: float = 2.0
+  name = "l1_to_lp"
+
+  def __post_init__(self):
+    object.__setattr__(self, "p", _validate_p(self.p))
+
+  def dualize(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    return _lp_dual_maximizer(x, _conjugate(self.p), -1).astype(g.dtype)
+
+  def dual_norm(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    return jnp.sum(_lp_norm(x, _conjugate(self.p), -1)[..., 0], axis=-1)
+
+  def norm(self, w):
+    w = self._checked(w)
+    x = w.astype(compute_dtype(w))
+    return jnp.max(_lp_norm(x, self.p, -1)[..., 0], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class LpToLinf(Norm):
+  r"""The ℓp→ℓ∞ operator norm: the largest dual-ℓp norm of a column.
+
+  ``‖x @ W‖_∞ = max_j |⟨x, W_{·j}⟩| ≤ ‖x‖_p ‖W_{·j}‖_{p*}`` (Hölder, tight),
+  so ``‖W‖_{p→∞} = max_j ‖W_{·j}‖_{p*}`` with ``1/p + 1/p* = 1``. Its dual
+  norm is ``Σ_j ‖G_{·j}‖_p`` and ``dualize`` maximizes column by column:
+  ``T_{·j} = sign(G_{·j}) |G_{·j}|^{p-1} / ‖G_{·j}‖_p^{p-1}``.
+
+  ``LpToLinf(2)`` is ``RowNorm`` without its ``1/√d_in`` RMS scaling;
+  ``LpToLinf(1)`` is ``Sign(normalized=False)``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.LpToLinf(2.0).norm(jnp.array([[3.0, 1.0], [4.0, 0.0]]))
+    Array(5., dtype=float32)
+
+  References:
+    Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Prop. 8.
+  """
+
+  p: float = 2.0
+  name = "lp_to_linf"
+
+  def __post_init__(self):
+    object.__setattr__(self, "p", _validate_p(self.p))
+
+  def dualize(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    return _lp_dual_maximizer(x, self.p, -2).astype(g.dtype)
+
+  def dual_norm(self, g):
+    g = self._checked(g)
+    x = g.astype(compute_dtype(g))
+    return jnp.sum(_lp_norm(x, self.p, -2)[..., 0, :], axis=-1)
+
+  def norm(self, w):
+    w = self._checked(w)
+    x = w.astype(compute_dtype(w))
+    return jnp.max(_lp_norm(x, _conjugate(self.p), -2)[..., 0, :], axis=-1)

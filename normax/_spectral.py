@@ -1,0 +1,188 @@
+"""Spectral norms: RMS→RMS operator norm of dense and convolution kernels."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from normax._base import Norm, compute_dtype, describe
+from normax._newton_schulz import newton_schulz, orthogonalize_svd, resolve_coefficients
+
+Method = Literal["newton_schulz", "svd"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Spectral(Norm):
+  r"""RMS→RMS operator norm of a dense kernel (Scion's ``Spectral``; Muon).
+
+  For ``W`` of shape ``(..., d_in, d_out)`` (a Flax ``Dense`` kernel; leading
+  axes are a batch of independent matrices), with ``G = U Σ Vᵀ``:
+
+  .. math::
+    \mathrm{dualize}(G) = \sqrt{d_{out}/d_{in}}\, U Vᵀ, \quad
+    \|G\|^† = \sqrt{d_{out}/d_{in}}\, \textstyle\sum_i σ_i, \quad
+    \|W\| = \sqrt{d_{in}/d_{out}}\, σ_{max}(W).
+
+  Steepest descent under it is Shampoo without accumulation (Bernstein &
+  Newhouse, 2024, Sec. 3.2) and, with momentum, Muon.
+
+  Args:
+    method: ``"newton_schulz"`` (default; matmuls only, approximate) or
+      ``"svd"`` (exact; for reference and tests). :meth:`dual_norm` and
+      :meth:`norm` are always exact.
+    steps: Newton–Schulz iterations.
+    coefficients: Newton–Schulz schedule: ``"quintic"`` (classic Muon
+      ``(3.4445, -4.7750, 2.0315)``), ``"polar_express"``, ``"cubic"``, one
+      ``(a, b, c)`` triple, or one triple per step (a tuple of tuples).
+    compute_dtype: dtype of the Newton–Schulz iterate, e.g. ``"bfloat16"`` on
+      GPU/TPU (products accumulate in float32). ``None``: float32.
+    precision: ``jax.lax.Precision`` of the Newton–Schulz matmuls.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, normax
+    >>> g = jax.random.normal(jax.random.key(0), (4, 8))
+    >>> d = normax.Spectral(method="svd").dualize(g)
+    >>> bool(jnp.allclose(normax.Spectral().norm(d), 1.0, atol=1e-5))
+    True
+
+  References:
+    Pethick et al., 2025, Table 2 ("Spectral"); Jordan et al., *Muon*, 2024;
+    Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024.
+  """
+
+  method: Method = "newton_schulz"
+  steps: int = 5
+  coefficients: str | tuple = "quintic"
+  compute_dtype: str | None = None
+  precision: str | None = None
+  name = "spectral"
+
+  def __post_init__(self):
+    if self.method not in ("newton_schulz", "svd"):
+      raise ValueError(f"Spectral method must be 'newton_schulz' or 'svd', got {self.method!r}.")
+    coeffs = self.coefficients
+    if not isinstance(coeffs, str):  # Freeze lists so the norm stays hashable.
+      coeffs = tuple(
+        tuple(float(v) for v in c) if not isinstance(c, int | float) else float(c) for c in coeffs
+      )
+      object.__setattr__(self, "coefficients", coeffs)
+    resolve_coefficients(coeffs, self.steps)  # Validates eagerly.
+    if self.compute_dtype is not None:
+      object.__setattr__(self, "compute_dtype", jnp.dtype(self.compute_dtype).name)
+
+  # -- matrix view ------------------------------------------------------------
+
+  def _as_matrices(self, x: jax.Array) -> tuple[jax.Array, float]:
+    """The ``(..., m, n)`` matrices the norm acts on, and the dualize scale."""
+    d_in, d_out = x.shape[-2:]
+    return x, math.sqrt(d_out / d_in)
+
+  def orthogonalize(self, g: jax.Array) -> jax.Array:
+    """``U Vᵀ`` of each matrix, by this norm's method (no dimension scale)."""
+    if self.method == "svd":
+      return orthogonalize_svd(g)
+    return newton_schulz(
+      g,
+      steps=self.steps,
+      coefficients=self.coefficients,
+      compute_dtype=self.compute_dtype,
+      precision=self.precision,
+    )
+
+  # -- Norm interface ---------------------------------------------------------
+
+  def dualize(self, g):
+    g = self._checked(g)
+    mats, scale = self._as_matrices(g)
+    out = self.orthogonalize(mats)
+    return (out.astype(compute_dtype(g)) * scale).astype(g.dtype).reshape(g.shape)
+
+  def dual_norm(self, g):
+    g = self._checked(g)
+    mats, scale = self._as_matrices(g)
+    s = jnp.linalg.svd(mats.astype(compute_dtype(g)), compute_uv=False)
+    return scale * jnp.sum(s, axis=-1)
+
+  def norm(self, w):
+    w = self._checked(w)
+    mats, scale = self._as_matrices(w)
+    s = jnp.linalg.svd(mats.astype(compute_dtype(w)), compute_uv=False)
+    return jnp.max(s, axis=-1) / scale
+
+  def _init_direction(self, g):
+    mats, scale = self._as_matrices(g)
+    return (orthogonalize_svd(mats) * scale).reshape(g.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectralConv(Spectral):
+  r"""Spectral norm of a convolution kernel, per spatial tap (RMS→RMS).
+
+  A kernel of shape ``(*spatial, c_in, c_out)`` (Flax ``Conv``: 1-D, 2-D or
+  3-D) is read as the ``(k·c_in, c_out)`` matrix that stacks its
+  ``k = prod(spatial)`` taps, and
+
+  .. math::
+    \mathrm{dualize}(G) = \frac{\sqrt{c_{out}/c_{in}}}{k}\, U Vᵀ, \quad
+    \|G\|^† = \frac{\sqrt{c_{out}/c_{in}}}{k} \textstyle\sum_i σ_i, \quad
+    \|W\| = k \sqrt{c_{in}/c_{out}}\, σ_{max}(W),
+
+  with ``U Σ Vᵀ`` the SVD of that reshape. This is Scion's convolution
+  scaling (``Spectral`` on the flattened kernel, divided by the number of
+  taps).
+
+  Args:
+    spatial_dims: Number of spatial axes. ``None`` takes every axis before
+      the last two as spatial (no batch axes); pass it explicitly for a
+      scanned stack of conv kernels, whose leading axes are then a batch.
+    **kwargs: The Newton–Schulz options of :class:`Spectral`.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, normax
+    >>> k = normax.SpectralConv().init(jax.random.key(0), (3, 3, 8, 16))
+    >>> bool(jnp.allclose(normax.SpectralConv().norm(k), 1.0, atol=1e-5))
+    True
+
+  References:
+    Pethick et al., 2025, Sec. 5 and their reference code's conv scaling.
+  """
+
+  spatial_dims: int | None = None
+  name = "spectral_conv"
+  low_rank_hint = "normax.Spectral() for dense kernels"
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.spatial_dims is not None and self.spatial_dims < 1:
+      raise ValueError(f"spatial_dims must be >= 1, got {self.spatial_dims}.")
+
+  @property
+  def min_ndim(self) -> int:
+    return 3 if self.spatial_dims is None else self.spatial_dims + 2
+
+  def core_ndim(self, ndim: int) -> int:
+    return ndim if self.spatial_dims is None else self.spatial_dims + 2
+
+  def _layout(self) -> str:
+    return "(*spatial, c_in, c_out)"
+
+  def check(self, shape, dtype=None, path=None):
+    super().check(shape, dtype, path)
+    if self.spatial_dims is None and len(shape) > 5:
+      raise ValueError(
+        f"{self!r} got shape {tuple(shape)}{describe(path)}: more than 3 spatial"
+        " axes. For a scanned stack of conv kernels pass spatial_dims, e.g."
+        " normax.SpectralConv(spatial_dims=2)."
+      )
+
+  def _as_matrices(self, x):
+    core = self.core_ndim(x.ndim)
+    batch = x.shape[: x.ndim - core]
+    spatial = x.shape[x.ndim - core : -2]
+    c_in, c_out = x.shape[-2:]
+    k = math.prod(spatial)
+    return x.reshape(*batch, k * c_in, c_out), math.sqrt(c_out / c_in) / k
