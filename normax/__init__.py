@@ -14,9 +14,12 @@ from normax._norms import L1ToLp as L1ToLp
 from normax._norms import LpToLinf as LpToLinf
 from normax._norms import RowNorm as RowNorm
 from normax._norms import Sign as Sign
+from normax._paths import path_to_str as path_to_str
+from normax._paths import tree_paths as tree_paths
 from normax._registry import available_norms as available_norms
 from normax._registry import get_norm as get_norm
 from normax._registry import register_norm as register_norm
+from normax._spec import LayerSpec as LayerSpec
 from normax._spectral import Spectral as Spectral
 from normax._spectral import SpectralConv as SpectralConv
 

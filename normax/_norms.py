@@ -139,9 +139,9 @@ class ColNorm(Norm):
 
   Examples:
     >>> import jax.numpy as jnp, normax
-    >>> normax.ColNorm().dualize(jnp.array([[3.0, 4.0], [0.0, 0.0]]))
-    Array([[0.8485281, 1.1313709],
-           [0.       , 0.       ]], dtype=float32)
+    >>> normax.ColNorm().dualize(jnp.array([[3.0, 4.0], [0.0, 0.0]])).round(4)
+    Array([[0.8485, 1.1314],
+           [0.    , 0.    ]], dtype=float32)
 
   References:
     Pethick et al., 2025, Table 2 ("ColNorm").
@@ -177,9 +177,9 @@ class RowNorm(Norm):
 
   Examples:
     >>> import jax.numpy as jnp, normax
-    >>> normax.RowNorm().dualize(jnp.array([[3.0], [4.0]]))
-    Array([[0.42426407],
-           [0.56568545]], dtype=float32)
+    >>> normax.RowNorm().dualize(jnp.array([[3.0], [4.0]])).round(4)
+    Array([[0.4243],
+           [0.5657]], dtype=float32)
 
   References:
     Pethick et al., 2025, Table 2 ("RowNorm").
@@ -215,8 +215,8 @@ class BiasRMS(Norm):
 
   Examples:
     >>> import jax.numpy as jnp, normax
-    >>> normax.BiasRMS().dualize(jnp.array([3.0, 4.0]))
-    Array([0.8485281, 1.1313709], dtype=float32)
+    >>> normax.BiasRMS().dualize(jnp.array([3.0, 4.0])).round(4)
+    Array([0.8485, 1.1314], dtype=float32)
 
   References:
     Pethick et al., 2025, Table 2 ("BiasRMS").

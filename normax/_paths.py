@@ -1,0 +1,43 @@
+"""Parameter paths as ``/``-joined strings, the same for every kind of pytree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+
+def _key_str(key: Any) -> str:
+  if isinstance(key, jax.tree_util.DictKey):
+    return str(key.key)
+  if isinstance(key, jax.tree_util.SequenceKey):
+    return str(key.idx)
+  if isinstance(key, jax.tree_util.GetAttrKey):
+    return str(key.name)
+  if isinstance(key, jax.tree_util.FlattenedIndexKey):
+    return str(key.key)
+  return str(getattr(key, "key", key))
+
+
+def path_to_str(path: tuple[Any, ...]) -> str:
+  """Joins a JAX key path with ``/``.
+
+  A trailing ``value`` component, which the ``nnx.Param`` wrappers that
+  ``nnx.Optimizer`` hands to ``init`` add, is dropped, so a parameter has the
+  same path at ``init`` (wrapped) and at ``update`` (pure arrays).
+
+  Examples:
+    >>> import jax, normax
+    >>> tree = {"params": {"Dense_0": {"kernel": 0.0}}, "layers": [{"w": 0.0}]}
+    >>> [normax.path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    ['layers/0/w', 'params/Dense_0/kernel']
+  """
+  parts = [_key_str(k) for k in path]
+  if len(parts) > 1 and parts[-1] == "value":
+    parts = parts[:-1]
+  return "/".join(parts)
+
+
+def tree_paths(tree: Any, is_leaf=None) -> Any:
+  """A pytree of the same structure as ``tree`` holding each leaf's path string."""
+  return jax.tree_util.tree_map_with_path(lambda p, _: path_to_str(p), tree, is_leaf=is_leaf)
