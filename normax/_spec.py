@@ -18,12 +18,14 @@ class LayerSpec:
   uses ``norm``, the step is scaled by ``radius``, and ``decay`` adds ``μ·x``
   before the learning rate, so the update is ``x ← (1-γμ)x - γρ·dualize(d)``.
   ``decay=1`` is Scion's constrained mode (``‖x‖ ≤ ρ`` in ``norm``), ``0``
-  unconstrained.
+  unconstrained, and ``None`` (the default) leaves the choice to the
+  optimizer (``normax.scion(..., constrained=True)`` gives ``1``).
 
   Args:
     norm: A :class:`normax.Norm` or a registered name (``"spectral"``).
     radius: ρ, a float or an ``optax.Schedule``.
-    decay: μ, a float or an ``optax.Schedule``.
+    decay: μ, a float, an ``optax.Schedule``, or ``None`` for the optimizer's
+      default.
 
   Examples:
     >>> import normax
@@ -33,7 +35,7 @@ class LayerSpec:
 
   norm: Norm | str
   radius: float | optax.Schedule = 1.0
-  decay: float | optax.Schedule = 0.0
+  decay: float | optax.Schedule | None = None
 
   def __post_init__(self):
     object.__setattr__(self, "norm", get_norm(self.norm))
