@@ -1,6 +1,11 @@
 """normax: steepest descent under layerwise operator norms, for JAX and Optax."""
 
 from normax._base import Norm as Norm
+from normax._decay import add_constrained_decay as add_constrained_decay
+from normax._dual_norm import scale_by_dual_norm as scale_by_dual_norm
+from normax._lmo import scale_by_lmo as scale_by_lmo
+from normax._momentum import MomentumState as MomentumState
+from normax._momentum import momentum as momentum
 from normax._newton_schulz import CUBIC as CUBIC
 from normax._newton_schulz import QUINTIC as QUINTIC
 from normax._newton_schulz import newton_schulz as newton_schulz
@@ -14,8 +19,13 @@ from normax._norms import L1ToLp as L1ToLp
 from normax._norms import LpToLinf as LpToLinf
 from normax._norms import RowNorm as RowNorm
 from normax._norms import Sign as Sign
+from normax._optimizers import normalized_sgd as normalized_sgd
+from normax._optimizers import scion as scion
+from normax._optimizers import sign_descent as sign_descent
+from normax._optimizers import steepest_descent as steepest_descent
 from normax._paths import path_to_str as path_to_str
 from normax._paths import tree_paths as tree_paths
+from normax._radius import scale_by_radius as scale_by_radius
 from normax._registry import available_norms as available_norms
 from normax._registry import get_norm as get_norm
 from normax._registry import register_norm as register_norm
@@ -32,17 +42,27 @@ __all__ = (
   "Frobenius",
   "L1ToLp",
   "LpToLinf",
+  "MomentumState",
   "Norm",
   "QUINTIC",
   "RowNorm",
   "Sign",
   "Spectral",
   "SpectralConv",
+  "add_constrained_decay",
   "available_norms",
   "get_norm",
+  "momentum",
   "newton_schulz",
+  "normalized_sgd",
   "orthogonalize_svd",
   "polar_express_coefficients",
   "register_norm",
+  "scale_by_dual_norm",
+  "scale_by_lmo",
+  "scale_by_radius",
   "schedule_bound",
+  "scion",
+  "sign_descent",
+  "steepest_descent",
 )

@@ -1,0 +1,83 @@
+"""``add_constrained_decay``: the ``μ·x`` term that keeps Scion's weights in a ball."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from normax._leafwise import cast_scalar, leaf_paths, resolve_scalars
+from normax._momentum import _safe_increment
+
+
+class AddConstrainedDecayState(NamedTuple):
+  """Step count, for decay schedules."""
+
+  count: jax.Array
+
+
+def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
+  r"""Adds ``μ·x`` to the update, before the learning rate (Scion's SCG).
+
+  Placed after :func:`normax.scale_by_lmo` and :func:`normax.scale_by_radius`
+  and before ``optax.scale_by_learning_rate(γ)``, the step becomes
+
+  .. math::
+    x \leftarrow x - γ\,(ρ\,\mathrm{dualize}(d) + μ x)
+      = (1 - γμ)\, x - γρ\, \mathrm{dualize}(d).
+
+  ``μ = 1`` is the constrained SCG of Scion: a convex combination of ``x``
+  and ``-(ρ/μ)·dualize(d)``, which lies in the ball of radius ``ρ/μ``, so a
+  layer with ``‖x‖ ≤ ρ/μ`` stays inside for every ``γμ ∈ [0, 1]``. ``μ = 0``
+  is the unconstrained uSCG. Unlike ``optax.add_decayed_weights`` (AdamW's
+  decoupled decay, identical arithmetic) the decay here belongs to the
+  constraint: it is exactly what bounds the weights.
+
+  Args:
+    decay: ``μ`` for every leaf, a float or an ``optax.Schedule``; or a pytree
+      of floats/schedules with the parameters' structure (or a prefix of
+      it). ``None`` leaves get no decay.
+
+  Returns:
+    An ``optax.GradientTransformation`` that needs ``params`` in ``update``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> tx = normax.add_constrained_decay(0.5)
+    >>> params = {"w": jnp.array([2.0, -2.0])}
+    >>> u, _ = tx.update({"w": jnp.array([1.0, 1.0])}, tx.init(params), params)
+    >>> u["w"]
+    Array([2., 0.], dtype=float32)
+
+  References:
+    Pethick et al., *Training Deep Learning Models with Norm-Constrained
+    LMOs*, 2025, Sec. 3, Algorithm 1 (SCG: ``x ← (1-γ)x + γρ·lmo(d)``).
+  """
+
+  def init_fn(params):
+    del params
+    return AddConstrainedDecayState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError(
+        "normax.add_constrained_decay needs the parameters: call tx.update(grads, state, params)."
+      )
+    flat, treedef = jax.tree.flatten(updates)
+    try:
+      flat_p = treedef.flatten_up_to(params)
+    except (ValueError, TypeError) as e:
+      raise ValueError(
+        f"add_constrained_decay: params do not match the updates' structure"
+        f" (update paths {leaf_paths(updates)}). {e}"
+      ) from None
+    mus = resolve_scalars(decay, updates, state.count, "decay")
+    out = [
+      u if mu is None else u + cast_scalar(mu, u.dtype) * p.astype(u.dtype)
+      for mu, u, p in zip(mus, flat, flat_p, strict=True)
+    ]
+    return treedef.unflatten(out), AddConstrainedDecayState(count=_safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)

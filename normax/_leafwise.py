@@ -1,0 +1,125 @@
+"""Per-leaf hyperparameters: one value for all leaves, a (prefix) pytree, or a callable.
+
+Every normax transform that takes a per-leaf setting (a norm, a radius, a
+decay) resolves it here against the *updates* tree at trace time, so that
+errors name the parameter path and shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from normax._base import Norm
+from normax._paths import path_to_str
+from normax._registry import get_norm
+
+
+class _Box:
+  """Holds one per-leaf value as an opaque pytree leaf (``None`` included)."""
+
+  __slots__ = ("value",)
+
+  def __init__(self, value):
+    self.value = value
+
+
+def is_scalar_hyperparam(x: Any) -> bool:
+  """A float, an int, a scalar array, or a schedule (any callable)."""
+  if isinstance(x, bool):
+    return False
+  if isinstance(x, int | float | np.number):
+    return True
+  if isinstance(x, jax.Array | np.ndarray):
+    return x.ndim == 0
+  return callable(x)
+
+
+def is_norm_spec(x: Any) -> bool:
+  return isinstance(x, Norm | str)
+
+
+def leaf_paths(tree: Any) -> list[str]:
+  """Path strings of ``tree``'s leaves, in ``jax.tree.leaves`` order."""
+  return [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def broadcast_spec(
+  spec: Any, tree: Any, *, is_spec: Callable[[Any], bool], what: str, allow_callable: bool
+) -> list[Any]:
+  """One spec value per leaf of ``tree`` (``jax.tree.leaves`` order).
+
+  ``spec`` is a single value (``is_spec``), a pytree whose leaves are values
+  or ``None`` and which is ``tree`` or a prefix of it, or (if
+  ``allow_callable``) a callable ``tree -> such a pytree``.
+  """
+  if is_spec(spec):
+    return [spec] * len(jax.tree.leaves(tree))
+  if allow_callable and callable(spec):
+    spec = spec(tree)
+    if is_spec(spec):
+      return [spec] * len(jax.tree.leaves(tree))
+  is_leaf = lambda x: x is None or is_spec(x)
+  try:
+    boxed = jax.tree.map(
+      lambda s, sub: jax.tree.map(lambda _: _Box(s), sub), spec, tree, is_leaf=is_leaf
+    )
+  except (ValueError, TypeError) as e:
+    raise ValueError(
+      f"The {what} tree does not match the parameters. It must be a single"
+      f" value, or a pytree with the parameters' structure (or a prefix of it)"
+      f" whose leaves are {what} values or None. Parameter paths:"
+      f" {leaf_paths(tree)}. JAX said: {e}"
+    ) from None
+  return [b.value for b in jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, _Box))]
+
+
+def resolve_norms(norms: Any, tree: Any) -> list[Norm | None]:
+  """One ``Norm`` (or ``None``: pass through) per leaf of ``tree``."""
+  specs = broadcast_spec(norms, tree, is_spec=is_norm_spec, what="norm", allow_callable=True)
+  out = []
+  for spec, path, leaf in zip(specs, leaf_paths(tree), jax.tree.leaves(tree), strict=True):
+    if spec is None:
+      out.append(None)
+      continue
+    if not is_norm_spec(spec):
+      raise TypeError(
+        f"Expected a normax.Norm, a norm name or None for the parameter at"
+        f" {path!r}; got {type(spec).__name__}: {spec!r}."
+      )
+    norm = get_norm(spec)
+    norm.check(jnp.shape(leaf), jnp.result_type(leaf), path)
+    out.append(norm)
+  return out
+
+
+def resolve_scalars(value: Any, tree: Any, count: jax.Array, what: str) -> list[Any]:
+  """One scalar per leaf of ``tree``, schedules evaluated at ``count``.
+
+  ``None`` leaves (in a tree) come back as ``None``.
+  """
+  specs = broadcast_spec(value, tree, is_spec=is_scalar_hyperparam, what=what, allow_callable=False)
+  return [evaluate(s, count) for s in specs]
+
+
+def evaluate(value: Any, count: jax.Array) -> Any:
+  """A schedule's value at ``count``; a number or ``None`` as is."""
+  if value is None:
+    return None
+  return value(count) if callable(value) else value
+
+
+def has_schedule(value: Any) -> bool:
+  """Whether ``value`` (a scalar or a pytree of them) holds any schedule."""
+  if is_scalar_hyperparam(value):
+    return callable(value)
+  return any(callable(v) for v in jax.tree.leaves(value, is_leaf=is_scalar_hyperparam))
+
+
+def cast_scalar(x: Any, dtype) -> jax.Array:
+  """``x`` as a scalar array of ``dtype`` (strict-promotion safe)."""
+  return jnp.asarray(x).astype(dtype)

@@ -1,0 +1,71 @@
+"""``scale_by_lmo``: replace each update by its norm's dualized direction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import optax
+
+from normax._leafwise import resolve_norms
+
+
+def map_with_norms(fn, norms: Any, updates: optax.Updates) -> optax.Updates:
+  """``fn(norm, leaf)`` on each leaf whose norm is not ``None``; others as is."""
+  flat, treedef = jax.tree.flatten(updates)
+  resolved = resolve_norms(norms, updates)
+  out = [leaf if n is None else fn(n, leaf) for n, leaf in zip(resolved, flat, strict=True)]
+  return treedef.unflatten(out)
+
+
+def scale_by_lmo(norms: Any) -> optax.GradientTransformation:
+  r"""Dualizes each update under its layer's norm (the LMO step of Scion).
+
+  Per leaf, with ``d`` the incoming update (e.g. a momentum):
+
+  .. math::
+    d \mapsto \mathrm{dualize}(d) = \operatorname{argmax}_{\|t\| \le 1}
+    \langle d, t \rangle = -\mathrm{lmo}(d).
+
+  The output is gradient-aligned, so the final
+  ``optax.scale_by_learning_rate`` turns it into Scion's
+  ``x ← x + γ·lmo(d)``.
+
+  Args:
+    norms: One :class:`normax.Norm` or name for every leaf; a pytree of
+      norms/names with the parameters' structure (or a prefix of it, a norm
+      at an inner node covering its whole subtree); or a callable taking the
+      updates (same structure and shapes as the parameters) and returning
+      such a pytree. A ``None`` in the tree passes that leaf's update through
+      unchanged (use ``optax.partition`` to give it another transform).
+      Each leaf is validated with :meth:`normax.Norm.check` at trace time;
+      errors name the parameter path.
+
+  Returns:
+    A stateless ``optax.GradientTransformation``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> tx = normax.scale_by_lmo({"w": "sign", "b": "bias_rms"})
+    >>> g = {"w": jnp.array([[1.0, -2.0], [3.0, 0.0]]), "b": jnp.array([3.0, -4.0, 0.0, 0.0])}
+    >>> u, _ = tx.update(g, tx.init(g))
+    >>> u["w"]
+    Array([[ 0.5, -0.5],
+           [ 0.5,  0. ]], dtype=float32)
+    >>> u["b"]  # √4 · b / ‖b‖₂
+    Array([ 1.2, -1.6,  0. ,  0. ], dtype=float32)
+
+  References:
+    Pethick et al., *Training Deep Learning Models with Norm-Constrained
+    LMOs*, 2025, Sec. 3 (uSCG/SCG) and Table 2 (layerwise norms).
+  """
+
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None):
+    del params
+    return map_with_norms(lambda n, u: n.dualize(u), norms, updates), state
+
+  return optax.GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,66 @@
+"""``scale_by_radius``: multiply each update by its layer's radius ρ."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from normax._leafwise import cast_scalar, resolve_scalars
+from normax._momentum import _safe_increment
+
+
+class ScaleByRadiusState(NamedTuple):
+  """Step count, for radius schedules."""
+
+  count: jax.Array
+
+
+def scale_by_radius(radius: Any) -> optax.GradientTransformation:
+  r"""Scales each update by its layer's radius ``ρ`` (Scion's per-layer scale).
+
+  .. math::
+    u \mapsto ρ\, u,
+
+  so after :func:`normax.scale_by_lmo` the step ``-γρ·dualize(d)`` has norm
+  ``γρ`` in that layer's norm.
+
+  Args:
+    radius: ``ρ`` for every leaf, a float or an ``optax.Schedule`` of the
+      step count; or a pytree of floats/schedules with the parameters'
+      structure (or a prefix of it). A callable is always read as a
+      schedule; per-role radii come from a tree or from ``optax.partition``
+      (as :func:`normax.scion` does). ``None`` leaves pass through.
+
+  Returns:
+    An ``optax.GradientTransformation`` with a step count in its state.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> tx = normax.scale_by_radius({"w": 2.0, "b": 0.5})
+    >>> g = {"w": jnp.ones(2), "b": jnp.ones(2)}
+    >>> u, _ = tx.update(g, tx.init(g))
+    >>> u["w"], u["b"]
+    (Array([2., 2.], dtype=float32), Array([0.5, 0.5], dtype=float32))
+
+  References:
+    Pethick et al., *Training Deep Learning Models with Norm-Constrained
+    LMOs*, 2025, Sec. 3 (radius ρ) and Sec. 5 (per-layer radii).
+  """
+
+  def init_fn(params):
+    del params
+    return ScaleByRadiusState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    del params
+    flat, treedef = jax.tree.flatten(updates)
+    radii = resolve_scalars(radius, updates, state.count, "radius")
+    out = [
+      u if r is None else u * cast_scalar(r, u.dtype) for r, u in zip(radii, flat, strict=True)
+    ]
+    return treedef.unflatten(out), ScaleByRadiusState(count=_safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
