@@ -6,6 +6,7 @@ from normax._dual_norm import scale_by_dual_norm as scale_by_dual_norm
 from normax._lmo import scale_by_lmo as scale_by_lmo
 from normax._momentum import MomentumState as MomentumState
 from normax._momentum import momentum as momentum
+from normax._muon import muon as muon
 from normax._newton_schulz import CUBIC as CUBIC
 from normax._newton_schulz import QUINTIC as QUINTIC
 from normax._newton_schulz import newton_schulz as newton_schulz
@@ -53,6 +54,7 @@ __all__ = (
   "available_norms",
   "get_norm",
   "momentum",
+  "muon",
   "newton_schulz",
   "normalized_sgd",
   "orthogonalize_svd",

@@ -31,7 +31,9 @@ class _Labelled:
     self.label, self.path = label, path
 
 
-def checked_labels(labels: Any, known: Mapping[str, Any], what: str) -> Callable[[Any], Any]:
+def checked_labels(
+  labels: Any, known: Mapping[str, Any], what: str, fix: str | None = None
+) -> Callable[[Any], Any]:
   """A label function for ``optax.partition`` that rejects unknown labels.
 
   The error names every unknown label and the parameter paths carrying it.
@@ -55,10 +57,12 @@ def checked_labels(labels: Any, known: Mapping[str, Any], what: str) -> Callable
         unknown.setdefault(item.label, []).append(item.path)
     if unknown:
       lines = "\n".join(f"  {k!r} at {', '.join(map(repr, v))}" for k, v in unknown.items())
-      raise ValueError(
-        f"These labels have no entry in {what} (known: {sorted(known)}):\n{lines}\n"
+      hint = fix or (
         f"Add them, e.g. {what}[{next(iter(unknown))!r}] = normax.LayerSpec('spectral'),"
         " or change the label rules."
+      )
+      raise ValueError(
+        f"These labels have no entry in {what} (known: {sorted(known)}):\n{lines}\n{hint}"
       )
     return lab
 
