@@ -26,6 +26,8 @@ from normax._optimizers import sign_descent as sign_descent
 from normax._optimizers import steepest_descent as steepest_descent
 from normax._paths import path_to_str as path_to_str
 from normax._paths import tree_paths as tree_paths
+from normax._projection import project as project
+from normax._projection import project_to_norm_ball as project_to_norm_ball
 from normax._radius import scale_by_radius as scale_by_radius
 from normax._registry import available_norms as available_norms
 from normax._registry import get_norm as get_norm
@@ -59,6 +61,8 @@ __all__ = (
   "normalized_sgd",
   "orthogonalize_svd",
   "polar_express_coefficients",
+  "project",
+  "project_to_norm_ball",
   "register_norm",
   "scale_by_dual_norm",
   "scale_by_lmo",

@@ -1,0 +1,196 @@
+"""Projection onto norm balls and spheres (nGPT-style weight normalization)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from normax._base import Norm, compute_dtype
+from normax._leafwise import resolve_norms, resolve_scalars
+from normax._momentum import _safe_increment
+from normax._newton_schulz import orthogonalize_svd
+from normax._norms import BiasRMS, ColNorm, Frobenius, L1ToLp, LpToLinf, RowNorm, Sign
+from normax._spectral import Spectral
+
+
+def _rescale(x: jax.Array, size: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
+  """``x · bound/size`` (sphere) or ``x · min(1, bound/size)`` (ball); zero stays zero."""
+  safe = jnp.where(size == 0, jnp.ones_like(size), size)
+  factor = bound / safe
+  if not sphere:
+    factor = jnp.minimum(factor, 1)
+  return x * jnp.where(size == 0, jnp.ones_like(factor), factor)
+
+
+def _l2(x: jax.Array, axes) -> jax.Array:
+  return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))
+
+
+def _clip(x: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
+  return bound * jnp.sign(x) if sphere else jnp.clip(x, -bound, bound)
+
+
+def project_leaf(norm: Norm, w: jax.Array, radius: Any, sphere: bool = False) -> jax.Array:
+  """Projects one tensor onto ``‖w‖ ≤ radius`` (or ``= radius``) in ``norm``."""
+  x = w.astype(compute_dtype(w))
+  r = jnp.asarray(radius).astype(x.dtype)
+  if isinstance(norm, Spectral):  # Also SpectralConv: clip singular values.
+    mats, scale = norm._as_matrices(x)
+    if sphere:
+      out = orthogonalize_svd(mats) * (r * scale)
+    else:
+      u, s, vt = jnp.linalg.svd(mats, full_matrices=False)
+      out = jnp.matmul(u * jnp.minimum(s, r * scale)[..., None, :], vt)
+    out = out.reshape(x.shape)
+  elif isinstance(norm, Sign) or (isinstance(norm, L1ToLp) and norm.p == math.inf):
+    normalized = isinstance(norm, Sign) and norm.normalized
+    out = _clip(x, r / x.shape[-2] if normalized else r, sphere)
+  elif isinstance(norm, LpToLinf) and norm.p == 1:
+    out = _clip(x, r, sphere)
+  elif isinstance(norm, ColNorm):
+    out = _rescale(x, _l2(x, -1), r * math.sqrt(x.shape[-1]), sphere)
+  elif isinstance(norm, L1ToLp) and norm.p == 2:
+    out = _rescale(x, _l2(x, -1), r, sphere)
+  elif isinstance(norm, RowNorm):
+    out = _rescale(x, _l2(x, -2), r / math.sqrt(x.shape[-2]), sphere)
+  elif isinstance(norm, LpToLinf) and norm.p == 2:
+    out = _rescale(x, _l2(x, -2), r, sphere)
+  elif isinstance(norm, BiasRMS) and x.ndim == 0:
+    out = _clip(x, r, sphere)
+  elif isinstance(norm, BiasRMS):
+    out = _rescale(x, _l2(x, -1), r * math.sqrt(x.shape[-1]), sphere)
+  elif isinstance(norm, Frobenius):
+    out = _rescale(x, _l2(x, norm.core_axes(x.ndim)), r, sphere)
+  else:  # Radial retraction: exact on the ray, not the nearest point in general.
+    size = norm.norm(x).astype(x.dtype)
+    size = jnp.reshape(size, size.shape + (1,) * (x.ndim - size.ndim))
+    out = _rescale(x, size, r, sphere)
+  return out.astype(w.dtype)
+
+
+def project(params: optax.Params, norms: Any, radius: Any = 1.0, *, sphere: bool = False):
+  r"""Returns ``params`` with each leaf projected onto its norm ball (or sphere).
+
+  Per leaf ``w`` with norm ``‖·‖`` and radius ``r``:
+
+  - ``Spectral``/``SpectralConv``: singular values clipped to the ball's
+    bound, ``σ_i ← min(σ_i, r·√(d_out/d_in))`` (exact SVD; the nearest point
+    in Frobenius distance); on the sphere every nonzero ``σ_i`` is set to it.
+  - ``ColNorm`` / ``RowNorm`` / ``BiasRMS`` / ``Frobenius`` (and ``L1ToLp(2)``,
+    ``LpToLinf(2)``): each row / column / vector / tensor whose ℓ2 norm
+    exceeds its bound is scaled down to it (sphere: scaled onto it, the nGPT
+    normalization), the nearest point of the ball.
+  - ``Sign``: entries clipped to ``±r/d_in`` (``±r`` unnormalized); sphere:
+    ``r/d_in · sign(w)``.
+  - Other norms: radial retraction ``w · min(1, r/‖w‖)`` (sphere:
+    ``w · r/‖w‖``), on the ball but not always its nearest point.
+
+  Zero tensors, rows and columns stay zero. Computed in at least float32 and
+  cast back to each leaf's dtype.
+
+  Args:
+    params: The parameters.
+    norms: Norms as in :func:`normax.scale_by_lmo` (``None``: leave as is).
+    radius: ``r``, a float or a pytree of floats (schedules: use
+      :func:`normax.project_to_norm_ball`).
+    sphere: Project onto the sphere ``‖w‖ = r`` instead of the ball.
+
+  Returns:
+    Projected parameters, same structure and dtypes.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> w = jnp.array([[3.0, 4.0, 0.0, 0.0], [0.3, 0.4, 0.0, 0.0]])
+    >>> normax.project(w, "colnorm", radius=1.0)  # rows to ℓ2 ≤ √4 · 1
+    Array([[1.2, 1.6, 0. , 0. ],
+           [0.3, 0.4, 0. , 0. ]], dtype=float32)
+
+  References:
+    Loshchilov et al., *nGPT: Normalized Transformer with Representation
+    Learning on the Hypersphere*, 2024; Pethick et al., 2025, Sec. 3
+    (norm-ball constraints).
+  """
+  flat, treedef = jax.tree.flatten(params)
+  resolved = resolve_norms(norms, params)
+  radii = resolve_scalars(radius, params, jnp.zeros([], jnp.int32), "radius")
+  out = [
+    w if n is None or r is None else project_leaf(n, w, r, sphere)
+    for n, w, r in zip(resolved, flat, radii, strict=True)
+  ]
+  return treedef.unflatten(out)
+
+
+class ProjectToNormBallState(NamedTuple):
+  """Step count, for radius schedules."""
+
+  count: jax.Array
+
+
+def project_to_norm_ball(
+  norms: Any, radius: Any = 1.0, *, sphere: bool = False
+) -> optax.GradientTransformation:
+  r"""Turns the update into one that lands on the norm ball (or sphere).
+
+  Optax transforms return updates, so this one returns
+
+  .. math::
+    u \mapsto P(x + u) - x,
+
+  with ``P`` the per-leaf projection of :func:`normax.project`. Put it
+  **last** in a chain, after the learning rate, so that
+  ``optax.apply_updates(x, u)`` gives ``P(x - γ·step)``::
+
+    tx = optax.chain(normax.sign_descent(0.1), normax.project_to_norm_ball("bias_rms", 1.0))
+
+  Or apply :func:`normax.project` to the new parameters yourself.
+
+  Args:
+    norms: Norms as in :func:`normax.scale_by_lmo` (``None``: no projection).
+    radius: ``r``, a float, an ``optax.Schedule``, or a pytree of them.
+    sphere: Project onto the sphere ``‖w‖ = r``.
+
+  Returns:
+    An ``optax.GradientTransformation`` that needs ``params`` in ``update``.
+
+  Examples:
+    >>> import jax.numpy as jnp, optax, normax
+    >>> tx = optax.chain(optax.sgd(1.0), normax.project_to_norm_ball("frobenius", 1.0))
+    >>> params = jnp.array([0.6, 0.0])
+    >>> u, _ = tx.update(jnp.array([0.0, -0.8]), tx.init(params), params)
+    >>> optax.apply_updates(params, u)  # (0.6, 0.8) has norm 1: already inside
+    Array([0.6, 0.8], dtype=float32)
+    >>> u, _ = tx.update(jnp.array([-2.4, -4.0]), tx.init(params), params)
+    >>> optax.apply_updates(params, u)  # (3, 4) scaled back to norm 1
+    Array([0.6, 0.8], dtype=float32)
+
+  References:
+    Loshchilov et al., *nGPT*, 2024 (normalize weights after each step).
+  """
+
+  def init_fn(params):
+    del params
+    return ProjectToNormBallState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError(
+        "normax.project_to_norm_ball needs the parameters: call tx.update(grads, state, params)."
+      )
+    flat_u, treedef = jax.tree.flatten(updates)
+    flat_p = treedef.flatten_up_to(params)
+    resolved = resolve_norms(norms, updates)
+    radii = resolve_scalars(radius, updates, state.count, "radius")
+    out = []
+    for n, r, u, p in zip(resolved, radii, flat_u, flat_p, strict=True):
+      if n is None or r is None:
+        out.append(u)
+        continue
+      new = (p.astype(compute_dtype(u)) + u.astype(compute_dtype(u))).astype(p.dtype)
+      out.append(project_leaf(n, new, r, sphere).astype(u.dtype) - p.astype(u.dtype))
+    return treedef.unflatten(out), ProjectToNormBallState(count=_safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
