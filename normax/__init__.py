@@ -1,8 +1,14 @@
 """normax: steepest descent under layerwise operator norms, for JAX and Optax."""
 
+from normax import presets as presets
 from normax._base import Norm as Norm
 from normax._decay import add_constrained_decay as add_constrained_decay
 from normax._dual_norm import scale_by_dual_norm as scale_by_dual_norm
+from normax._labels import LabelFn as LabelFn
+from normax._labels import Rule as Rule
+from normax._labels import label_by_path as label_by_path
+from normax._labels import label_table as label_table
+from normax._labels import resolve_specs as resolve_specs
 from normax._lmo import scale_by_lmo as scale_by_lmo
 from normax._momentum import MomentumState as MomentumState
 from normax._momentum import momentum as momentum
@@ -44,26 +50,32 @@ __all__ = (
   "ColNorm",
   "Frobenius",
   "L1ToLp",
+  "LabelFn",
   "LpToLinf",
   "MomentumState",
   "Norm",
   "QUINTIC",
   "RowNorm",
+  "Rule",
   "Sign",
   "Spectral",
   "SpectralConv",
   "add_constrained_decay",
   "available_norms",
   "get_norm",
+  "label_by_path",
+  "label_table",
   "momentum",
   "muon",
   "newton_schulz",
   "normalized_sgd",
   "orthogonalize_svd",
   "polar_express_coefficients",
+  "presets",
   "project",
   "project_to_norm_ball",
   "register_norm",
+  "resolve_specs",
   "scale_by_dual_norm",
   "scale_by_lmo",
   "scale_by_radius",

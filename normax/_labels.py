@@ -1,0 +1,476 @@
+"""Label functions: ordered path rules that give every parameter a role label.
+
+A label names a parameter's role (``"embed"``, ``"hidden"``, ``"head"``,
+``"bias"``); one mapping ``{label: LayerSpec}`` then says what each role
+means. Labels depend only on paths and shapes, never on values, because
+``optax.partition`` calls the label function on the updates, not the params.
+
+Flax NNX hands ``tx.init`` a state whose parameters are ``nnx.Param``
+wrappers and ``tx.update`` the same state with plain arrays. Without
+importing flax, a label function here treats any pytree node that wraps a
+single ``.value`` as one parameter and gives it one label, so both trees get
+the same labels at the same paths (and ``optax.partition`` masks whole
+wrappers, never the array inside one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from normax._base import Norm
+from normax._paths import _key_str
+from normax._spec import LayerSpec
+
+Shape = tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """One label rule: a path pattern, optional shape conditions, and a label.
+
+  A rule matches a parameter when ``pattern`` matches its whole
+  ``/``-joined path (``"blocks/0/attn/query/kernel"``,
+  ``"params/Dense_0/kernel"``) and every given condition holds.
+
+  Args:
+    pattern: A glob (``fnmatch``, case-sensitive; ``*`` also crosses ``/``,
+      so ``"*kernel"`` matches every kernel) or a compiled ``re.Pattern``,
+      which must match the whole path (``re.fullmatch``).
+    label: The label given to matching parameters.
+    ndim: Accepted rank(s): an int or a collection such as ``(3, 4, 5)`` or
+      ``range(2, 8)``. ``None`` accepts any rank.
+    where: An extra predicate on the shape, ``shape -> bool``.
+
+  Examples:
+    >>> import re, normax
+    >>> rule = normax.Rule("*kernel", "conv", ndim=(3, 4, 5))
+    >>> rule.matches("conv1/kernel", (3, 3, 8, 16)), rule.matches("dense/kernel", (8, 16))
+    (True, False)
+    >>> normax.Rule(re.compile(r"layers/\\d+/.*"), "hidden").matches("layers/12/w", (4, 4))
+    True
+  """
+
+  pattern: str | re.Pattern
+  label: str
+  ndim: int | Collection[int] | None = None
+  where: Callable[[Shape], bool] | None = None
+
+  def __post_init__(self):
+    if not isinstance(self.pattern, str | re.Pattern):
+      raise TypeError(
+        f"A rule pattern must be a glob string or a compiled re.Pattern, got"
+        f" {type(self.pattern).__name__}: {self.pattern!r}."
+      )
+    if isinstance(self.ndim, Collection) and not isinstance(self.ndim, str):
+      object.__setattr__(self, "ndim", tuple(self.ndim))
+    elif self.ndim is not None and not isinstance(self.ndim, int):
+      raise TypeError(f"Rule ndim must be an int or a collection of ints, got {self.ndim!r}.")
+
+  def matches(self, path: str, shape: Shape) -> bool:
+    """Whether this rule applies to a parameter at ``path`` of ``shape``."""
+    if isinstance(self.pattern, str):
+      if not fnmatch.fnmatchcase(path, self.pattern):
+        return False
+    elif self.pattern.fullmatch(path) is None:
+      return False
+    if self.ndim is not None:
+      ranks = (self.ndim,) if isinstance(self.ndim, int) else self.ndim
+      if len(shape) not in ranks:
+        return False
+    return self.where is None or bool(self.where(shape))
+
+  def describe(self) -> str:
+    pattern = self.pattern if isinstance(self.pattern, str) else f"re:{self.pattern.pattern}"
+    conditions = []
+    if self.ndim is not None:
+      conditions.append(f"ndim={self.ndim}")
+    if self.where is not None:
+      conditions.append("where=...")
+    suffix = f" [{', '.join(conditions)}]" if conditions else ""
+    return f"{pattern!r}{suffix} -> {self.label!r}"
+
+
+def _as_rules(rules: Any) -> tuple[Rule, ...]:
+  if isinstance(rules, Mapping):
+    rules = rules.items()
+  if isinstance(rules, str | Rule):
+    raise TypeError(
+      f"rules must be a sequence of rules, got {rules!r}; wrap it: rules=[{rules!r}, ...]."
+    )
+  out = []
+  for rule in rules:
+    if isinstance(rule, Rule):
+      out.append(rule)
+    elif isinstance(rule, tuple) and len(rule) == 2:
+      out.append(Rule(*rule))
+    else:
+      raise TypeError(f"Each rule must be a normax.Rule or a (pattern, label) pair, got {rule!r}.")
+  return tuple(out)
+
+
+# -- walking parameter trees ---------------------------------------------------
+
+
+def _children(x: Any) -> list[tuple[Any, Any]]:
+  """``x``'s direct children with their keys (``[]`` for a leaf)."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)
+  if len(flat) == 1 and flat[0][0] == ():
+    return []  # x is itself a leaf.
+  return [(path[0], child) for path, child in flat]
+
+
+def _is_value_wrapper(x: Any) -> bool:
+  """A node wrapping one array leaf under ``.value`` (``nnx.Param``, Linen boxes)."""
+  if x is None or isinstance(x, dict | list | tuple | jax.Array | np.ndarray):
+    return False
+  children = _children(x)
+  if len(children) != 1:
+    return False
+  key, child = children[0]
+  return (
+    isinstance(key, jax.tree_util.GetAttrKey)
+    and key.name == "value"
+    and not _children(child)
+    and child is not None
+  )
+
+
+def _param_path(keys: tuple[Any, ...]) -> str:
+  """The ``/``-joined path, without the ``value`` attribute of a wrapper."""
+  if keys and isinstance(keys[-1], jax.tree_util.GetAttrKey) and keys[-1].name == "value":
+    keys = keys[:-1]
+  return "/".join(_key_str(k) for k in keys)
+
+
+def _unwrap(x: Any) -> Any:
+  return _children(x)[0][1] if _is_value_wrapper(x) else x
+
+
+def _shape(x: Any) -> Shape:
+  x = _unwrap(x)
+  shape = getattr(x, "shape", None)
+  return tuple(shape) if shape is not None else np.shape(x)
+
+
+def _dtype(x: Any) -> Any:
+  x = _unwrap(x)
+  dtype = getattr(x, "dtype", None)
+  return np.dtype(dtype) if dtype is not None else np.result_type(x)
+
+
+def _glob_for(path: str) -> str:
+  last = path.rsplit("/", 1)[-1]
+  return f"*/{last}" if "/" in path else last
+
+
+def _table(rows: Iterable[Iterable[str]], indent: str = "") -> str:
+  rows = [list(r) for r in rows]
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  lines = ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+  return "\n".join(indent + line for line in lines)
+
+
+# -- the label function --------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelFn:
+  """A label function built by :func:`label_by_path`; call it on a params pytree."""
+
+  rules: tuple[Rule, ...]
+  default: str | None = None
+  required: tuple[str, ...] = ()
+
+  def label_of(self, path: str, shape: Shape) -> str | None:
+    """The label of the first rule matching ``(path, shape)``, else ``default``."""
+    for rule in self.rules:
+      if rule.matches(path, shape):
+        return rule.label
+    return self.default
+
+  def __call__(self, params: Any) -> Any:
+    unmatched: list[tuple[str, Shape, Any]] = []
+    used: set[str] = set()
+
+    def label(keys, x):
+      path, shape = _param_path(keys), _shape(x)
+      lab = self.label_of(path, shape)
+      if lab is None:
+        unmatched.append((path, shape, _dtype(x)))
+      used.add(lab)
+      return lab
+
+    labels = jax.tree_util.tree_map_with_path(label, params, is_leaf=_is_value_wrapper)
+    if unmatched:
+      raise ValueError(self._unmatched_message(unmatched))
+    missing = [lab for lab in self.required if lab not in used]
+    if missing:
+      raise ValueError(self._missing_message(missing, params))
+    return labels
+
+  def _rules_text(self) -> str:
+    return "\n".join(f"  {i}. {r.describe()}" for i, r in enumerate(self.rules, 1)) or "  (none)"
+
+  def _unmatched_message(self, unmatched) -> str:
+    rows = [(p, str(s), str(d)) for p, s, d in unmatched]
+    globs = list(dict.fromkeys(_glob_for(p) for p, _, _ in unmatched))
+    example = ", ".join(f'("{g}", "<label>")' for g in globs[:4])
+    return (
+      f"{len(unmatched)} parameter(s) match no label rule and no default was given:\n"
+      f"{_table(rows, '  ')}\n"
+      f"Rules, tried in order:\n{self._rules_text()}\n"
+      f"Add rules that catch them, e.g. rules=[..., {example}], or pass"
+      f' default="<label>" to label everything else.'
+    )
+
+  def _missing_message(self, missing, params) -> str:
+    shapes = jax.tree_util.tree_map_with_path(
+      lambda k, x: (_param_path(k), _shape(x)), params, is_leaf=_is_value_wrapper
+    )
+    rows = [
+      (p, str(s), str(self.label_of(p, s)))
+      for p, s in jax.tree.leaves(shapes, is_leaf=lambda x: isinstance(x, tuple))
+    ]
+    table = _table(rows, "  ") if rows else "  (no parameters)"
+    return (
+      f"No parameter got the label(s) {missing}, which these rules require:\n"
+      f"{self._rules_text()}\n"
+      f"Parameters and the labels they got:\n{table}\n"
+      "Point the rule at the right module, e.g. head='params/Dense_3/*' for a"
+      " Linen model whose last layer is Dense_3, or name the module to match."
+    )
+
+
+def label_by_path(
+  rules: Iterable[Rule | tuple[str | re.Pattern, str]] | Mapping[str | re.Pattern, str],
+  *,
+  default: str | None = None,
+  required: Iterable[str] = (),
+) -> LabelFn:
+  """A label function from ordered path rules: the first matching rule wins.
+
+  The returned callable maps a params pytree to a pytree of labels (strings)
+  with the same structure, ready for ``normax.scion(lr, specs, labels)`` or
+  ``optax.partition``. It works on any pytree: plain dicts, Linen
+  ``{"params": ...}`` dicts, Flax NNX states both with ``nnx.Param``
+  wrappers (as ``nnx.Optimizer`` passes to ``init``; each wrapper gets one
+  label) and as pure arrays (as passed to ``update``), and scanned layer
+  stacks (match on rank with ``ndim`` where a leading layer axis matters).
+
+  Paths are ``/``-joined keys: ``"blocks/0/mlp/kernel"`` (NNX),
+  ``"params/Dense_0/kernel"`` (Linen). Labels depend only on paths and
+  shapes, never on values.
+
+  Args:
+    rules: :class:`normax.Rule` objects or ``(pattern, label)`` pairs, tried
+      in order; a mapping ``{pattern: label}`` is read in insertion order.
+      A string pattern is a glob, a compiled ``re.Pattern`` a regex (both
+      must match the whole path).
+    default: Label for parameters no rule matches. ``None`` (the default)
+      makes them an error that lists every unmatched path and shape.
+    required: Labels that at least one parameter must get; an error
+      otherwise (e.g. a head rule that matches nothing because the output
+      layer has an unexpected name).
+
+  Returns:
+    A :class:`LabelFn`: ``params -> pytree of labels``.
+
+  Raises:
+    ValueError: when called, if a parameter matches no rule (all of them
+      are listed, with a rule that would catch each) or a required label is
+      unused.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> params = {"embed": {"embedding": jnp.zeros((10, 4))},
+    ...           "mlp": {"kernel": jnp.zeros((4, 4)), "bias": jnp.zeros(4)}}
+    >>> labels = normax.label_by_path([
+    ...     ("*embedding", "embed"),
+    ...     normax.Rule("*", "bias", ndim=(0, 1)),
+    ...     ("*kernel", "hidden"),
+    ... ])
+    >>> labels(params)
+    {'embed': {'embedding': 'embed'}, 'mlp': {'bias': 'bias', 'kernel': 'hidden'}}
+  """
+  return LabelFn(_as_rules(rules), default, tuple(required))
+
+
+# -- resolving labels to specs -------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resolved:
+  path: str
+  shape: Shape
+  dtype: Any
+  label: Any
+
+
+def _labelled(params: Any, labels: Any) -> tuple[list[_Resolved], Any, list[Any], list[Any]]:
+  """Every array leaf of ``params`` with its path, shape, dtype and label.
+
+  Also returns the labels' treedef, the labels and the params subtree under
+  each label, to rebuild a tree of the params' structure.
+  """
+  tree = labels(params) if callable(labels) else labels
+  flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+  try:
+    subtrees = treedef.flatten_up_to(params)
+  except (ValueError, TypeError) as e:
+    paths = [_param_path(k) for k, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    raise ValueError(
+      "The labels must have the structure of the params (or a prefix of it), one label per"
+      f" parameter. Parameter paths: {paths}. JAX said: {e}"
+    ) from None
+  out = []
+  for (keys, label), sub in zip(flat, subtrees, strict=True):
+    for subkeys, leaf in jax.tree_util.tree_flatten_with_path(sub)[0]:
+      out.append(_Resolved(_param_path(keys + subkeys), _shape(leaf), _dtype(leaf), label))
+  return out, treedef, [label for _, label in flat], subtrees
+
+
+def _as_spec(label: Any, spec: Any) -> LayerSpec:
+  if isinstance(spec, LayerSpec):
+    return spec
+  if isinstance(spec, Norm | str):
+    return LayerSpec(spec)
+  raise TypeError(
+    f"specs[{label!r}] is {spec!r}; expected a normax.LayerSpec(norm, radius, decay), a"
+    " normax.Norm or a norm name."
+  )
+
+
+def resolve_specs(params: Any, labels: Any, specs: Mapping[str, Any]) -> Any:
+  """Each parameter's :class:`normax.LayerSpec`, checked against its shape.
+
+  Labels every parameter, looks each label up in ``specs`` and checks that
+  the label's norm accepts the parameter's shape and dtype. Optimizers call
+  it to fail early with errors that name paths; users can call it to see
+  what a configuration does (or use :func:`label_table`).
+
+  Args:
+    params: A params pytree (or updates, or ``jax.ShapeDtypeStruct``\\ s).
+    labels: A label function ``params -> labels`` (e.g. from
+      :func:`label_by_path`) or a pytree of labels with the params'
+      structure or a prefix of it.
+    specs: Mapping ``label -> LayerSpec``; a bare ``normax.Norm`` or norm
+      name stands for ``LayerSpec(norm)``.
+
+  Returns:
+    A pytree with the params' structure whose leaves are ``LayerSpec``\\ s.
+
+  Raises:
+    ValueError: if a label has no entry in ``specs`` (every such label is
+      named, with the paths that carry it), if the labels do not fit the
+      params, or if a norm rejects a parameter's shape.
+    TypeError: if a spec is not a ``LayerSpec``/``Norm``/name, or a norm
+      rejects a parameter's dtype.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> params = {"w": jnp.zeros((4, 8)), "b": jnp.zeros(8)}
+    >>> specs = {"hidden": normax.LayerSpec("spectral", radius=3.0), "bias": "bias_rms"}
+    >>> out = normax.resolve_specs(params, {"w": "hidden", "b": "bias"}, specs)
+    >>> out["w"].radius, out["b"].norm
+    (3.0, BiasRMS())
+    >>> normax.resolve_specs(params, {"w": "hiden", "b": "bias"}, specs)
+    Traceback (most recent call last):
+    ...
+    ValueError: Label 'hiden' has no entry in specs (known labels: 'bias', 'hidden'). ...
+  """
+  if not isinstance(specs, Mapping):
+    raise TypeError(f"specs must be a mapping label -> normax.LayerSpec, got {specs!r}.")
+  leaves, treedef, flat_labels, subtrees = _labelled(params, labels)
+  unknown: dict[Any, list[str]] = {}
+  for leaf in leaves:
+    if leaf.label not in specs:
+      unknown.setdefault(leaf.label, []).append(f"{leaf.path} {leaf.shape}")
+  if unknown:
+    known = ", ".join(repr(k) for k in sorted(specs, key=str)) or "none"
+    lines = "\n".join(f"  {lab!r}: {', '.join(paths)}" for lab, paths in unknown.items())
+    first = next(iter(unknown))
+    raise ValueError(
+      f"Label{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}"
+      f" {'have' if len(unknown) > 1 else 'has'} no entry in specs (known labels: {known})."
+      f" Parameters carrying {'them' if len(unknown) > 1 else 'it'}:\n{lines}\n"
+      f"Add one, e.g. specs[{first!r}] = normax.LayerSpec('spectral', radius=1.0), or fix"
+      " the label rules."
+    )
+  resolved = {label: _as_spec(label, spec) for label, spec in specs.items()}
+  for leaf in leaves:
+    resolved[leaf.label].norm.check(leaf.shape, leaf.dtype, leaf.path)
+  return treedef.unflatten(
+    jax.tree.map(lambda _, lab=lab: resolved[lab], sub)
+    for lab, sub in zip(flat_labels, subtrees, strict=True)
+  )
+
+
+# -- the table -----------------------------------------------------------------
+
+
+def _norm_str(norm: Norm) -> str:
+  changed = []
+  for field in dataclasses.fields(norm):
+    value = getattr(norm, field.name)
+    if field.default is not dataclasses.MISSING and value != field.default:
+      changed.append(f"{field.name}={value!r}")
+  return f"{norm.name or type(norm).__name__}({', '.join(changed)})" if changed else norm.name
+
+
+def _scalar_str(x: Any) -> str:
+  if x is None:
+    return "default"
+  if callable(x):
+    return "schedule"
+  return f"{float(x):g}"
+
+
+def label_table(params: Any, labels: Any, specs: Mapping[str, Any] | None = None) -> str:
+  """The resolved labelling as a text table, one row per parameter.
+
+  Columns: path, shape, dtype, label and, with ``specs``, the norm, radius
+  and decay (``default``: the optimizer's choice) of each label. A label
+  missing from ``specs`` shows ``<missing>`` instead of raising, so the
+  table helps debug a configuration. Print it, log it, or assert on it.
+
+  Args:
+    params: A params pytree (NNX state, Linen dict, any pytree).
+    labels: A label function or a labels pytree, as for :func:`resolve_specs`.
+    specs: Optional mapping ``label -> LayerSpec``.
+
+  Returns:
+    The table as a string.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> params = {"head": {"kernel": jnp.zeros((4, 10))}, "w": jnp.zeros((4, 4))}
+    >>> labels = normax.label_by_path([("head/*", "head"), ("*", "hidden")])
+    >>> specs = {"head": normax.LayerSpec("sign", radius=10.0),
+    ...          "hidden": normax.LayerSpec("spectral", radius=3.0)}
+    >>> print(normax.label_table(params, labels, specs))
+    path         shape    dtype    label   norm      radius  decay
+    head/kernel  (4, 10)  float32  head    sign      10      default
+    w            (4, 4)   float32  hidden  spectral  3       default
+  """
+  leaves = _labelled(params, labels)[0]
+  header = ["path", "shape", "dtype", "label"]
+  if specs is not None:
+    header += ["norm", "radius", "decay"]
+  rows = [header]
+  for leaf in leaves:
+    row = [leaf.path, str(leaf.shape), str(leaf.dtype), str(leaf.label)]
+    if specs is not None:
+      if leaf.label in specs:
+        spec = _as_spec(leaf.label, specs[leaf.label])
+        row += [_norm_str(spec.norm), _scalar_str(spec.radius), _scalar_str(spec.decay)]
+      else:
+        row += ["<missing>", "", ""]
+    rows.append(row)
+  return _table(rows)

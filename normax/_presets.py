@@ -1,0 +1,245 @@
+"""Scion's layer roles as ready-made ``(labels, specs)`` pairs for Flax models.
+
+Each preset returns a label function (from :func:`normax.label_by_path`) and
+a plain ``dict`` ``{label: LayerSpec}``, so::
+
+  labels, specs = normax.presets.scion_image()
+  tx = normax.scion(2**-4, specs, labels)
+
+Edit the dict to change a norm or a radius (``specs["hidden"] =
+normax.LayerSpec(normax.Spectral(steps=6), radius=8.0)``); pass ``rules=`` to
+put your own rules in front of the preset's.
+
+The roles follow Pethick et al. (2025), Sec. 5 and Table 2: a one-hot input
+(token embedding) gets ``ColNorm`` (or ``Sign(normalized=False)``), image
+inputs and hidden matrices ``Spectral``, conv kernels ``SpectralConv``, the
+output head ``Sign`` and biases and normalization gains ``BiasRMS``.
+
+Default radii are the reference configurations in the Scion code
+(github.com/LIONS-EPFL/scion, README and ``examples/``), which pair them
+with a learning rate:
+
+- GPT (nanoGPT): hidden ρ = 50, head ρ = 60·50 = 3000, with ``lr = 2**-12``,
+  Scion momentum 0.1 (``beta=0.9``), constrained. Their GPT ties the
+  embedding to the head and has no biases or gains; here the untied token
+  embedding gets ``ColNorm`` with ρ = 1 (unit-RMS token vectors, the scale
+  of the RMS-normalized stream), and biases and gains the hidden radius.
+- CNN (airbench CIFAR-10): conv, hidden and gains ρ = 8, head ρ = 16·8 =
+  128, with ``lr = 2**-4``, Scion momentum 0.5 (``beta=0.5``).
+- MLP: input and hidden ρ = 1, head ρ = 2**10, with ``lr = 2**-6``:
+  ``scion_image(radius=1.0, head_radius=2.0**10)``.
+
+Radius and learning rate trade off (in the unconstrained mode only their
+product matters), so retune the learning rate when changing a radius.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from normax._base import Norm
+from normax._labels import LabelFn, Rule, label_by_path
+from normax._norms import BiasRMS, ColNorm, Sign
+from normax._spec import LayerSpec
+from normax._spectral import Spectral, SpectralConv
+
+#: Globs naming an output layer: a module called ``head``, ``lm_head``,
+#: ``cls_head``, ``classifier`` or ``logits`` (its matrices only).
+HEAD_PATTERNS: tuple[str, ...] = ("*head/*", "head/*", "*classifier/*", "*logits/*")
+#: Globs naming a bias or a normalization gain at any rank (a scanned stack
+#: of biases has rank 2); every other rank-0/1 parameter is a bias too.
+BIAS_PATTERNS: tuple[str, ...] = ("*bias", "*scale")
+
+_MATRIX = range(2, 64)  # "rank >= 2".
+
+
+def _globs(patterns: str | re.Pattern | Iterable[str | re.Pattern] | None) -> tuple:
+  if patterns is None:
+    return ()
+  if isinstance(patterns, str | re.Pattern):
+    return (patterns,)
+  return tuple(patterns)
+
+
+def _role_rules(patterns, label: str, ndim=None) -> list[Rule]:
+  return [Rule(p, label, ndim=ndim) for p in _globs(patterns)]
+
+
+def _bias_rules() -> list[Rule]:
+  return _role_rules(BIAS_PATTERNS, "bias") + [Rule("*", "bias", ndim=(0, 1))]
+
+
+def scion_gpt(
+  *,
+  head: str | Sequence[str] = HEAD_PATTERNS,
+  embed: str | Sequence[str] = ("*embedding",),
+  embed_norm: Norm | str = "colnorm",
+  radius: float = 50.0,
+  head_radius: float = 3000.0,
+  embed_radius: float = 1.0,
+  bias_radius: float | None = None,
+  rules: Iterable[Rule | tuple[str, str]] = (),
+) -> tuple[LabelFn, dict[str, LayerSpec]]:
+  """Labels and specs for a language model: embedding, hidden matrices, head.
+
+  Rules, in order (first match wins; your ``rules`` go first):
+
+  ========  ====================================  ==================  ==========
+  label     matches                               norm                radius
+  ========  ====================================  ==================  ==========
+  head      ``head`` globs, rank >= 2             ``Sign()``          3000
+  embed     ``embed`` globs, rank >= 2            ``ColNorm()``       1
+  bias      ``*bias``, ``*scale``, any rank 0/1   ``BiasRMS()``       = radius
+  hidden    every other rank >= 2 array           ``Spectral()``      50
+  ========  ====================================  ==================  ==========
+
+  Scanned layer stacks need nothing special: their kernels (rank 3) are
+  hidden matrices batched over the layer axis. At least one parameter must
+  match ``head``, so a misnamed output layer is an error, not a silently
+  spectral head.
+
+  Args:
+    head: Glob(s) or regex(es) matching the output layer's matrix, e.g.
+      ``"lm_head/*"`` or, for Linen's unnamed layers, ``"params/Dense_3/*"``.
+    embed: Glob(s) matching one-hot input tables (Flax ``Embed`` parameters
+      are called ``embedding``; token and position embeddings both match).
+    embed_norm: ``"colnorm"`` (Scion's default) or ``"sign_unnormalized"``
+      (ℓ1→ℓ∞, their alternative), or any ``Norm``.
+    radius: ρ of the hidden matrices.
+    head_radius: ρ of the head.
+    embed_radius: ρ of the embedding.
+    bias_radius: ρ of biases and gains; ``None`` uses ``radius``.
+    rules: Extra rules tried before the preset's.
+
+  Returns:
+    ``(labels, specs)`` for ``normax.scion(learning_rate, specs, labels)``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> params = {"embed": {"embedding": jnp.zeros((50, 8))},
+    ...           "blocks": {"mlp": {"kernel": jnp.zeros((2, 8, 8))},
+    ...                      "norm": {"scale": jnp.ones((2, 8))}},
+    ...           "lm_head": {"kernel": jnp.zeros((8, 50))}}
+    >>> labels, specs = normax.presets.scion_gpt()
+    >>> print(normax.label_table(params, labels))
+    path               shape      dtype    label
+    blocks/mlp/kernel  (2, 8, 8)  float32  hidden
+    blocks/norm/scale  (2, 8)     float32  bias
+    embed/embedding    (50, 8)    float32  embed
+    lm_head/kernel     (8, 50)    float32  head
+    >>> specs["head"]
+    LayerSpec(norm=Sign(normalized=True), radius=3000.0, decay=None)
+
+  References:
+    Pethick et al., *Training Deep Learning Models with Norm-Constrained
+    LMOs*, 2025, Sec. 5, Table 2 and Appendix E; their reference code's
+    nanoGPT configuration.
+  """
+  label_rules = [
+    *_as_rule_list(rules),
+    *_role_rules(head, "head", ndim=_MATRIX),
+    *_role_rules(embed, "embed", ndim=_MATRIX),
+    *_bias_rules(),
+    Rule("*", "hidden", ndim=_MATRIX),
+  ]
+  specs = {
+    "embed": LayerSpec(embed_norm if embed_norm != "colnorm" else ColNorm(), embed_radius),
+    "hidden": LayerSpec(Spectral(), radius),
+    "head": LayerSpec(Sign(), head_radius),
+    "bias": LayerSpec(BiasRMS(), radius if bias_radius is None else bias_radius),
+  }
+  return label_by_path(label_rules, required=("head",)), specs
+
+
+def scion_image(
+  *,
+  head: str | Sequence[str] = HEAD_PATTERNS,
+  input: str | Sequence[str] | None = None,
+  spatial_dims: int | None = None,
+  radius: float = 8.0,
+  head_radius: float = 128.0,
+  input_radius: float | None = None,
+  bias_radius: float | None = None,
+  rules: Iterable[Rule | tuple[str, str]] = (),
+) -> tuple[LabelFn, dict[str, LayerSpec]]:
+  """Labels and specs for an image model: conv kernels, dense layers, head.
+
+  Rules, in order (first match wins; your ``rules`` go first):
+
+  ========  =======================================  ===================  ========
+  label     matches                                  norm                 radius
+  ========  =======================================  ===================  ========
+  head      ``head`` globs, rank >= 2                ``Sign()``           128
+  conv      rank 3-5 arrays (a 1-3 D conv kernel)    ``SpectralConv()``   8
+  input     ``input`` globs, rank 2                  ``Spectral()``       = radius
+  bias      ``*bias``, ``*scale``, any rank 0/1      ``BiasRMS()``        = radius
+  hidden    every other rank >= 2 array              ``Spectral()``       8
+  ========  =======================================  ===================  ========
+
+  Image inputs take the same spectral norm as hidden layers in Scion, so
+  ``input`` is only needed to give the first dense layer its own radius. A
+  conv kernel is recognised by rank, which is ambiguous once layers are
+  stacked: for scanned stacks pass ``spatial_dims`` (2 for ``Conv`` with a
+  2-D kernel), and kernels of rank >= ``spatial_dims + 2`` are conv kernels
+  with their leading axes as a batch, lower ranks dense.
+
+  Args:
+    head: Glob(s) or regex(es) matching the classifier's matrix, e.g.
+      ``"params/Dense_1/*"`` for an unnamed Linen layer.
+    input: Glob(s) matching a dense input layer (e.g. the first layer of an
+      MLP on flattened pixels), or ``None``.
+    spatial_dims: ``None``: every rank-3 to 5 array is an unstacked conv
+      kernel. An int: the number of spatial axes of every conv kernel.
+    radius: ρ of conv kernels and hidden matrices (Scion's ``radius``).
+    head_radius: ρ of the head.
+    input_radius: ρ of the input layer; ``None`` uses ``radius``.
+    bias_radius: ρ of biases and gains; ``None`` uses ``radius``.
+    rules: Extra rules tried before the preset's.
+
+  Returns:
+    ``(labels, specs)`` for ``normax.scion(learning_rate, specs, labels)``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> params = {"conv": {"kernel": jnp.zeros((3, 3, 1, 8)), "bias": jnp.zeros(8)},
+    ...           "dense": {"kernel": jnp.zeros((72, 32))},
+    ...           "head": {"kernel": jnp.zeros((32, 10))}}
+    >>> labels, specs = normax.presets.scion_image()
+    >>> print(normax.label_table(params, labels, specs))
+    path          shape         dtype    label   norm           radius  decay
+    conv/bias     (8,)          float32  bias    bias_rms       8       default
+    conv/kernel   (3, 3, 1, 8)  float32  conv    spectral_conv  8       default
+    dense/kernel  (72, 32)      float32  hidden  spectral       8       default
+    head/kernel   (32, 10)      float32  head    sign           128     default
+    >>> sorted(specs)
+    ['bias', 'conv', 'head', 'hidden', 'input']
+
+  References:
+    Pethick et al., 2025, Sec. 5, Table 2 and Appendix E; their reference
+    code's airbench (CNN) and MLP configurations.
+  """
+  if spatial_dims is None:
+    conv_ndim, conv = (3, 4, 5), SpectralConv()
+  else:
+    conv_ndim, conv = range(spatial_dims + 2, 64), SpectralConv(spatial_dims=spatial_dims)
+  label_rules = [
+    *_as_rule_list(rules),
+    *_role_rules(head, "head", ndim=_MATRIX),
+    Rule("*", "conv", ndim=conv_ndim),
+    *_role_rules(input, "input", ndim=2),
+    *_bias_rules(),
+    Rule("*", "hidden", ndim=_MATRIX),
+  ]
+  specs = {
+    "conv": LayerSpec(conv, radius),
+    "input": LayerSpec(Spectral(), radius if input_radius is None else input_radius),
+    "hidden": LayerSpec(Spectral(), radius),
+    "head": LayerSpec(Sign(), head_radius),
+    "bias": LayerSpec(BiasRMS(), radius if bias_radius is None else bias_radius),
+  }
+  return label_by_path(label_rules, required=("head",)), specs
+
+
+def _as_rule_list(rules) -> list[Rule]:
+  return [r if isinstance(r, Rule) else Rule(*r) for r in rules]
