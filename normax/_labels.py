@@ -243,8 +243,8 @@ class LabelFn:
       f"No parameter got the label(s) {missing}, which these rules require:\n"
       f"{self._rules_text()}\n"
       f"Parameters and the labels they got:\n{table}\n"
-      "Point the rule at the right module, e.g. head='params/Dense_3/*' for a"
-      " Linen model whose last layer is Dense_3, or name the module to match."
+      "Point those rules at the right parameters using the paths above (e.g. a glob"
+      " 'params/Dense_1/*' for an unnamed Linen layer), or rename the module to match."
     )
 
 
