@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._labels import Rule, label_by_path
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._optimizers import checked_labels
@@ -17,8 +18,9 @@ from normax._spectral import Spectral
 _MUON_LABELS = {"muon": None, "adam": None}
 
 
-def _default_labels(params: Any) -> Any:
-  return jax.tree.map(lambda x: "muon" if jnp.ndim(x) == 2 else "adam", params)
+# Wrapper-aware (one label per nnx.Param, not per array inside it), so the
+# AdamW branch's state never holds an nnx.Param wrapping an optax.MaskedNode.
+_default_labels = label_by_path([Rule("*", "muon", ndim=2)], default="adam")
 
 
 def _scale_by_fan(factor) -> optax.GradientTransformation:
@@ -119,6 +121,11 @@ def muon(
   """
   if shape_scaling not in ("muon", "rms"):
     raise ValueError(f"shape_scaling must be 'muon' or 'rms', got {shape_scaling!r}.")
+  if not isinstance(ns_steps, int):
+    raise TypeError(
+      f"ns_steps must be a Python int (the Newton–Schulz loop is unrolled), got"
+      f" {ns_steps!r}. Under optax.inject_hyperparams pass static_args=('ns_steps',)."
+    )
   spectral = Spectral(steps=ns_steps, coefficients=ns_coefficients)
   hidden = [
     momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=momentum_dtype),
