@@ -8,8 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._base import compute_dtype
-from normax._leafwise import cast_scalar, evaluate, resolve_norms, resolve_scalars
+from normax._leafwise import acc_dtype, cast_scalar, evaluate, resolve_norms, resolve_scalars
 from normax._momentum import _safe_increment
 
 
@@ -104,8 +103,8 @@ def scale_by_dual_norm(
         duals.append(None)
         dirs.append(None)
         continue
-      duals.append(n.dual_norm(g).astype(compute_dtype(g)))
-      dirs.append(n.dualize(g).astype(compute_dtype(g)))
+      duals.append(n.dual_norm(g).astype(acc_dtype(g.dtype)))
+      dirs.append(n.dualize(g).astype(acc_dtype(g.dtype)))
     if modular:
       total = sum(
         (

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._leafwise import cast_scalar, evaluate
+from normax._leafwise import acc_dtype, cast_scalar, evaluate
 
 
 class MomentumState(NamedTuple):
@@ -93,7 +93,7 @@ def momentum(
     first = state.count == 0
 
     def leaf(g, d):
-      acc = jnp.promote_types(g.dtype, jnp.float32)
+      acc = acc_dtype(g.dtype)
       bb = cast_scalar(b, acc)
       gf, df = g.astype(acc), d.astype(acc)
       new = bb * df + (1 - bb) * gf

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._base import Norm, compute_dtype
-from normax._leafwise import resolve_norms, resolve_scalars
+from normax._base import Norm
+from normax._leafwise import acc_dtype, resolve_norms, resolve_scalars
 from normax._momentum import _safe_increment
 from normax._newton_schulz import orthogonalize_svd
 from normax._norms import BiasRMS, ColNorm, Frobenius, L1ToLp, LpToLinf, RowNorm, Sign
@@ -36,7 +36,7 @@ def _clip(x: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
 
 def project_leaf(norm: Norm, w: jax.Array, radius: Any, sphere: bool = False) -> jax.Array:
   """Projects one tensor onto ``‖w‖ ≤ radius`` (or ``= radius``) in ``norm``."""
-  x = w.astype(compute_dtype(w))
+  x = w.astype(acc_dtype(w.dtype))
   r = jnp.asarray(radius).astype(x.dtype)
   if isinstance(norm, Spectral):  # Also SpectralConv: clip singular values.
     mats, scale = norm._as_matrices(x)
@@ -189,7 +189,7 @@ def project_to_norm_ball(
       if n is None or r is None:
         out.append(u)
         continue
-      new = (p.astype(compute_dtype(u)) + u.astype(compute_dtype(u))).astype(p.dtype)
+      new = (p.astype(acc_dtype(u.dtype)) + u.astype(acc_dtype(u.dtype))).astype(p.dtype)
       out.append(project_leaf(n, new, r, sphere).astype(u.dtype) - p.astype(u.dtype))
     return treedef.unflatten(out), ProjectToNormBallState(count=_safe_increment(state.count))
 
