@@ -68,7 +68,9 @@ class Rule:
         f"A rule pattern must be a glob string or a compiled re.Pattern, got"
         f" {type(self.pattern).__name__}: {self.pattern!r}."
       )
-    if isinstance(self.ndim, Collection) and not isinstance(self.ndim, str):
+    if isinstance(self.ndim, range):
+      pass  # Hashable and cheap to test; shown as a range in messages.
+    elif isinstance(self.ndim, Collection) and not isinstance(self.ndim, str):
       object.__setattr__(self, "ndim", tuple(self.ndim))
     elif self.ndim is not None and not isinstance(self.ndim, int):
       raise TypeError(f"Rule ndim must be an int or a collection of ints, got {self.ndim!r}.")
@@ -89,7 +91,10 @@ class Rule:
   def describe(self) -> str:
     pattern = self.pattern if isinstance(self.pattern, str) else f"re:{self.pattern.pattern}"
     conditions = []
-    if self.ndim is not None:
+    if isinstance(self.ndim, range) and self.ndim.step == 1:
+      top = "" if self.ndim.stop >= 64 else f"<{self.ndim.stop}"
+      conditions.append(f"ndim>={self.ndim.start}{top}".replace(">=0", ""))
+    elif self.ndim is not None:
       conditions.append(f"ndim={self.ndim}")
     if self.where is not None:
       conditions.append("where=...")

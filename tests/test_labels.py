@@ -400,8 +400,10 @@ def test_linen_param_dicts():
 
   variables = Mlp().init(jax.random.key(0), jnp.zeros((1, 8)))
   labels, specs = normax.presets.scion_image()
-  with pytest.raises(ValueError, match=r"No parameter got the label\(s\) \['head'\]"):
+  with pytest.raises(ValueError, match=r"No parameter got the label\(s\) \['head'\]") as info:
     labels(variables)
+  assert "1. '*head/*' [ndim>=2] -> 'head'" in str(info.value)
+  assert "params/Dense_1/kernel" in str(info.value)
   labels, specs = normax.presets.scion_image(head="params/Dense_1/*", input="params/Dense_0/*")
   assert leaves_by_path(labels(variables)) == {
     "params/Dense_0/kernel": "input",
