@@ -27,7 +27,6 @@ from normax._norms import LpToLinf as LpToLinf
 from normax._norms import RowNorm as RowNorm
 from normax._norms import Sign as Sign
 from normax._optimizers import normalized_sgd as normalized_sgd
-from normax._optimizers import scion as scion
 from normax._optimizers import sign_descent as sign_descent
 from normax._optimizers import steepest_descent as steepest_descent
 from normax._paths import path_to_str as path_to_str
@@ -38,6 +37,7 @@ from normax._radius import scale_by_radius as scale_by_radius
 from normax._registry import available_norms as available_norms
 from normax._registry import get_norm as get_norm
 from normax._registry import register_norm as register_norm
+from normax._scion import scion as scion
 from normax._spec import LayerSpec as LayerSpec
 from normax._spectral import Spectral as Spectral
 from normax._spectral import SpectralConv as SpectralConv
@@ -51,6 +51,7 @@ __all__ = (
   "Frobenius",
   "L1ToLp",
   "LabelFn",
+  "LayerSpec",
   "LpToLinf",
   "MomentumState",
   "Norm",
@@ -70,6 +71,7 @@ __all__ = (
   "newton_schulz",
   "normalized_sgd",
   "orthogonalize_svd",
+  "path_to_str",
   "polar_express_coefficients",
   "presets",
   "project",
@@ -83,4 +85,5 @@ __all__ = (
   "scion",
   "sign_descent",
   "steepest_descent",
+  "tree_paths",
 )

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from normax._base import Norm
-from normax._paths import _key_str
+from normax._paths import path_to_str
 from normax._spec import LayerSpec
 
 Shape = tuple[int, ...]
@@ -147,13 +147,6 @@ def _is_value_wrapper(x: Any) -> bool:
   )
 
 
-def _param_path(keys: tuple[Any, ...]) -> str:
-  """The ``/``-joined path, without the ``value`` attribute of a wrapper."""
-  if keys and isinstance(keys[-1], jax.tree_util.GetAttrKey) and keys[-1].name == "value":
-    keys = keys[:-1]
-  return "/".join(_key_str(k) for k in keys)
-
-
 def _unwrap(x: Any) -> Any:
   return _children(x)[0][1] if _is_value_wrapper(x) else x
 
@@ -205,7 +198,7 @@ class LabelFn:
     used: set[str] = set()
 
     def label(keys, x):
-      path, shape = _param_path(keys), _shape(x)
+      path, shape = path_to_str(keys), _shape(x)
       lab = self.label_of(path, shape)
       if lab is None:
         unmatched.append((path, shape, _dtype(x)))
@@ -237,7 +230,7 @@ class LabelFn:
 
   def _missing_message(self, missing, params) -> str:
     shapes = jax.tree_util.tree_map_with_path(
-      lambda k, x: (_param_path(k), _shape(x)), params, is_leaf=_is_value_wrapper
+      lambda k, x: (path_to_str(k), _shape(x)), params, is_leaf=_is_value_wrapper
     )
     rows = [
       (p, str(s), str(self.label_of(p, s)))
@@ -329,7 +322,7 @@ def _labelled(params: Any, labels: Any) -> tuple[list[_Resolved], Any, list[Any]
   try:
     subtrees = treedef.flatten_up_to(params)
   except (ValueError, TypeError) as e:
-    paths = [_param_path(k) for k, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    paths = [path_to_str(k) for k, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     raise ValueError(
       "The labels must have the structure of the params (or a prefix of it), one label per"
       f" parameter. Parameter paths: {paths}. JAX said: {e}"
@@ -337,7 +330,7 @@ def _labelled(params: Any, labels: Any) -> tuple[list[_Resolved], Any, list[Any]
   out = []
   for (keys, label), sub in zip(flat, subtrees, strict=True):
     for subkeys, leaf in jax.tree_util.tree_flatten_with_path(sub)[0]:
-      out.append(_Resolved(_param_path(keys + subkeys), _shape(leaf), _dtype(leaf), label))
+      out.append(_Resolved(path_to_str(keys + subkeys), _shape(leaf), _dtype(leaf), label))
   return out, treedef, [label for _, label in flat], subtrees
 
 

@@ -22,9 +22,10 @@ def _key_str(key: Any) -> str:
 def path_to_str(path: tuple[Any, ...]) -> str:
   """Joins a JAX key path with ``/``.
 
-  A trailing ``value`` component, which the ``nnx.Param`` wrappers that
+  A trailing ``.value`` attribute, which the ``nnx.Param`` wrappers that
   ``nnx.Optimizer`` hands to ``init`` add, is dropped, so a parameter has the
-  same path at ``init`` (wrapped) and at ``update`` (pure arrays).
+  same path at ``init`` (wrapped) and at ``update`` (pure arrays). A dict key
+  named ``"value"`` is kept: only the wrapper's attribute is dropped.
 
   Examples:
     >>> import jax, normax
@@ -32,10 +33,9 @@ def path_to_str(path: tuple[Any, ...]) -> str:
     >>> [normax.path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
     ['layers/0/w', 'params/Dense_0/kernel']
   """
-  parts = [_key_str(k) for k in path]
-  if len(parts) > 1 and parts[-1] == "value":
-    parts = parts[:-1]
-  return "/".join(parts)
+  if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
+    path = path[:-1]
+  return "/".join(_key_str(k) for k in path)
 
 
 def tree_paths(tree: Any, is_leaf=None) -> Any:
