@@ -1,161 +1,19 @@
-"""Named optimizers: Scion, steepest descent, sign descent, normalized SGD.
+"""Named optimizers: steepest descent, sign descent, normalized SGD.
 
 Each is a literal ``optax.chain`` of normax pieces, so it can be read and
-rebuilt with a change.
+rebuilt with a change. Scion lives in ``_scion.py``, Muon in ``_muon.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
-import jax
 import optax
 
-from normax._decay import add_constrained_decay
 from normax._dual_norm import scale_by_dual_norm
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._norms import Frobenius, Sign
-from normax._paths import tree_paths
-from normax._radius import scale_by_radius
-from normax._spec import LayerSpec
-
-
-class _Labelled:
-  """A (label, path) pair that pytrees treat as one leaf."""
-
-  __slots__ = ("label", "path")
-
-  def __init__(self, label, path):
-    self.label, self.path = label, path
-
-
-def checked_labels(
-  labels: Any, known: Mapping[str, Any], what: str, fix: str | None = None
-) -> Callable[[Any], Any]:
-  """A label function for ``optax.partition`` that rejects unknown labels.
-
-  The error names every unknown label and the parameter paths carrying it.
-  """
-
-  def fn(tree):
-    lab = labels(tree) if callable(labels) else labels
-    paths = tree_paths(tree)
-    try:
-      pairs = jax.tree.map(
-        lambda label, sub: jax.tree.map(lambda p: _Labelled(label, p), sub), lab, paths
-      )
-    except (ValueError, TypeError) as e:
-      raise ValueError(
-        f"The labels do not match the parameters' structure (parameter paths:"
-        f" {jax.tree.leaves(paths)}). {e}"
-      ) from None
-    unknown: dict[Any, list[str]] = {}
-    for item in jax.tree.leaves(pairs, is_leaf=lambda x: isinstance(x, _Labelled)):
-      if item.label not in known:
-        unknown.setdefault(item.label, []).append(item.path)
-    if unknown:
-      lines = "\n".join(f"  {k!r} at {', '.join(map(repr, v))}" for k, v in unknown.items())
-      hint = fix or (
-        f"Add them, e.g. {what}[{next(iter(unknown))!r}] = normax.LayerSpec('spectral'),"
-        " or change the label rules."
-      )
-      raise ValueError(
-        f"These labels have no entry in {what} (known: {sorted(known)}):\n{lines}\n{hint}"
-      )
-    return lab
-
-  return fn
-
-
-def scion(
-  learning_rate: float | optax.Schedule,
-  specs: Mapping[str, LayerSpec],
-  labels: Any,
-  *,
-  beta: float | optax.Schedule = 0.9,
-  constrained: bool = True,
-  nesterov: bool = False,
-  momentum_init: Literal["zeros", "first_gradient"] = "zeros",
-  momentum_dtype=None,
-) -> optax.GradientTransformation:
-  r"""Scion: layerwise LMO steps on a momentum, constrained (SCG) or not (uSCG).
-
-  With ``γ`` the learning rate and, per layer, its norm, radius ``ρ`` and
-  decay ``μ`` from ``specs[label]``:
-
-  .. math::
-    d \leftarrow β d + (1-β) g, \qquad
-    x \leftarrow (1 - γμ)\, x - γρ\, \mathrm{dualize}(d)
-      = (1 - γμ)\, x + γρ\, \mathrm{lmo}(d).
-
-  ``μ`` is ``spec.decay`` if set, else ``1`` when ``constrained`` (SCG: a
-  layer inside its ball ``‖x‖ ≤ ρ`` stays inside for ``γ ≤ 1``) and ``0``
-  otherwise (uSCG). The chain is::
-
-    optax.chain(
-      normax.momentum(beta, nesterov=..., init=..., dtype=...),
-      optax.partition({label: optax.chain(normax.scale_by_lmo(spec.norm),
-                                          normax.scale_by_radius(spec.radius),
-                                          normax.add_constrained_decay(μ))
-                       for label, spec in specs.items()}, labels),
-      optax.scale_by_learning_rate(learning_rate))
-
-  Args:
-    learning_rate: ``γ``, a float or an ``optax.Schedule``.
-    specs: Mapping from label to :class:`normax.LayerSpec`.
-    labels: A callable ``params -> pytree of labels`` (called on params at
-      ``init`` and on updates at ``update``; it must depend only on
-      structure and shapes), or such a pytree. A label missing from
-      ``specs`` raises an error naming it and its parameter paths.
-    beta: Momentum ``β = 1 - α`` (Scion's ``α = 0.1``), float or schedule.
-    constrained: Default decay ``μ = 1`` (SCG) rather than ``0`` (uSCG).
-    nesterov: Nesterov momentum.
-    momentum_init: ``"zeros"`` or ``"first_gradient"``.
-    momentum_dtype: dtype of the momentum buffer (e.g. ``jnp.bfloat16``).
-
-  Returns:
-    An ``optax.GradientTransformation``.
-
-  Examples:
-    >>> import jax, jax.numpy as jnp, optax, normax
-    >>> params = {"w": jnp.eye(4), "b": jnp.zeros(4)}
-    >>> specs = {"hidden": normax.LayerSpec(normax.Spectral(method="svd"), radius=1.0),
-    ...          "bias": normax.LayerSpec("bias_rms", radius=0.5)}
-    >>> labels = {"w": "hidden", "b": "bias"}
-    >>> tx = normax.scion(0.1, specs, labels)
-    >>> state = tx.init(params)
-    >>> grads = {"w": jnp.eye(4), "b": jnp.ones(4)}
-    >>> updates, state = tx.update(grads, state, params)
-    >>> updates["w"].diagonal()  # -γ(ρ·UVᵀ + μ·x) = -0.1·(1 + 1)
-    Array([-0.2, -0.2, -0.2, -0.2], dtype=float32)
-
-  References:
-    Pethick et al., *Training Deep Learning Models with Norm-Constrained
-    LMOs*, 2025, Algorithm 1 (uSCG, SCG) and Sec. 5 (layerwise norms).
-  """
-  if not isinstance(specs, Mapping) or not specs:
-    raise TypeError(f"specs must be a non-empty mapping label -> normax.LayerSpec, got {specs!r}.")
-  for label, spec in specs.items():
-    if not isinstance(spec, LayerSpec):
-      raise TypeError(
-        f"specs[{label!r}] is {spec!r}; expected normax.LayerSpec(norm, radius, decay)."
-      )
-  default_decay = 1.0 if constrained else 0.0
-  branches = {
-    label: optax.chain(
-      scale_by_lmo(spec.norm),
-      scale_by_radius(spec.radius),
-      add_constrained_decay(default_decay if spec.decay is None else spec.decay),
-    )
-    for label, spec in specs.items()
-  }
-  return optax.chain(
-    momentum(beta, nesterov=nesterov, init=momentum_init, dtype=momentum_dtype),
-    optax.partition(branches, checked_labels(labels, specs, "specs")),
-    optax.scale_by_learning_rate(learning_rate),
-  )
 
 
 def steepest_descent(
