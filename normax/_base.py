@@ -15,9 +15,21 @@ def where_nonzero(den: jax.Array, num: jax.Array) -> jax.Array:
   return num / jnp.where(den == 0, jnp.ones_like(den), den)
 
 
+def acc_dtype(dtype) -> jnp.dtype:
+  """float32 for low-precision floats (bf16/f16), the dtype itself otherwise.
+
+  Unlike ``jnp.promote_types`` this does not consult the promotion lattice,
+  so it also works under ``jax.numpy_dtype_promotion("strict")``.
+  """
+  dtype = jnp.dtype(dtype)
+  if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+    return jnp.dtype(jnp.float32)
+  return dtype
+
+
 def compute_dtype(x: jax.Array) -> jnp.dtype:
-  """float32 for low-precision input (bf16/f16), the input's own dtype otherwise."""
-  return jnp.promote_types(x.dtype, jnp.float32)
+  """The dtype normax computes ``x``'s norms in: :func:`acc_dtype` of its dtype."""
+  return acc_dtype(x.dtype)
 
 
 def describe(path: str | None) -> str:
@@ -91,7 +103,7 @@ class Norm(abc.ABC):
     """
     shape = tuple(shape)
     self.check(shape, dtype)
-    g = jax.random.normal(key, shape, jnp.promote_types(dtype, jnp.float32))
+    g = jax.random.normal(key, shape, acc_dtype(dtype))
     return self._init_direction(g).astype(dtype)
 
   def _init_direction(self, g: jax.Array) -> jax.Array:

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from normax._base import Norm
+from normax._base import acc_dtype as acc_dtype
 from normax._paths import path_to_str
 from normax._registry import get_norm
 
@@ -123,15 +124,3 @@ def has_schedule(value: Any) -> bool:
 def cast_scalar(x: Any, dtype) -> jax.Array:
   """``x`` as a scalar array of ``dtype`` (strict-promotion safe)."""
   return jnp.asarray(x).astype(dtype)
-
-
-def acc_dtype(dtype) -> jnp.dtype:
-  """float32 for low-precision floats (bf16/f16), the dtype itself otherwise.
-
-  Unlike ``jnp.promote_types`` this does not consult the promotion lattice,
-  so it also works under ``jax.numpy_dtype_promotion("strict")``.
-  """
-  dtype = jnp.dtype(dtype)
-  if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
-    return jnp.dtype(jnp.float32)
-  return dtype

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from normax._base import acc_dtype
+
 Coefficients = tuple[tuple[float, float, float], ...]
 
 #: The classic Muon quintic (Jordan et al., 2024), applied at every step.
@@ -197,7 +199,7 @@ def newton_schulz(
     raise ValueError(f"newton_schulz needs a matrix (..., m, n); got shape {x.shape}.")
   schedule = resolve_coefficients(coefficients, steps)
   out_dtype = x.dtype
-  acc = jnp.promote_types(x.dtype, jnp.float32)
+  acc = acc_dtype(x.dtype)
   cdt = acc if compute_dtype is None else jnp.dtype(compute_dtype)
   m, n = x.shape[-2:]
   tall = m > n
@@ -229,7 +231,7 @@ def orthogonalize_svd(x: jax.Array) -> jax.Array:
   get a zero in place of 1, so a rank-deficient or zero matrix maps to the
   exact argmax of ``⟨G, T⟩`` over the spectral ball that lives in its range.
   """
-  acc = jnp.promote_types(x.dtype, jnp.float32)
+  acc = acc_dtype(x.dtype)
   xf = x.astype(acc)
   u, s, vt = jnp.linalg.svd(xf, full_matrices=False)
   tol = jnp.max(s, axis=-1, keepdims=True) * (max(x.shape[-2:]) * jnp.finfo(acc).eps)
