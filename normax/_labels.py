@@ -345,6 +345,49 @@ def _as_spec(label: Any, spec: Any) -> LayerSpec:
   )
 
 
+def _check_known(
+  leaves: list[_Resolved], known: Mapping[Any, Any], what: str, fix: str | None = None
+) -> None:
+  """Raises one error naming every label not in ``known``, with its parameters."""
+  unknown: dict[Any, list[str]] = {}
+  for leaf in leaves:
+    if leaf.label not in known:
+      unknown.setdefault(leaf.label, []).append(f"{leaf.path} {leaf.shape}")
+  if not unknown:
+    return
+  names = ", ".join(repr(k) for k in sorted(known, key=str)) or "none"
+  lines = "\n".join(f"  {lab!r}: {', '.join(paths)}" for lab, paths in unknown.items())
+  first = next(iter(unknown))
+  many = len(unknown) > 1
+  fix = fix or (
+    f"Add one, e.g. {what}[{first!r}] = normax.LayerSpec('spectral', radius=1.0), or fix"
+    " the label rules."
+  )
+  raise ValueError(
+    f"Label{'s' if many else ''} {', '.join(repr(k) for k in unknown)}"
+    f" {'have' if many else 'has'} no entry in {what} (known labels: {names})."
+    f" Parameters carrying {'them' if many else 'it'}:\n{lines}\n{fix}"
+  )
+
+
+def checked_labels(
+  labels: Any, known: Mapping[Any, Any], what: str, fix: str | None = None
+) -> Callable[[Any], Any]:
+  """A label function for ``optax.partition`` that rejects labels not in ``known``.
+
+  ``optax.partition`` calls it on params at ``init`` and on updates at
+  ``update``; either way an unknown label raises one error naming every such
+  label and the parameter paths that carry it.
+  """
+
+  def fn(tree):
+    lab = labels(tree) if callable(labels) else labels
+    _check_known(_labelled(tree, lab)[0], known, what, fix)
+    return lab
+
+  return fn
+
+
 def resolve_specs(params: Any, labels: Any, specs: Mapping[str, Any]) -> Any:
   """Each parameter's :class:`normax.LayerSpec`, checked against its shape.
 
@@ -386,21 +429,7 @@ def resolve_specs(params: Any, labels: Any, specs: Mapping[str, Any]) -> Any:
   if not isinstance(specs, Mapping):
     raise TypeError(f"specs must be a mapping label -> normax.LayerSpec, got {specs!r}.")
   leaves, treedef, flat_labels, subtrees = _labelled(params, labels)
-  unknown: dict[Any, list[str]] = {}
-  for leaf in leaves:
-    if leaf.label not in specs:
-      unknown.setdefault(leaf.label, []).append(f"{leaf.path} {leaf.shape}")
-  if unknown:
-    known = ", ".join(repr(k) for k in sorted(specs, key=str)) or "none"
-    lines = "\n".join(f"  {lab!r}: {', '.join(paths)}" for lab, paths in unknown.items())
-    first = next(iter(unknown))
-    raise ValueError(
-      f"Label{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)}"
-      f" {'have' if len(unknown) > 1 else 'has'} no entry in specs (known labels: {known})."
-      f" Parameters carrying {'them' if len(unknown) > 1 else 'it'}:\n{lines}\n"
-      f"Add one, e.g. specs[{first!r}] = normax.LayerSpec('spectral', radius=1.0), or fix"
-      " the label rules."
-    )
+  _check_known(leaves, specs, "specs")
   resolved = {label: _as_spec(label, spec) for label, spec in specs.items()}
   for leaf in leaves:
     resolved[leaf.label].norm.check(leaf.shape, leaf.dtype, leaf.path)

@@ -9,10 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._labels import Rule, label_by_path
+from normax._labels import Rule, checked_labels, label_by_path
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
-from normax._scion import checked_labels
 from normax._spectral import Spectral
 
 _MUON_LABELS = {"muon": None, "adam": None}

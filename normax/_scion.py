@@ -1,66 +1,18 @@
-"""Scion: layerwise LMO steps on one momentum, and the label check it shares with Muon."""
+"""Scion: layerwise LMO steps on one momentum."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
-import jax
 import optax
 
 from normax._decay import add_constrained_decay
+from normax._labels import checked_labels
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
-from normax._paths import tree_paths
 from normax._radius import scale_by_radius
 from normax._spec import LayerSpec
-
-
-class _Labelled:
-  """A (label, path) pair that pytrees treat as one leaf."""
-
-  __slots__ = ("label", "path")
-
-  def __init__(self, label, path):
-    self.label, self.path = label, path
-
-
-def checked_labels(
-  labels: Any, known: Mapping[str, Any], what: str, fix: str | None = None
-) -> Callable[[Any], Any]:
-  """A label function for ``optax.partition`` that rejects unknown labels.
-
-  The error names every unknown label and the parameter paths carrying it.
-  """
-
-  def fn(tree):
-    lab = labels(tree) if callable(labels) else labels
-    paths = tree_paths(tree)
-    try:
-      pairs = jax.tree.map(
-        lambda label, sub: jax.tree.map(lambda p: _Labelled(label, p), sub), lab, paths
-      )
-    except (ValueError, TypeError) as e:
-      raise ValueError(
-        f"The labels do not match the parameters' structure (parameter paths:"
-        f" {jax.tree.leaves(paths)}). {e}"
-      ) from None
-    unknown: dict[Any, list[str]] = {}
-    for item in jax.tree.leaves(pairs, is_leaf=lambda x: isinstance(x, _Labelled)):
-      if item.label not in known:
-        unknown.setdefault(item.label, []).append(item.path)
-    if unknown:
-      lines = "\n".join(f"  {k!r} at {', '.join(map(repr, v))}" for k, v in unknown.items())
-      hint = fix or (
-        f"Add them, e.g. {what}[{next(iter(unknown))!r}] = normax.LayerSpec('spectral'),"
-        " or change the label rules."
-      )
-      raise ValueError(
-        f"These labels have no entry in {what} (known: {sorted(known)}):\n{lines}\n{hint}"
-      )
-    return lab
-
-  return fn
 
 
 def scion(
