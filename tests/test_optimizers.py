@@ -208,7 +208,8 @@ def test_muon_labels_and_errors():
   labels["b"] = "sgd"
   with pytest.raises(
     ValueError,
-    match=r"(?s)Label 'sgd' has no entry in normax.muon.*'adam', 'muon'.*'sgd': b \(.*'muon'.*'adam'",
+    match=r"(?s)Label 'sgd' has no entry in normax.muon.*'adam', 'muon'.*'sgd': b \("
+    r".*'muon'.*'adam'",
   ):
     normax.muon(0.02, labels=labels).init(params)
   with pytest.raises(ValueError, match="shape_scaling"):
