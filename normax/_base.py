@@ -53,6 +53,27 @@ class Norm(abc.ABC):
 
   Norms are frozen dataclasses: hashable, comparable, safe to close over in
   ``jax.jit`` and to use as static pytree metadata.
+
+  Examples:
+    A new norm subclasses ``Norm`` and registers a name; here the ℓ∞ norm of
+    a vector (its dual is ℓ1, its dualizer the sign):
+
+    >>> import dataclasses, jax.numpy as jnp, normax
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class MaxNorm(normax.Norm):
+    ...   name = "max"
+    ...   min_ndim = 1
+    ...   def core_ndim(self, ndim):
+    ...     return 1
+    ...   def dualize(self, g):
+    ...     return jnp.sign(g)
+    ...   def dual_norm(self, g):
+    ...     return jnp.sum(jnp.abs(g), axis=-1)
+    ...   def norm(self, w):
+    ...     return jnp.max(jnp.abs(w), axis=-1)
+    >>> g = jnp.array([3.0, -1.0, 0.5])
+    >>> MaxNorm().lmo(g), MaxNorm().dual_norm(g)
+    (Array([-1.,  1., -1.], dtype=float32), Array(4.5, dtype=float32))
   """
 
   #: Registry name (``normax.get_norm(name)``).

@@ -180,7 +180,20 @@ def _table(rows: Iterable[Iterable[str]], indent: str = "") -> str:
 
 @dataclasses.dataclass(frozen=True)
 class LabelFn:
-  """A label function built by :func:`label_by_path`; call it on a params pytree."""
+  """A label function built by :func:`label_by_path`; call it on a params pytree.
+
+  It returns a pytree of label strings with the structure of ``params``
+  (one label per ``nnx.Param``, wrapped or not), so it can be passed wherever
+  optax takes labels (``optax.partition``, :func:`normax.scion`).
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> fn = normax.label_by_path([("*head/kernel", "head"), ("*", "hidden")])
+    >>> fn({"head": {"kernel": jnp.zeros((4, 2))}, "body": {"kernel": jnp.zeros((4, 4))}})
+    {'body': {'kernel': 'hidden'}, 'head': {'kernel': 'head'}}
+    >>> fn.label_of("head/kernel", (4, 2))
+    'head'
+  """
 
   rules: tuple[Rule, ...]
   default: str | None = None

@@ -12,7 +12,14 @@ from normax._leafwise import acc_dtype, cast_scalar, evaluate
 
 
 class MomentumState(NamedTuple):
-  """State of :func:`momentum`: the step count and the average ``d``."""
+  """State of :func:`momentum`: the step count and the average ``d``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> state = normax.momentum(0.9, dtype=jnp.bfloat16).init({"w": jnp.ones((2, 2))})
+    >>> int(state.count), state.trace["w"].dtype
+    (0, dtype(bfloat16))
+  """
 
   count: jax.Array
   trace: optax.Updates

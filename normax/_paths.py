@@ -39,5 +39,11 @@ def path_to_str(path: tuple[Any, ...]) -> str:
 
 
 def tree_paths(tree: Any, is_leaf=None) -> Any:
-  """A pytree of the same structure as ``tree`` holding each leaf's path string."""
+  """A pytree of the same structure as ``tree`` holding each leaf's path string.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.tree_paths({"head": {"kernel": jnp.zeros((2, 3)), "bias": jnp.zeros(3)}})
+    {'head': {'bias': 'head/bias', 'kernel': 'head/kernel'}}
+  """
   return jax.tree_util.tree_map_with_path(lambda p, _: path_to_str(p), tree, is_leaf=is_leaf)

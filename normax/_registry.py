@@ -30,6 +30,17 @@ def register_norm(name: str, factory: Callable[..., Norm], *, overwrite: bool = 
     name: The string users write in place of the norm.
     factory: A ``Norm`` subclass or any callable returning a ``Norm``.
     overwrite: Replace an existing name instead of raising.
+
+  Examples:
+    >>> import functools, normax
+    >>> svd = functools.partial(normax.Spectral, method="svd")
+    >>> normax.register_norm("spectral_svd", svd, overwrite=True)
+    >>> normax.get_norm("spectral_svd").method
+    'svd'
+    >>> normax.register_norm("spectral_svd", normax.Spectral)
+    Traceback (most recent call last):
+    ...
+    ValueError: A norm named 'spectral_svd' is already registered; pass overwrite=True.
   """
   if name in _REGISTRY and not overwrite:
     raise ValueError(f"A norm named {name!r} is already registered; pass overwrite=True.")
