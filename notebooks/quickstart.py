@@ -108,10 +108,14 @@ print(normax.label_table(nnx.state(model, nnx.Param), my_labels, my_specs))
 # notebook).
 #
 # It plugs into `nnx.Optimizer` like any optax optimizer; the train step is an `nnx.jit`
-# function. We train for 400 steps on minibatches of 128.
+# function. We train for 400 steps on minibatches of 128, with a learning rate that decays
+# linearly from 2⁻⁵ to zero (any float or `optax` schedule works; a constant 2⁻⁶ reaches about
+# 94% test accuracy here, the decay about 98%).
 
 # %%
-tx = normax.scion(2**-6, specs, labels, beta=0.9, constrained=True)
+steps, batch_size = 400, 128
+learning_rate = optax.linear_schedule(2**-5, 0.0, steps)
+tx = normax.scion(learning_rate, specs, labels, beta=0.9, constrained=True)
 optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
 
@@ -131,7 +135,6 @@ def accuracy(model, x, y):
   return jnp.mean(jnp.argmax(model(x), axis=-1) == y)
 
 
-steps, batch_size = 400, 128
 rng = np.random.default_rng(0)
 losses = []
 start = time.perf_counter()
