@@ -64,7 +64,7 @@ def dualize_leaves(norms: Sequence[Norm | None], leaves: Sequence[jax.Array]) ->
     first = norms[members[0]]
     polar = first.orthogonalize(jnp.concatenate(stack, axis=0))
     start = 0
-    for i, (mats, scale, _), is_wide, size in zip(members, plans, wide, sizes, strict=True):
+    for i, (_, scale, _), is_wide, size in zip(members, plans, wide, sizes, strict=True):
       part = polar[start : start + size]
       start += size
       if is_wide != to_wide:
