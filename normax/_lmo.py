@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import optax
 
+from normax._grouping import dualize_leaves
 from normax._leafwise import resolve_norms
 
 
@@ -18,7 +19,15 @@ def map_with_norms(fn, norms: Any, updates: optax.Updates) -> optax.Updates:
   return treedef.unflatten(out)
 
 
-def scale_by_lmo(norms: Any) -> optax.GradientTransformation:
+def dualize_tree(norms: Any, updates: optax.Updates, *, batch: bool = True) -> optax.Updates:
+  """``dualize`` of each leaf under its norm; same-shape matrices batched if ``batch``."""
+  if not batch:
+    return map_with_norms(lambda n, u: n.dualize(u), norms, updates)
+  flat, treedef = jax.tree.flatten(updates)
+  return treedef.unflatten(dualize_leaves(resolve_norms(norms, updates), flat))
+
+
+def scale_by_lmo(norms: Any, *, batch: bool = True) -> optax.GradientTransformation:
   r"""Dualizes each update under its layer's norm (the LMO step of Scion).
 
   Per leaf, with ``d`` the incoming update (e.g. a momentum):
@@ -40,6 +49,14 @@ def scale_by_lmo(norms: Any) -> optax.GradientTransformation:
       unchanged (use ``optax.partition`` to give it another transform).
       Each leaf is validated with :meth:`normax.Norm.check` at trace time;
       errors name the parameter path.
+    batch: Orthogonalize leaves that share a :class:`normax.Spectral`-family
+      norm (same Newton–Schulz settings), a matrix shape up to transposition
+      (``d×4d`` with ``4d×d``) and a dtype in one batched call, instead of
+      one call per leaf. The result is the per-leaf one up to float rounding.
+      Grouping stacks the leaves (a copy) and transposes the minority
+      orientation; for sharded parameters (FSDP, tensor parallel) pass
+      ``batch=False`` so that every leaf keeps its own sharding and no
+      resharding is introduced by the stacking.
 
   Returns:
     A stateless ``optax.GradientTransformation``.
@@ -66,6 +83,6 @@ def scale_by_lmo(norms: Any) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    return map_with_norms(lambda n, u: n.dualize(u), norms, updates), state
+    return dualize_tree(norms, updates, batch=batch), state
 
   return optax.GradientTransformation(init_fn, update_fn)
