@@ -3,6 +3,19 @@
 Two methods: an odd quintic Newton–Schulz iteration (fast, matmul-only, the
 default) and an exact SVD (reference). Both act on the last two axes; leading
 axes are independent matrices and are handled by one batched call.
+
+The named step polynomials ``p(x) = a x + b x³ + c x⁵`` are constants:
+:data:`QUINTIC` (the classic Muon quintic, steep at 0 but not convergent to 1)
+and :data:`CUBIC` (the textbook iteration, ``p(1) = 1``, slow).
+
+Examples:
+  >>> import normax
+  >>> normax.QUINTIC
+  (3.4445, -4.775, 2.0315)
+  >>> round(sum(normax.QUINTIC), 4)  # p(1): 1 is not a fixed point of the quintic
+  0.701
+  >>> normax.CUBIC, sum(normax.CUBIC)  # p(1) = 1 and p'(1) = 0
+  ((1.5, -0.5, 0.0), 1.0)
 """
 
 from __future__ import annotations
@@ -86,6 +99,15 @@ def polar_express_coefficients(
 
   Returns:
     A tuple of ``(a, b, c)`` triples, one per step.
+
+  Examples:
+    >>> import normax
+    >>> coeffs = normax.polar_express_coefficients(8)
+    >>> len(coeffs), len(coeffs[0])
+    (8, 3)
+    >>> lo, hi = normax.schedule_bound(coeffs, steps=8, lower=1e-3)
+    >>> round(lo, 4), round(hi, 4)  # every σ ≥ 1e-3·‖G‖_F ends at 1
+    (1.0, 1.0)
 
   References:
     Amsel, Persson, Musco and Gower, *The Polar Express: Optimal Matrix Sign
@@ -194,6 +216,20 @@ def newton_schulz(
 
   Returns:
     An array of ``x``'s shape and dtype. Zero matrices map to zero.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, normax
+    >>> g = jax.random.normal(jax.random.key(0), (4, 6))
+    >>> x = normax.newton_schulz(g, steps=8, coefficients="polar_express")
+    >>> bool(jnp.allclose(jnp.linalg.svd(x, compute_uv=False), 1.0, atol=1e-3))
+    True
+
+    The classic quintic only lands in a band around 1 (see :func:`schedule_bound`):
+
+    >>> s = jnp.linalg.svd(normax.newton_schulz(g), compute_uv=False)
+    >>> lo, hi = normax.schedule_bound("quintic", 5, lower=1e-2)
+    >>> bool(jnp.all((lo < s) & (s < hi))), bool(jnp.allclose(s, 1.0, atol=0.01))
+    (True, False)
   """
   if x.ndim < 2:
     raise ValueError(f"newton_schulz needs a matrix (..., m, n); got shape {x.shape}.")
@@ -230,6 +266,16 @@ def orthogonalize_svd(x: jax.Array) -> jax.Array:
   Singular values that are zero (to float tolerance relative to the largest)
   get a zero in place of 1, so a rank-deficient or zero matrix maps to the
   exact argmax of ``⟨G, T⟩`` over the spectral ball that lives in its range.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, normax
+    >>> g = jax.random.normal(jax.random.key(0), (4, 6))
+    >>> q = normax.orthogonalize_svd(g)
+    >>> bool(jnp.allclose(q @ q.T, jnp.eye(4), atol=1e-5))
+    True
+    >>> normax.orthogonalize_svd(jnp.array([[2.0, 0.0], [0.0, 0.0]]))
+    Array([[1., 0.],
+           [0., 0.]], dtype=float32)
   """
   acc = acc_dtype(x.dtype)
   xf = x.astype(acc)
@@ -251,6 +297,13 @@ def schedule_bound(
   returns ``(min p, max p)`` over ``[lower, 1]`` (float64, dense grid), i.e.
   how close to orthogonal the schedule gets for matrices whose normalized
   singular values are at least ``lower``.
+
+  Examples:
+    >>> import normax
+    >>> [round(v, 4) for v in normax.schedule_bound("quintic", 5, lower=1e-2)]
+    [0.6818, 1.1344]
+    >>> [round(v, 4) for v in normax.schedule_bound("cubic", 5, lower=1e-2)]
+    [0.0758, 1.0]
   """
   xs = np.geomspace(lower, 1.0, 20001)
   for a, b, c in resolve_coefficients(coefficients, steps):
