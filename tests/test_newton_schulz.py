@@ -190,3 +190,23 @@ def test_spectral_passes_its_options_to_newton_schulz():
     g, steps=3, coefficients=(4.0, -4.0, 1.0), compute_dtype=jnp.bfloat16
   ) * np.sqrt(10 / 24)
   np.testing.assert_allclose(spec.dualize(g), want, rtol=1e-6)
+
+
+def test_doc_script_runs_and_checks(tmp_path):
+  """docs/make_newton_schulz.py renders, and --check accepts its own output (tiny size)."""
+  import importlib.util
+  import pathlib
+
+  root = pathlib.Path(__file__).parents[1]
+  spec = importlib.util.spec_from_file_location("make_ns", root / "docs/make_newton_schulz.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  mod.STEPS, mod.MATRICES = (2, 5), ("gaussian", "cond 1e4")
+  out = tmp_path / "ns.md"
+  assert mod.main(["--size", "8", "--out", str(out)]) == 0
+  assert mod.main(["--size", "8", "--out", str(out), "--check"]) == 0
+  out.write_text(out.read_text().replace("1.0000", "1.5000"))
+  assert mod.main(["--size", "8", "--out", str(out), "--check"]) == 1
+  # The committed doc is the script's output at size 128 (`--check` recomputes it).
+  doc = (root / "docs/newton_schulz.md").read_text()
+  assert "Size used: 128." in doc and len(mod.numbers(doc)) == 2 * 4 * 9 * 4
