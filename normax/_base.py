@@ -15,6 +15,12 @@ def where_nonzero(den: jax.Array, num: jax.Array) -> jax.Array:
   return num / jnp.where(den == 0, jnp.ones_like(den), den)
 
 
+def svd_safe(x: jax.Array) -> jax.Array:
+  """``x`` with ±inf replaced by NaN: LAPACK's SVD never returns on an inf entry (CPU),
+  while NaN comes back as NaN singular values, so non-finite input stays visible."""
+  return jnp.where(jnp.isinf(x), jnp.nan, x)
+
+
 def acc_dtype(dtype) -> jnp.dtype:
   """float32 for low-precision floats (bf16/f16), the dtype itself otherwise.
 

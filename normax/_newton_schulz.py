@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from normax._base import acc_dtype
+from normax._base import acc_dtype, svd_safe
 
 Coefficients = tuple[tuple[float, float, float], ...]
 
@@ -279,7 +279,7 @@ def orthogonalize_svd(x: jax.Array) -> jax.Array:
   """
   acc = acc_dtype(x.dtype)
   xf = x.astype(acc)
-  u, s, vt = jnp.linalg.svd(xf, full_matrices=False)
+  u, s, vt = jnp.linalg.svd(svd_safe(xf), full_matrices=False)
   tol = jnp.max(s, axis=-1, keepdims=True) * (max(x.shape[-2:]) * jnp.finfo(acc).eps)
   keep = (s > tol).astype(acc)
   # NaN singular values (non-finite input) keep NaN in the output.

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._base import Norm
+from normax._base import Norm, svd_safe
 from normax._leafwise import acc_dtype, resolve_norms, resolve_scalars
 from normax._momentum import _safe_increment
 from normax._newton_schulz import orthogonalize_svd
@@ -43,7 +43,7 @@ def project_leaf(norm: Norm, w: jax.Array, radius: Any, sphere: bool = False) ->
     if sphere:
       out = orthogonalize_svd(mats) * (r * scale)
     else:
-      u, s, vt = jnp.linalg.svd(mats, full_matrices=False)
+      u, s, vt = jnp.linalg.svd(svd_safe(mats), full_matrices=False)
       out = jnp.matmul(u * jnp.minimum(s, r * scale)[..., None, :], vt)
     out = out.reshape(x.shape)
   elif isinstance(norm, Sign) or (isinstance(norm, L1ToLp) and norm.p == math.inf):

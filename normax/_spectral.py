@@ -9,7 +9,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from normax._base import Norm, compute_dtype, describe
+from normax._base import Norm, compute_dtype, describe, svd_safe
 from normax._newton_schulz import newton_schulz, orthogonalize_svd, resolve_coefficients
 
 Method = Literal["newton_schulz", "svd"]
@@ -104,13 +104,13 @@ class Spectral(Norm):
   def dual_norm(self, g):
     g = self._checked(g)
     mats, scale = self._as_matrices(g)
-    s = jnp.linalg.svd(mats.astype(compute_dtype(g)), compute_uv=False)
+    s = jnp.linalg.svd(svd_safe(mats.astype(compute_dtype(g))), compute_uv=False)
     return scale * jnp.sum(s, axis=-1)
 
   def norm(self, w):
     w = self._checked(w)
     mats, scale = self._as_matrices(w)
-    s = jnp.linalg.svd(mats.astype(compute_dtype(w)), compute_uv=False)
+    s = jnp.linalg.svd(svd_safe(mats.astype(compute_dtype(w))), compute_uv=False)
     return jnp.max(s, axis=-1) / scale
 
   def _init_direction(self, g):
