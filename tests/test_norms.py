@@ -7,6 +7,7 @@ the norm saw (bfloat16 inputs are rounded first, so only the norm's own rounding
 
 import dataclasses
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -117,7 +118,7 @@ def reference(norm, g):
 
 # -- the norms under test -----------------------------------------------------
 
-PS = (1.0, 1.5, 2.0, 3.0, math.inf)
+PS = (1.0, 3.0, math.inf)
 # name -> (norm, kind); kind picks the leaf layout: "mat" (..., m, n), "vec" (..., n),
 # "conv1"/"conv2"/"conv3" a conv kernel (*spatial, c_in, c_out).
 CASES = {
@@ -140,19 +141,19 @@ NS_CASES = {
   "spectral_conv2d_ns": (normax.SpectralConv(), "conv2"),
 }
 ALL_CASES = {**CASES, **NS_CASES}
-DIMS = (1, 2, 3, 5, 8)
+DIMS = (1, 3, 8)
 
 
 @st.composite
 def leaves(draw, kind, batch=True):
   """A (shape, float64 gaussian * scale, dtype) example for a leaf of the given kind."""
-  lead = draw(st.sampled_from([(), (2,), (2, 3)])) if batch and kind in ("mat", "vec") else ()
+  lead = draw(st.sampled_from([(), (2, 3)])) if batch and kind in ("mat", "vec") else ()
   if kind == "mat":
     core = (draw(st.sampled_from(DIMS)), draw(st.sampled_from(DIMS)))
   elif kind == "vec":
     core = (draw(st.sampled_from(DIMS)),)
   else:
-    spatial = tuple(draw(st.sampled_from((1, 2, 3))) for _ in range(int(kind[-1])))
+    spatial = (1, 2, 3)[: int(kind[-1])]
     core = (*spatial, draw(st.sampled_from(DIMS)), draw(st.sampled_from(DIMS)))
   scale = 10.0 ** draw(st.floats(-8, 8))
   dtype = draw(st.sampled_from([jnp.float32, jnp.bfloat16]))
@@ -173,9 +174,8 @@ def _bf16(x):
 # -- numpy references ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-@settings(max_examples=20, deadline=None)
-@given(data=st.data())
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), name=st.sampled_from(sorted(CASES)))
 def test_exact_norms_match_numpy(name, data):
   norm, kind = CASES[name]
   g = data.draw(leaves(kind))
@@ -194,9 +194,8 @@ def test_exact_norms_match_numpy(name, data):
   np.testing.assert_allclose(np.asarray(n, np.float64), ref_n, rtol=2e-5)
 
 
-@pytest.mark.parametrize("name", sorted(NS_CASES))
-@settings(max_examples=15, deadline=None)
-@given(data=st.data())
+@settings(max_examples=8, deadline=None)
+@given(data=st.data(), name=st.sampled_from(sorted(NS_CASES)))
 def test_newton_schulz_norms_match_their_polynomial(name, data):
   """Newton–Schulz dualize is ``scale · U p(Σ/‖G‖_F) Vᵀ`` with ``p`` the composed schedule."""
   norm, kind = NS_CASES[name]
@@ -214,9 +213,8 @@ def test_newton_schulz_norms_match_their_polynomial(name, data):
 # -- the LMO identities -------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-@settings(max_examples=20, deadline=None)
-@given(data=st.data())
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), name=st.sampled_from(sorted(CASES)))
 def test_lmo_identities_exact(name, data):
   """⟨g, dualize(g)⟩ = dual_norm(g), norm(dualize(g)) = 1, lmo = -dualize, and Hölder."""
   norm, kind = CASES[name]
@@ -224,7 +222,8 @@ def test_lmo_identities_exact(name, data):
   d = norm.dualize(g)
   tol = 2e-2 if _bf16(g) else 2e-5
   dn = np.asarray(norm.dual_norm(g), np.float64)
-  np.testing.assert_allclose(core_sum(norm, np.asarray(g, np.float64) * np.asarray(d)), dn, rtol=tol)
+  inner = core_sum(norm, np.asarray(g, np.float64) * np.asarray(d))
+  np.testing.assert_allclose(inner, dn, rtol=tol)
   np.testing.assert_allclose(np.asarray(norm.norm(d), np.float64), 1.0, rtol=tol)
   np.testing.assert_array_equal(norm.lmo(g), -d)
   # dual_norm really is the dual of norm: ⟨g, t⟩ ≤ dual_norm(g) · norm(t) for any t.
@@ -234,9 +233,8 @@ def test_lmo_identities_exact(name, data):
   assert np.all(lhs <= rhs * (1 + 1e-5) + 1e-30)
 
 
-@pytest.mark.parametrize("name", sorted(NS_CASES))
-@settings(max_examples=15, deadline=None)
-@given(data=st.data())
+@settings(max_examples=8, deadline=None)
+@given(data=st.data(), name=st.sampled_from(sorted(NS_CASES)))
 def test_lmo_identities_newton_schulz_within_schedule_bound(name, data):
   """For Newton–Schulz the identities hold up to the schedule's singular-value range.
 
@@ -264,8 +262,11 @@ def test_lmo_identities_newton_schulz_within_schedule_bound(name, data):
 # -- init ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(ALL_CASES))
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize(
+  "name,dtype",
+  [(n, jnp.float32) for n in sorted(ALL_CASES)]
+  + [(n, jnp.bfloat16) for n in ("spectral_svd", "spectral_conv2d_ns", "sign", "bias_rms")],
+)
 def test_init_lies_on_the_unit_sphere(name, dtype):
   norm, kind = ALL_CASES[name]
   shape = {
@@ -318,7 +319,7 @@ def test_string_names_resolve_through_the_registry():
 # -- equivalences from the papers ---------------------------------------------
 
 
-@pytest.mark.parametrize("shape", [(4, 6), (1, 5), (7, 2), (2, 3, 4)])
+@pytest.mark.parametrize("shape", [(1, 5), (2, 3, 4)])
 def test_adam_without_emas_is_sign_descent(shape):
   """optax.adam(lr, b1=0, b2=0, eps=0) steps along -sign(g) = -d_in · Sign().dualize(g)."""
   g = jax.random.normal(jax.random.key(0), shape)  # No exact zeros: Adam would give 0/0.
@@ -365,36 +366,37 @@ def _example_shape(kind):
 
 
 @pytest.mark.parametrize("name", sorted(ALL_CASES))
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_zero_gradients_give_exactly_zero(name, dtype):
-  norm, kind = ALL_CASES[name]
-  shape = (2, *_example_shape(kind)) if kind in ("mat", "vec") else _example_shape(kind)
-  z = jnp.zeros(shape, dtype)
-  d = norm.dualize(z)
-  assert d.dtype == dtype
-  np.testing.assert_array_equal(np.asarray(d, np.float32), 0.0)  # Also: no NaN.
-  np.testing.assert_array_equal(np.asarray(norm.lmo(z), np.float32), 0.0)
-  np.testing.assert_array_equal(norm.dual_norm(z), 0.0)
-  np.testing.assert_array_equal(norm.norm(z), 0.0)
-  # A zero matrix in a stack does not disturb its neighbours.
-  if kind in ("mat", "vec"):
-    g = z.at[1].set(jnp.ones(shape[1:], dtype))
-    d = norm.dualize(g)
-    np.testing.assert_array_equal(np.asarray(d[0], np.float32), 0.0)
-    assert bool(jnp.all(jnp.isfinite(d))) and bool(jnp.any(d[1] != 0))
-
-
-@pytest.mark.parametrize("name", sorted(ALL_CASES))
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_gradients_propagate(name, bad):
-  """A NaN/inf entry shows up as non-finite, so optax.apply_if_finite can skip the step."""
+def test_each_norm_matches_numpy_gives_zero_on_zero_and_propagates_non_finite(name):
   norm, kind = ALL_CASES[name]
   shape = _example_shape(kind)
+  # Every norm meets its reference (the hypothesis tests above sample norms at random).
   g = jax.random.normal(jax.random.key(0), shape)
-  g = g.at[(0,) * len(shape)].set(bad)
-  for out in (norm.dualize(g), norm.dual_norm(g)):
-    assert not bool(jnp.all(jnp.isfinite(out))), (name, out)
-  assert not bool(jnp.all(jnp.isfinite(norm.norm(g))))
+  got_all = (norm.dualize(g), norm.dual_norm(g), norm.norm(g))
+  for got, want in zip(got_all, reference(norm, g), strict=True):
+    np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=2e-3, atol=1e-4)
+  for dtype in (jnp.float32, jnp.bfloat16):
+    z = jnp.zeros(shape, dtype)
+    d = norm.dualize(z)
+    assert d.dtype == dtype
+    np.testing.assert_array_equal(np.asarray(d, np.float32), 0.0)  # Also: no NaN.
+    np.testing.assert_array_equal(np.asarray(norm.lmo(z), np.float32), 0.0)
+    np.testing.assert_array_equal(norm.dual_norm(z), 0.0)
+    np.testing.assert_array_equal(norm.norm(z), 0.0)
+  # A NaN/inf entry shows up as non-finite, so optax.apply_if_finite can skip the step.
+  for bad in (np.nan, np.inf, -np.inf):
+    b = g.at[(0,) * len(shape)].set(bad)
+    for out in (norm.dualize(b), norm.dual_norm(b), norm.norm(b)):
+      assert not bool(jnp.all(jnp.isfinite(out))), (name, bad, out)
+
+
+@pytest.mark.parametrize("name", ["spectral_svd", "spectral_ns", "sign", "colnorm", "bias_rms"])
+def test_a_zero_matrix_in_a_stack_does_not_disturb_its_neighbours(name):
+  norm, kind = ALL_CASES[name]
+  shape = (2, *_example_shape(kind))
+  g = jnp.zeros(shape).at[1].set(jax.random.normal(jax.random.key(0), shape[1:]))
+  d = norm.dualize(g)
+  np.testing.assert_array_equal(d[0], 0.0)
+  np.testing.assert_allclose(d[1], norm.dualize(g[1]), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -414,17 +416,11 @@ def test_non_finite_gradients_propagate(name, bad):
 def test_wrong_rank_raises_at_trace_time_naming_shape_and_fix(norm, shape, hint):
   x = jnp.zeros(shape)
   for fn in (norm.dualize, norm.lmo, norm.dual_norm, norm.norm):
-    with pytest.raises(ValueError, match="got shape " + re_escape(str(shape))) as info:
+    with pytest.raises(ValueError, match="got shape " + re.escape(str(shape))) as info:
       jax.jit(fn)(x)  # Raised while tracing: the function never runs.
     assert hint in str(info.value) and type(norm).__name__ in str(info.value)
-  with pytest.raises(ValueError, match=re_escape(hint)):
+  with pytest.raises(ValueError, match=re.escape(hint)):
     norm.init(jax.random.key(0), shape)
-
-
-def re_escape(s):
-  import re
-
-  return re.escape(s)
 
 
 def test_conv_kernel_with_too_many_spatial_axes_asks_for_spatial_dims():
@@ -452,12 +448,11 @@ del VMAP_CASES["spectral_conv2d_svd"], VMAP_CASES["spectral_conv3d_svd"]
 def test_jit_and_vmap_agree_with_the_batched_call(name):
   norm, kind = VMAP_CASES[name]
   g = jax.random.normal(jax.random.key(0), (3, *_example_shape(kind)))
-  for method in ("dualize", "lmo", "dual_norm", "norm"):
+  for method in ("dualize", "dual_norm"):
     fn = getattr(norm, method)
     batched = fn(g)
     np.testing.assert_allclose(jax.jit(fn)(g), batched, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jax.vmap(fn)(g), batched, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jax.jit(jax.vmap(fn))(g), batched, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fn(g[1]), batched[1], rtol=1e-5, atol=1e-6)
   # Norms are static, hashable config: they can be jit's static arguments.
   f = jax.jit(lambda n, x: n.dualize(x), static_argnums=0)
