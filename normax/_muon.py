@@ -51,6 +51,7 @@ def muon(
   adam_eps: float = 1e-8,
   adam_eps_root: float = 0.0,
   adam_weight_decay: float = 0.0,
+  batch: bool = True,
 ) -> optax.GradientTransformation:
   r"""Muon: orthogonalized Nesterov momentum on hidden matrices, AdamW on the rest.
 
@@ -99,6 +100,8 @@ def muon(
     adam_eps: AdamW ``eps``.
     adam_eps_root: AdamW ``eps_root``.
     adam_weight_decay: AdamW weight decay.
+    batch: Orthogonalize same-shape matrices in one batched call (see
+      :func:`normax.scale_by_lmo`); ``False`` for sharded parameters.
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -128,7 +131,7 @@ def muon(
   spectral = Spectral(steps=ns_steps, coefficients=ns_coefficients)
   hidden = [
     momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=momentum_dtype),
-    scale_by_lmo(spectral),
+    scale_by_lmo(spectral, batch=batch),
   ]
   if shape_scaling == "muon":  # Spectral gives √(d_out/d_in); Muon wants max(1, √(d_out/d_in)).
     hidden.append(_scale_by_fan(lambda d_in, d_out: max(1.0, math.sqrt(d_in / d_out))))

@@ -1,0 +1,503 @@
+"""normax speed and memory benchmark against optax baselines, all in one run.
+
+Sections (``--sections``, default all):
+
+- ``update``: the jitted optimizer update alone on GPT-like parameter trees
+  (token embedding, per layer q/k/v/o ``d×d``, MLP ``d×4d``/``4d×d``, RMSNorm
+  gains, head ``d×vocab``), as a list of layers and as a scanned stack, for
+  normax ``scion`` (``presets.scion_gpt``), normax ``muon`` (batched and
+  per-leaf) and the baselines ``optax.contrib.muon`` and ``optax.adamw``;
+  ratios to both baselines.
+- ``ns``: Newton–Schulz achieved FLOP/s (plain-iteration count) against a
+  large matmul measured in the same run.
+- ``train``: a full char-GPT training step (forward, backward, update) with
+  ``scion`` against ``adamw``, plus compile time, peak memory of the step
+  with donated buffers (compiled memory analysis) and a recompilation check.
+- ``state``: optimizer-state bytes as a ratio to parameter bytes.
+
+Run ``python benchmarks/bench.py --quick`` for a smoke test; the full run is
+``python benchmarks/bench.py``. Results print as tables and go to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import normax  # noqa: E402
+
+# -- timing -------------------------------------------------------------------
+
+
+def timeit(fn, *args, repeats: int, warmup: int = 2) -> float:
+  """Median seconds of ``fn(*args)`` (blocked), after ``warmup`` calls (compile included)."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def machine() -> dict:
+  dev = jax.devices()[0]
+  cpu = platform.processor() or platform.machine()
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  versions = {"jax": jax.__version__, "optax": optax.__version__, "normax": normax.__version__}
+  try:
+    import flax
+
+    versions["flax"] = flax.__version__
+  except ImportError:
+    pass
+  return {
+    "platform": dev.platform,
+    "device": getattr(dev, "device_kind", str(dev)),
+    "device_count": jax.device_count(),
+    "cpu": cpu,
+    "cpu_count": os.cpu_count(),
+    "python": platform.python_version(),
+    "versions": versions,
+    "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+  }
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+  fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+  cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
+  widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+  lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+  lines.append("  ".join("-" * w for w in widths))
+  lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+  return "\n".join(lines)
+
+
+# -- GPT-like parameter trees ---------------------------------------------------
+
+
+def gpt_params(key, vocab: int, d: int, depth: int, scanned: bool, dtype=jnp.float32):
+  """Parameter tree with a GPT's shapes (paths as a Flax NNX model would name them)."""
+  keys = iter(jax.random.split(key, 16))
+  normal = lambda *shape: (0.02 * jax.random.normal(next(keys), shape)).astype(dtype)
+
+  def layer(lead=()):
+    return {
+      "attn": {n: {"kernel": normal(*lead, d, d)} for n in ("query", "key", "value", "out")},
+      "mlp": {
+        "up": {"kernel": normal(*lead, d, 4 * d)},
+        "down": {"kernel": normal(*lead, 4 * d, d)},
+      },
+      "norm1": {"scale": jnp.ones((*lead, d), dtype)},
+      "norm2": {"scale": jnp.ones((*lead, d), dtype)},
+    }
+
+  layers = layer((depth,)) if scanned else [layer() for _ in range(depth)]
+  return {
+    "embed": {"embedding": normal(vocab, d)},
+    "layers": layers,
+    "final_norm": {"scale": jnp.ones((d,), dtype)},
+    "lm_head": {"kernel": normal(d, vocab)},
+  }
+
+
+def _muon_labels(params):
+  """Every matrix (rank >= 2, scanned stacks included) on Muon, the rest on AdamW."""
+  return jax.tree.map(lambda p: "muon" if p.ndim >= 2 else "adam", params)
+
+
+def _optax_muon_dims(params):
+  dims = optax.contrib.MuonDimensionNumbers
+  return jax.tree.map(
+    lambda p: dims(reduction_axis=p.ndim - 2, output_axis=p.ndim - 1) if p.ndim >= 2 else None,
+    params,
+  )
+
+
+OPTIMIZERS = (
+  "scion",
+  "scion (per-leaf)",
+  "muon",
+  "muon (per-leaf)",
+  "optax.contrib.muon",
+  "optax.adamw",
+)
+
+
+def optimizers(ns_dtype=None, steps: int = 5) -> dict:
+  """The update-section contestants, by name (``ns_dtype`` applies to normax only)."""
+  labels, specs = normax.presets.scion_gpt()
+  spectral = normax.Spectral(steps=steps, compute_dtype=ns_dtype)
+  specs = dict(specs, hidden=dataclasses.replace(specs["hidden"], norm=spectral))
+  lr = 1e-3
+  muon = lambda **kw: normax.muon(lr, labels=_muon_labels, ns_steps=steps, **kw)  # noqa: E731
+  return {
+    "scion": lambda: normax.scion(lr, specs, labels),
+    "scion (per-leaf)": lambda: normax.scion(lr, specs, labels, batch=False),
+    "muon": lambda: muon(),
+    "muon (per-leaf)": lambda: muon(batch=False),
+    "optax.contrib.muon": lambda: optax.contrib.muon(
+      lr, ns_steps=steps, muon_weight_dimension_numbers=_optax_muon_dims
+    ),
+    "optax.adamw": lambda: optax.adamw(lr),
+  }
+
+
+def _ratio(t: float, base: float | None) -> float:
+  return t / base if base else float("nan")
+
+
+def bench_update(args) -> list[dict]:
+  rows = []
+  opts = {k: v for k, v in optimizers(args.ns_dtype, args.ns_steps).items() if k in args.optimizers}
+  for scanned in (False, True):
+    tree = "scanned" if scanned else "list"
+    if tree not in args.trees:
+      continue
+    for d in args.widths:
+      for depth in args.depths:
+        params = gpt_params(jax.random.key(0), args.vocab, d, depth, scanned)
+        key = jax.random.key(1)
+        grads = jax.tree.map(lambda p, k=key: jax.random.normal(k, p.shape, p.dtype), params)
+        times = {}
+        for name, make in opts.items():
+          tx = make()
+          state = tx.init(params)
+          update = jax.jit(tx.update)
+          args_ = (grads, state, params)
+          times[name] = timeit(update, *args_, repeats=args.repeats, warmup=args.warmup)
+        for name, t in times.items():
+          rows.append(
+            {
+              "tree": tree,
+              "width": d,
+              "depth": depth,
+              "optimizer": name,
+              "ms": 1e3 * t,
+              "/optax.muon": _ratio(t, times.get("optax.contrib.muon")),
+              "/adamw": _ratio(t, times.get("optax.adamw")),
+            }
+          )
+        print(f"  update: {tree} d={d} L={depth} done", flush=True)
+  return rows
+
+
+# -- Newton–Schulz FLOP/s -------------------------------------------------------
+
+
+def ns_flops(m: int, n: int, steps: int) -> int:
+  """FLOPs of the plain quintic iteration on one m×n matrix (Gram on the short side)."""
+  m, n = min(m, n), max(m, n)
+  return steps * (2 * m * m * n + 2 * m**3 + 2 * m * m * n)
+
+
+def bench_ns(args) -> list[dict]:
+  dtype = jnp.dtype(args.ns_dtype or "float32")
+  size = args.matmul_size
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  mm = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
+  peak = 2 * size**3 / timeit(mm, a, a, repeats=args.repeats, warmup=args.warmup)
+  rows = [{"case": f"matmul {size}x{size} ({dtype.name})", "GFLOP/s": peak / 1e9, "of matmul": 1.0}]
+  ns = jax.jit(lambda x: normax.newton_schulz(x, steps=args.ns_steps, compute_dtype=args.ns_dtype))
+  for d in args.widths:
+    for shape in ((d, d), (d, 4 * d), (4, d, d), (2, d, 4 * d)):
+      x = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+      batch = int(np.prod(shape[:-2], dtype=np.int64))
+      t = timeit(ns, x, repeats=args.repeats, warmup=args.warmup)
+      flops = batch * ns_flops(*shape[-2:], args.ns_steps)
+      rate = flops / t
+      rows.append(
+        {
+          "case": f"newton_schulz {shape} x{args.ns_steps}",
+          "GFLOP/s": rate / 1e9,
+          "of matmul": rate / peak,
+          "ms": 1e3 * t,
+        }
+      )
+  return rows
+
+
+# -- state bytes -------------------------------------------------------------------
+
+
+def nbytes(tree) -> int:
+  return sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def bench_state(args) -> list[dict]:
+  d = args.widths[-1]
+  params = gpt_params(jax.random.key(0), args.vocab, d, args.depths[-1], scanned=False)
+  labels, specs = normax.presets.scion_gpt()
+  txs = {
+    "scion (f32 momentum)": normax.scion(1e-3, specs, labels),
+    "scion (bf16 momentum)": normax.scion(1e-3, specs, labels, momentum_dtype=jnp.bfloat16),
+    "muon": normax.muon(1e-3, labels=_muon_labels),
+    "optax.contrib.muon": optax.contrib.muon(1e-3),
+    "optax.adamw": optax.adamw(1e-3),
+  }
+  p = nbytes(params)
+  rows = []
+  for name, tx in txs.items():
+    s = nbytes(jax.eval_shape(tx.init, params))
+    rows.append({"optimizer": name, "state MB": s / 2**20, "state / params": s / p})
+  return rows
+
+
+# -- char-GPT training step -------------------------------------------------------
+
+
+def _builtin_gpt():
+  """A minimal decoder-only NNX transformer with the char-GPT example's interface."""
+  from flax import nnx
+
+  @dataclasses.dataclass
+  class Config:
+    vocab_size: int = 65
+    block_size: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    batch_size: int = 16
+    optimizer: str = "scion"
+    ns_dtype: str | None = None
+    learning_rate: float = 2**-12
+
+  class Block(nnx.Module):
+    def __init__(self, c: Config, rngs):
+      d = c.n_embd
+      self.n_head = c.n_head
+      dense = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
+      self.norm1, self.norm2 = nnx.RMSNorm(d, rngs=rngs), nnx.RMSNorm(d, rngs=rngs)
+      self.query, self.key, self.value, self.out = (dense(d, d) for _ in range(4))
+      self.up, self.down = dense(d, 4 * d), dense(4 * d, d)
+
+    def __call__(self, x):
+      b, t, d = x.shape
+      h = self.norm1(x)
+      split = lambda y: y.reshape(b, t, self.n_head, d // self.n_head)
+      att = jax.nn.dot_product_attention(
+        split(self.query(h)), split(self.key(h)), split(self.value(h)), is_causal=True
+      )
+      x = x + self.out(att.reshape(b, t, d))
+      return x + self.down(jax.nn.gelu(self.up(self.norm2(x))))
+
+  class GPT(nnx.Module):
+    def __init__(self, c: Config, rngs):
+      self.embed = nnx.Embed(c.vocab_size, c.n_embd, rngs=rngs)
+      self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (c.block_size, c.n_embd)))
+      self.blocks = nnx.List([Block(c, rngs) for _ in range(c.n_layer)])
+      self.final_norm = nnx.RMSNorm(c.n_embd, rngs=rngs)
+      self.lm_head = nnx.Linear(c.n_embd, c.vocab_size, use_bias=False, rngs=rngs)
+
+    def __call__(self, idx):
+      x = self.embed(idx) + self.pos[: idx.shape[1]]
+      for block in self.blocks:
+        x = block(x)
+      return self.lm_head(self.final_norm(x))
+
+  def loss_fn(model, x, y):
+    logits = model(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  def make_optimizer(c: Config):
+    if c.optimizer == "adamw":
+      return optax.adamw(3e-4)
+    labels, specs = normax.presets.scion_gpt(rules=[("pos", "embed")])
+    spectral = normax.Spectral(compute_dtype=c.ns_dtype)
+    specs = dict(specs, hidden=dataclasses.replace(specs["hidden"], norm=spectral))
+    return normax.scion(c.learning_rate, specs, labels)
+
+  return Config, GPT, loss_fn, make_optimizer
+
+
+def _example_gpt():
+  path = ROOT / "examples" / "char_gpt.py"
+  spec = importlib.util.spec_from_file_location("char_gpt", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.Config, mod.GPT, mod.loss_fn, mod.make_optimizer
+
+
+def _config(Config, **kw):
+  names = {f.name for f in dataclasses.fields(Config)}
+  return Config(**{k: v for k, v in kw.items() if k in names})
+
+
+def bench_train(args) -> tuple[list[dict], dict]:
+  from flax import nnx
+
+  use_example = args.model == "example" or (
+    args.model == "auto" and (ROOT / "examples" / "char_gpt.py").exists()
+  )
+  Config, GPT, loss_fn, make_optimizer = _example_gpt() if use_example else _builtin_gpt()
+  info = {"model": "examples/char_gpt.py" if use_example else "builtin (bench.py)"}
+  rows = []
+  results = {}
+  for name in ("scion", "adamw"):
+    c = _config(
+      Config,
+      optimizer=name,
+      n_embd=args.train_width,
+      n_layer=args.train_depth,
+      n_head=max(1, args.train_width // 64),
+      block_size=args.block_size,
+      batch_size=args.batch_size,
+      ns_dtype=args.ns_dtype,
+      vocab_size=65,
+    )
+    if args.ns_dtype and "ns_dtype" not in {f.name for f in dataclasses.fields(Config)}:
+      info["note"] = "the example's Config has no ns_dtype: Newton–Schulz in its default dtype"
+    model = GPT(c, rngs=nnx.Rngs(0))
+    tx = make_optimizer(c)
+    if isinstance(tx, nnx.Optimizer):  # An example may hand back the wrapper.
+      tx = tx.tx
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = tx.init(params)
+
+    def step(params, opt_state, rest, x, y, tx=tx, graphdef=graphdef):
+      def loss(p):
+        return loss_fn(nnx.merge(graphdef, p, rest), x, y)
+
+      value, grads = jax.value_and_grad(loss)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state, value
+
+    jstep = jax.jit(step, donate_argnums=(0, 1))
+    x = jax.random.randint(jax.random.key(2), (args.batch_size, args.block_size), 0, 65)
+    y = jnp.roll(x, -1, axis=1)
+    t0 = time.perf_counter()
+    compiled = jstep.lower(params, opt_state, rest, x, y).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    peak = getattr(mem, "peak_memory_in_bytes", 0) if mem is not None else 0
+    if not peak and mem is not None:
+      peak = mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
+      peak += mem.temp_size_in_bytes
+    # Time the jitted (not the AOT) function, so its cache counts compilations.
+    state = [params, opt_state]
+
+    def run(x, y, state=state, jstep=jstep, rest=rest):
+      state[0], state[1], value = jstep(state[0], state[1], rest, x, y)
+      return value
+
+    t = timeit(run, x, y, repeats=args.repeats, warmup=max(args.warmup, 2))
+    cache = jstep._cache_size() if hasattr(jstep, "_cache_size") else -1
+    results[name] = t
+    rows.append(
+      {
+        "optimizer": name,
+        "ms/step": 1e3 * t,
+        "compile s": compile_s,
+        "peak MB": peak / 2**20,
+        "params MB": nbytes(params) / 2**20,
+        "state MB": nbytes(opt_state) / 2**20,
+        "compilations": cache,
+      }
+    )
+  for r in rows:
+    r["/adamw"] = results[r["optimizer"]] / results["adamw"]
+  peaks = {r["optimizer"]: r["peak MB"] for r in rows}
+  for r in rows:
+    r["peak /adamw"] = peaks[r["optimizer"]] / peaks["adamw"] if peaks["adamw"] else float("nan")
+  return rows, info
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def parse(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
+  p.add_argument("--sections", default="update,ns,state,train")
+  p.add_argument("--widths", type=int, nargs="+", default=[256, 512, 1024])
+  p.add_argument("--depths", type=int, nargs="+", default=[4])
+  p.add_argument("--vocab", type=int, default=256, help="vocabulary of the update trees")
+  p.add_argument("--ns-steps", type=int, default=5)
+  p.add_argument("--ns-dtype", default=None, help="Newton–Schulz compute dtype, e.g. bfloat16")
+  p.add_argument(
+    "--matmul-size", type=int, default=None, help="reference matmul size (default by device)"
+  )
+  p.add_argument("--repeats", type=int, default=5, help="timed calls per case (median)")
+  p.add_argument("--warmup", type=int, default=2, help="untimed calls first (compile included)")
+  p.add_argument(
+    "--optimizers",
+    default=",".join(OPTIMIZERS),
+    help="update section: comma-separated subset of " + ", ".join(OPTIMIZERS),
+  )
+  p.add_argument("--trees", default="list,scanned", help="update section: list and/or scanned")
+  p.add_argument("--model", choices=["auto", "example", "builtin"], default="auto")
+  p.add_argument("--train-width", type=int, default=256)
+  p.add_argument("--train-depth", type=int, default=4)
+  p.add_argument("--block-size", type=int, default=128)
+  p.add_argument("--batch-size", type=int, default=16)
+  p.add_argument("--json", default="benchmarks/results.json")
+  args = p.parse_args(argv)
+  args.optimizers = args.optimizers.split(",")
+  args.trees = args.trees.split(",")
+  unknown = set(args.optimizers) - set(OPTIMIZERS)
+  if unknown:
+    p.error(f"--optimizers: unknown {sorted(unknown)}; choose from {list(OPTIMIZERS)}")
+  if args.quick:
+    args.widths, args.depths, args.vocab, args.repeats, args.warmup = [64], [1], 65, 2, 1
+    args.train_width, args.train_depth, args.block_size, args.batch_size = 64, 1, 32, 4
+    args.matmul_size = args.matmul_size or 256
+  if args.matmul_size is None:
+    args.matmul_size = 2048 if jax.default_backend() == "cpu" else 8192
+  return args
+
+
+def main(argv=None) -> dict:
+  args = parse(argv)
+  sections = args.sections.split(",")
+  out = {"machine": machine(), "args": vars(args)}
+  print(json.dumps(out["machine"], indent=1), flush=True)
+  if "update" in sections:
+    rows = bench_update(args)
+    out["update"] = rows
+    cols = ["tree", "width", "depth", "optimizer", "ms", "/optax.muon", "/adamw"]
+    print("\nOptimizer update (jitted, median ms)\n" + table(rows, cols), flush=True)
+  if "ns" in sections:
+    out["ns"] = bench_ns(args)
+    print("\nNewton–Schulz FLOP/s\n" + table(out["ns"], ["case", "ms", "GFLOP/s", "of matmul"]))
+  if "state" in sections:
+    out["state"] = bench_state(args)
+    print("\nOptimizer state\n" + table(out["state"], ["optimizer", "state MB", "state / params"]))
+  if "train" in sections:
+    rows, info = bench_train(args)
+    out["train"], out["train_info"] = rows, info
+    cols = ["optimizer", "ms/step", "/adamw", "compile s", "peak MB", "peak /adamw"]
+    cols += ["params MB", "state MB", "compilations"]
+    print(f"\nTraining step ({info})\n" + table(rows, cols), flush=True)
+  if args.json:
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1, default=str))
+    print(f"\nwrote {path}")
+  return out
+
+
+if __name__ == "__main__":
+  main()
