@@ -142,6 +142,7 @@ OPTIMIZERS = (
   "scion (per-leaf)",
   "muon",
   "muon (per-leaf)",
+  "muon (gram)",
   "optax.contrib.muon",
   "optax.adamw",
 )
@@ -159,6 +160,7 @@ def optimizers(ns_dtype=None, steps: int = 5) -> dict:
     "scion (per-leaf)": lambda: normax.scion(lr, specs, labels, batch=False),
     "muon": lambda: muon(),
     "muon (per-leaf)": lambda: muon(batch=False),
+    "muon (gram)": lambda: muon(ns_method="gram_newton_schulz"),
     "optax.contrib.muon": lambda: optax.contrib.muon(
       lr, ns_steps=steps, muon_weight_dimension_numbers=_optax_muon_dims
     ),
@@ -214,29 +216,60 @@ def ns_flops(m: int, n: int, steps: int) -> int:
   return steps * (2 * m * m * n + 2 * m**3 + 2 * m * m * n)
 
 
+def timeit_pair(f, fargs, g, gargs, *, repeats: int, warmup: int) -> tuple[float, float, float]:
+  """Medians of ``t_f``, ``t_g`` and ``t_f / t_g``, timed alternately.
+
+  Alternating the two makes their ratio robust to a machine whose load
+  drifts (other processes on a shared CPU).
+  """
+  for _ in range(warmup):
+    jax.block_until_ready(f(*fargs))
+    jax.block_until_ready(g(*gargs))
+  tf, tg = [], []
+  for _ in range(repeats):
+    for fn, a, out in ((f, fargs, tf), (g, gargs, tg)):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(*a))
+      out.append(time.perf_counter() - t0)
+  ratios = [x / y for x, y in zip(tf, tg, strict=True)]
+  return statistics.median(tf), statistics.median(tg), statistics.median(ratios)
+
+
 def bench_ns(args) -> list[dict]:
+  """Newton–Schulz FLOP/s (plain-iteration count) over a large matmul's, timed alternately."""
   dtype = jnp.dtype(args.ns_dtype or "float32")
   size = args.matmul_size
   a = jax.random.normal(jax.random.key(0), (size, size), dtype)
   mm = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
-  peak = 2 * size**3 / timeit(mm, a, a, repeats=args.repeats, warmup=args.warmup)
-  rows = [{"case": f"matmul {size}x{size} ({dtype.name})", "GFLOP/s": peak / 1e9, "of matmul": 1.0}]
-  ns = jax.jit(lambda x: normax.newton_schulz(x, steps=args.ns_steps, compute_dtype=args.ns_dtype))
+  mm_flops = 2 * size**3
+  ns = {
+    gram: jax.jit(
+      lambda x, gram=gram: normax.newton_schulz(
+        x, steps=args.ns_steps, compute_dtype=args.ns_dtype, gram=gram
+      )
+    )
+    for gram in (False, True)
+  }
+  rows = []
   for d in args.widths:
     for shape in ((d, d), (d, 4 * d), (4, d, d), (2, d, 4 * d)):
       x = jax.random.normal(jax.random.key(1), shape, jnp.float32)
       batch = int(np.prod(shape[:-2], dtype=np.int64))
-      t = timeit(ns, x, repeats=args.repeats, warmup=args.warmup)
       flops = batch * ns_flops(*shape[-2:], args.ns_steps)
-      rate = flops / t
-      rows.append(
-        {
-          "case": f"newton_schulz {shape} x{args.ns_steps}",
-          "GFLOP/s": rate / 1e9,
-          "of matmul": rate / peak,
-          "ms": 1e3 * t,
-        }
-      )
+      # The Gram form only pays on rectangular matrices; its rate counts the plain FLOPs.
+      for gram in (False, True) if shape[-1] != shape[-2] else (False,):
+        t_mm, t_ns, r = timeit_pair(
+          mm, (a, a), ns[gram], (x,), repeats=args.repeats, warmup=args.warmup
+        )
+        rows.append(
+          {
+            "case": f"newton_schulz{' (gram)' if gram else ''} {shape} x{args.ns_steps}",
+            "ms": 1e3 * t_ns,
+            "GFLOP/s": flops / t_ns / 1e9,
+            f"matmul {size} GFLOP/s": mm_flops / t_mm / 1e9,
+            "of matmul": r * flops / mm_flops,  # median over pairs of (NS rate / matmul rate)
+          }
+        )
   return rows
 
 
@@ -337,6 +370,7 @@ def _example_gpt():
   path = ROOT / "examples" / "char_gpt.py"
   spec = importlib.util.spec_from_file_location("char_gpt", path)
   mod = importlib.util.module_from_spec(spec)
+  sys.modules["char_gpt"] = mod  # dataclasses look their module up there.
   spec.loader.exec_module(mod)
   return mod.Config, mod.GPT, mod.loss_fn, mod.make_optimizer
 
@@ -460,12 +494,14 @@ def parse(argv=None):
   unknown = set(args.optimizers) - set(OPTIMIZERS)
   if unknown:
     p.error(f"--optimizers: unknown {sorted(unknown)}; choose from {list(OPTIMIZERS)}")
-  if args.quick:
-    args.widths, args.depths, args.vocab, args.repeats, args.warmup = [64], [1], 65, 2, 1
-    args.train_width, args.train_depth, args.block_size, args.batch_size = 64, 1, 32, 4
-    args.matmul_size = args.matmul_size or 256
+  if args.quick:  # Tiny sizes, except where a flag was given explicitly.
+    quick = dict(widths=[64], depths=[1], vocab=65, repeats=2, warmup=1, matmul_size=256)
+    quick.update(train_width=64, train_depth=1, block_size=32, batch_size=4)
+    for name, value in quick.items():
+      if getattr(args, name) == p.get_default(name):
+        setattr(args, name, value)
   if args.matmul_size is None:
-    args.matmul_size = 2048 if jax.default_backend() == "cpu" else 8192
+    args.matmul_size = 1024 if jax.default_backend() == "cpu" else 8192
   return args
 
 
@@ -481,7 +517,8 @@ def main(argv=None) -> dict:
     print("\nOptimizer update (jitted, median ms)\n" + table(rows, cols), flush=True)
   if "ns" in sections:
     out["ns"] = bench_ns(args)
-    print("\nNewton–Schulz FLOP/s\n" + table(out["ns"], ["case", "ms", "GFLOP/s", "of matmul"]))
+    cols = ["case", "ms", "GFLOP/s", f"matmul {args.matmul_size} GFLOP/s", "of matmul"]
+    print(f"\nNewton–Schulz FLOP/s ({args.ns_dtype or 'float32'})\n" + table(out["ns"], cols))
   if "state" in sections:
     out["state"] = bench_state(args)
     print("\nOptimizer state\n" + table(out["state"], ["optimizer", "state MB", "state / params"]))
