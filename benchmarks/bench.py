@@ -316,6 +316,7 @@ def _builtin_gpt():
     batch_size: int = 16
     optimizer: str = "scion"
     ns_dtype: str | None = None
+    momentum_dtype: str | None = None
     learning_rate: float = 2**-12
 
   class Block(nnx.Module):
@@ -346,7 +347,7 @@ def _builtin_gpt():
       self.lm_head = nnx.Linear(c.n_embd, c.vocab_size, use_bias=False, rngs=rngs)
 
     def __call__(self, idx):
-      x = self.embed(idx) + self.pos[: idx.shape[1]]
+      x = self.embed(idx) + self.pos[None, : idx.shape[1]]
       for block in self.blocks:
         x = block(x)
       return self.lm_head(self.final_norm(x))
@@ -361,13 +362,12 @@ def _builtin_gpt():
     labels, specs = normax.presets.scion_gpt(rules=[("pos", "embed")])
     spectral = normax.Spectral(compute_dtype=c.ns_dtype)
     specs = dict(specs, hidden=dataclasses.replace(specs["hidden"], norm=spectral))
-    return normax.scion(c.learning_rate, specs, labels)
+    return normax.scion(c.learning_rate, specs, labels, momentum_dtype=c.momentum_dtype)
 
   return Config, GPT, loss_fn, make_optimizer
 
 
-def _example_gpt():
-  path = ROOT / "examples" / "char_gpt.py"
+def _example_gpt(path: Path):
   spec = importlib.util.spec_from_file_location("char_gpt", path)
   mod = importlib.util.module_from_spec(spec)
   sys.modules["char_gpt"] = mod  # dataclasses look their module up there.
@@ -383,11 +383,10 @@ def _config(Config, **kw):
 def bench_train(args) -> tuple[list[dict], dict]:
   from flax import nnx
 
-  use_example = args.model == "example" or (
-    args.model == "auto" and (ROOT / "examples" / "char_gpt.py").exists()
-  )
-  Config, GPT, loss_fn, make_optimizer = _example_gpt() if use_example else _builtin_gpt()
-  info = {"model": "examples/char_gpt.py" if use_example else "builtin (bench.py)"}
+  example = Path(args.example)
+  use_example = args.model == "example" or (args.model == "auto" and example.exists())
+  Config, GPT, loss_fn, make_optimizer = _example_gpt(example) if use_example else _builtin_gpt()
+  info = {"model": str(example) if use_example else "builtin (bench.py)"}
   rows = []
   results = {}
   for name in ("scion", "adamw"):
@@ -400,10 +399,13 @@ def bench_train(args) -> tuple[list[dict], dict]:
       block_size=args.block_size,
       batch_size=args.batch_size,
       ns_dtype=args.ns_dtype,
+      momentum_dtype=args.momentum_dtype,
       vocab_size=65,
     )
-    if args.ns_dtype and "ns_dtype" not in {f.name for f in dataclasses.fields(Config)}:
-      info["note"] = "the example's Config has no ns_dtype: Newton–Schulz in its default dtype"
+    fields = {f.name for f in dataclasses.fields(Config)}
+    for flag in ("ns_dtype", "momentum_dtype"):
+      if getattr(args, flag) and flag not in fields:
+        info[f"note {flag}"] = f"the example's Config has no {flag}: its default is used"
     model = GPT(c, rngs=nnx.Rngs(0))
     tx = make_optimizer(c)
     if isinstance(tx, nnx.Optimizer):  # An example may hand back the wrapper.
@@ -482,7 +484,14 @@ def parse(argv=None):
     help="update section: comma-separated subset of " + ", ".join(OPTIMIZERS),
   )
   p.add_argument("--trees", default="list,scanned", help="update section: list and/or scanned")
-  p.add_argument("--model", choices=["auto", "example", "builtin"], default="auto")
+  p.add_argument(
+    "--model",
+    choices=["auto", "example", "builtin"],
+    default="auto",
+    help="train section: the char-GPT example (auto: when --example exists) or a builtin GPT",
+  )
+  p.add_argument("--example", default=str(ROOT / "examples" / "char_gpt.py"))
+  p.add_argument("--momentum-dtype", default=None, help="train section: Scion's momentum dtype")
   p.add_argument("--train-width", type=int, default=256)
   p.add_argument("--train-depth", type=int, default=4)
   p.add_argument("--block-size", type=int, default=128)
