@@ -101,8 +101,10 @@ def table(rows: list[dict], cols: list[str]) -> str:
 
 def gpt_params(key, vocab: int, d: int, depth: int, scanned: bool, dtype=jnp.float32):
   """Parameter tree with a GPT's shapes (paths as a Flax NNX model would name them)."""
-  keys = iter(jax.random.split(key, 16))
-  normal = lambda *shape: (0.02 * jax.random.normal(next(keys), shape)).astype(dtype)
+  count = iter(range(1 << 30))
+  normal = lambda *shape: (
+    0.02 * jax.random.normal(jax.random.fold_in(key, next(count)), shape)
+  ).astype(dtype)
 
   def layer(lead=()):
     return {
@@ -519,29 +521,37 @@ def main(argv=None) -> dict:
   sections = args.sections.split(",")
   out = {"machine": machine(), "args": vars(args)}
   print(json.dumps(out["machine"], indent=1), flush=True)
+
+  def save():  # After every section, so a later failure keeps what was measured.
+    if args.json:
+      path = Path(args.json)
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_text(json.dumps(out, indent=1, default=str))
+
   if "update" in sections:
     rows = bench_update(args)
     out["update"] = rows
     cols = ["tree", "width", "depth", "optimizer", "ms", "/optax.muon", "/adamw"]
     print("\nOptimizer update (jitted, median ms)\n" + table(rows, cols), flush=True)
+    save()
   if "ns" in sections:
     out["ns"] = bench_ns(args)
     cols = ["case", "ms", "GFLOP/s", f"matmul {args.matmul_size} GFLOP/s", "of matmul"]
     print(f"\nNewton–Schulz FLOP/s ({args.ns_dtype or 'float32'})\n" + table(out["ns"], cols))
+    save()
   if "state" in sections:
     out["state"] = bench_state(args)
     print("\nOptimizer state\n" + table(out["state"], ["optimizer", "state MB", "state / params"]))
+    save()
   if "train" in sections:
     rows, info = bench_train(args)
     out["train"], out["train_info"] = rows, info
     cols = ["optimizer", "ms/step", "/adamw", "compile s", "peak MB", "peak /adamw"]
     cols += ["params MB", "state MB", "compilations"]
     print(f"\nTraining step ({info})\n" + table(rows, cols), flush=True)
+  save()
   if args.json:
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1, default=str))
-    print(f"\nwrote {path}")
+    print(f"\nwrote {args.json}")
   return out
 
 
