@@ -319,6 +319,7 @@ def _builtin_gpt():
     optimizer: str = "scion"
     ns_dtype: str | None = None
     momentum_dtype: str | None = None
+    ns_method: str = "newton_schulz"
     learning_rate: float = 2**-12
 
   class Block(nnx.Module):
@@ -362,7 +363,7 @@ def _builtin_gpt():
     if c.optimizer == "adamw":
       return optax.adamw(3e-4)
     labels, specs = normax.presets.scion_gpt(rules=[("pos", "embed")])
-    spectral = normax.Spectral(compute_dtype=c.ns_dtype)
+    spectral = normax.Spectral(method=c.ns_method, compute_dtype=c.ns_dtype)
     specs = dict(specs, hidden=dataclasses.replace(specs["hidden"], norm=spectral))
     return normax.scion(c.learning_rate, specs, labels, momentum_dtype=c.momentum_dtype)
 
@@ -402,11 +403,12 @@ def bench_train(args) -> tuple[list[dict], dict]:
       batch_size=args.batch_size,
       ns_dtype=args.ns_dtype,
       momentum_dtype=args.momentum_dtype,
+      ns_method=args.ns_method,
       vocab_size=65,
     )
     fields = {f.name for f in dataclasses.fields(Config)}
-    for flag in ("ns_dtype", "momentum_dtype"):
-      if getattr(args, flag) and flag not in fields:
+    for flag in ("ns_dtype", "momentum_dtype", "ns_method"):
+      if getattr(args, flag) not in (None, "newton_schulz") and flag not in fields:
         info[f"note {flag}"] = f"the example's Config has no {flag}: its default is used"
     model = GPT(c, rngs=nnx.Rngs(0))
     tx = make_optimizer(c)
@@ -494,6 +496,12 @@ def parse(argv=None):
   )
   p.add_argument("--example", default=str(ROOT / "examples" / "char_gpt.py"))
   p.add_argument("--momentum-dtype", default=None, help="train section: Scion's momentum dtype")
+  p.add_argument(
+    "--ns-method",
+    default="newton_schulz",
+    choices=["newton_schulz", "gram_newton_schulz"],
+    help="train section: Scion's Spectral method (builtin model; an example Config may lack it)",
+  )
   p.add_argument("--train-width", type=int, default=256)
   p.add_argument("--train-depth", type=int, default=4)
   p.add_argument("--block-size", type=int, default=128)
