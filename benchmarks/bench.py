@@ -170,8 +170,27 @@ def optimizers(ns_dtype=None, steps: int = 5) -> dict:
   }
 
 
-def _ratio(t: float, base: float | None) -> float:
-  return t / base if base else float("nan")
+def round_robin(calls: dict, *, repeats: int, warmup: int) -> tuple[dict, dict]:
+  """Median time of each ``fn(*args)`` in ``calls`` and median ratios between them.
+
+  The contestants are timed in turn, once per round, and each ratio is the
+  median over rounds of that round's ratio: on a shared machine whose load
+  drifts, a ratio is then far steadier than the ratio of two medians.
+  """
+  for _ in range(warmup):
+    for fn, a in calls.values():
+      jax.block_until_ready(fn(*a))
+  rounds = []
+  for _ in range(repeats):
+    t = {}
+    for name, (fn, a) in calls.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(*a))
+      t[name] = time.perf_counter() - t0
+    rounds.append(t)
+  times = {name: statistics.median(r[name] for r in rounds) for name in calls}
+  ratios = {(x, y): statistics.median(r[x] / r[y] for r in rounds) for x in calls for y in calls}
+  return times, ratios
 
 
 def bench_update(args) -> list[dict]:
@@ -186,13 +205,11 @@ def bench_update(args) -> list[dict]:
         params = gpt_params(jax.random.key(0), args.vocab, d, depth, scanned)
         key = jax.random.key(1)
         grads = jax.tree.map(lambda p, k=key: jax.random.normal(k, p.shape, p.dtype), params)
-        times = {}
+        calls = {}
         for name, make in opts.items():
           tx = make()
-          state = tx.init(params)
-          update = jax.jit(tx.update)
-          args_ = (grads, state, params)
-          times[name] = timeit(update, *args_, repeats=args.repeats, warmup=args.warmup)
+          calls[name] = (jax.jit(tx.update), (grads, tx.init(params), params))
+        times, ratios = round_robin(calls, repeats=args.repeats, warmup=args.warmup)
         for name, t in times.items():
           rows.append(
             {
@@ -201,8 +218,8 @@ def bench_update(args) -> list[dict]:
               "depth": depth,
               "optimizer": name,
               "ms": 1e3 * t,
-              "/optax.muon": _ratio(t, times.get("optax.contrib.muon")),
-              "/adamw": _ratio(t, times.get("optax.adamw")),
+              "/optax.muon": ratios.get((name, "optax.contrib.muon"), float("nan")),
+              "/adamw": ratios.get((name, "optax.adamw"), float("nan")),
             }
           )
         print(f"  update: {tree} d={d} L={depth} done", flush=True)
