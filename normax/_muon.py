@@ -41,6 +41,7 @@ def muon(
   bias_correction: bool = True,
   ns_steps: int = 5,
   ns_coefficients: str | tuple = "quintic",
+  ns_method: str = "newton_schulz",
   shape_scaling: Literal["muon", "rms"] = "muon",
   weight_decay: float | optax.Schedule = 0.0,
   weight_decay_mask: Any = None,
@@ -51,6 +52,7 @@ def muon(
   adam_eps: float = 1e-8,
   adam_eps_root: float = 0.0,
   adam_weight_decay: float = 0.0,
+  batch: bool = True,
 ) -> optax.GradientTransformation:
   r"""Muon: orthogonalized Nesterov momentum on hidden matrices, AdamW on the rest.
 
@@ -89,6 +91,8 @@ def muon(
     bias_correction: Adam-style bias correction of the momentum.
     ns_steps: Newton–Schulz steps.
     ns_coefficients: Newton–Schulz schedule (see :class:`normax.Spectral`).
+    ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (fewer FLOPs on
+      rectangular matrices), see :class:`normax.Spectral`.
     shape_scaling: ``"muon"`` or ``"rms"``, see above.
     weight_decay: Decoupled weight decay of the Muon leaves.
     weight_decay_mask: Mask for it, as in ``optax.add_decayed_weights``.
@@ -99,6 +103,8 @@ def muon(
     adam_eps: AdamW ``eps``.
     adam_eps_root: AdamW ``eps_root``.
     adam_weight_decay: AdamW weight decay.
+    batch: Orthogonalize same-shape matrices in one batched call (see
+      :func:`normax.scale_by_lmo`); ``False`` for sharded parameters.
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -125,10 +131,10 @@ def muon(
       f"ns_steps must be a Python int (the Newton–Schulz loop is unrolled), got"
       f" {ns_steps!r}. Under optax.inject_hyperparams pass static_args=('ns_steps',)."
     )
-  spectral = Spectral(steps=ns_steps, coefficients=ns_coefficients)
+  spectral = Spectral(method=ns_method, steps=ns_steps, coefficients=ns_coefficients)
   hidden = [
     momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=momentum_dtype),
-    scale_by_lmo(spectral),
+    scale_by_lmo(spectral, batch=batch),
   ]
   if shape_scaling == "muon":  # Spectral gives √(d_out/d_in); Muon wants max(1, √(d_out/d_in)).
     hidden.append(_scale_by_fan(lambda d_in, d_out: max(1.0, math.sqrt(d_in / d_out))))

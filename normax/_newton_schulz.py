@@ -192,6 +192,7 @@ def newton_schulz(
   coefficients: str | Sequence = "quintic",
   compute_dtype: jnp.dtype | None = None,
   precision: jax.lax.PrecisionLike = None,
+  gram: bool | None = False,
 ) -> jax.Array:
   r"""Approximate polar factor ``U Vᵀ`` of each matrix by Newton–Schulz.
 
@@ -213,6 +214,23 @@ def newton_schulz(
       products then accumulate in float32 and are rounded once per step.
       ``None`` computes in float32 (or float64 for float64 input).
     precision: ``jax.lax.Precision`` for the matmuls (matters on TPU).
+    gram: ``True`` runs the same polynomial in Gram form (below); ``None``
+      chooses it where it needs fewer FLOPs, i.e. for matrices at least
+      :data:`GRAM_MIN_ASPECT` times longer than short, and only when the
+      iterate is at least 32-bit (16-bit floats lose the small singular
+      values in the Gram matrix); ``False`` (default) never.
+
+  Gram form. Every iterate is ``X_k = Q_k X_0`` with ``Q_k`` a polynomial in
+  the short-side Gram matrix ``R_0 = X_0 X_0ᵀ`` (``s×s`` for an ``s×l``
+  matrix, ``s ≤ l``), so the whole iteration can run on ``s×s`` matrices:
+  ``Z = aI + bR + cR²``, ``Q ← ZQ``, ``R ← Z(ZR)``, and ``X = Q X_0`` once
+  at the end. It costs ``4s²l + 34s³`` FLOPs for five steps against
+  ``20s²l + 10s³`` for the plain iteration: about 0.56× for a ``d×4d`` MLP
+  matrix, and more than the plain one for square matrices. Both give the
+  same polynomial of ``X_0``, so the results agree up to float rounding; the
+  Gram form's rounding is larger (in float32, about 1e-4 of the largest
+  entry for singular values spread over four decades, against 1e-5), far
+  below the quintic's own distance from ``U Vᵀ``.
 
   Returns:
     An array of ``x``'s shape and dtype. Zero matrices map to zero.
@@ -244,6 +262,10 @@ def newton_schulz(
   # Zero matrices stay zero; NaN/inf norms propagate (NaN != 0).
   xf = xf / jnp.where(fro == 0, 1, fro)
   X = xf.astype(cdt)
+  if gram is None:
+    gram = max(m, n) >= GRAM_MIN_ASPECT * min(m, n) and jnp.finfo(cdt).bits >= 32
+  if gram and schedule:
+    return _gram_newton_schulz(X, schedule, tall, acc, cdt, precision).astype(out_dtype)
   for a, b, c in schedule:
     if tall:  # Gram on the short side: A = XᵀX (n×n), X ← aX + X(bA + cA²).
       A = _matmul(jnp.swapaxes(X, -1, -2), X, acc, precision)
@@ -258,6 +280,31 @@ def newton_schulz(
     XB = _matmul(X, B, acc, precision) if tall else _matmul(B, X, acc, precision)
     X = (a * X.astype(acc) + XB).astype(cdt)
   return X.astype(out_dtype)
+
+
+#: Smallest long/short side ratio at which ``newton_schulz(gram=None)`` uses the
+#: Gram form: five plain steps cost ``20s²l + 10s³``, the Gram form
+#: ``4s²l + 34s³`` (break-even at ``l = 1.5s``).
+GRAM_MIN_ASPECT = 2
+
+
+def _gram_newton_schulz(X, schedule, tall: bool, acc, cdt, precision) -> jax.Array:
+  """The Newton–Schulz polynomial on the short-side Gram matrix (see ``newton_schulz``)."""
+  t = lambda y: jnp.swapaxes(y, -1, -2)  # noqa: E731
+  R = _matmul(t(X), X, acc, precision) if tall else _matmul(X, t(X), acc, precision)
+  eye = jnp.broadcast_to(jnp.eye(R.shape[-1], dtype=acc), R.shape)
+  Q = None
+  for k, (a, b, c) in enumerate(schedule):
+    Rc = R.astype(cdt)
+    Z = a * eye + b * R
+    if c != 0.0:
+      Z = Z + c * _matmul(Rc, Rc, acc, precision)
+    Zc = Z.astype(cdt)
+    Q = Z if Q is None else _matmul(Zc, Q.astype(cdt), acc, precision)
+    if k < len(schedule) - 1:  # R ← Z R Z (= Z² R: all are polynomials in R₀).
+      R = _matmul(Zc, _matmul(Zc, Rc, acc, precision).astype(cdt), acc, precision)
+  Qc = Q.astype(cdt)
+  return _matmul(X, Qc, acc, precision) if tall else _matmul(Qc, X, acc, precision)
 
 
 def orthogonalize_svd(x: jax.Array) -> jax.Array:
@@ -313,6 +360,7 @@ def schedule_bound(
 
 __all__ = [
   "CUBIC",
+  "GRAM_MIN_ASPECT",
   "QUINTIC",
   "newton_schulz",
   "orthogonalize_svd",

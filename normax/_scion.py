@@ -25,6 +25,7 @@ def scion(
   nesterov: bool = False,
   momentum_init: Literal["zeros", "first_gradient"] = "zeros",
   momentum_dtype=None,
+  batch: bool = True,
 ) -> optax.GradientTransformation:
   r"""Scion: layerwise LMO steps on a momentum, constrained (SCG) or not (uSCG).
 
@@ -60,6 +61,8 @@ def scion(
     nesterov: Nesterov momentum.
     momentum_init: ``"zeros"`` or ``"first_gradient"``.
     momentum_dtype: dtype of the momentum buffer (e.g. ``jnp.bfloat16``).
+    batch: Orthogonalize same-shape matrices in one batched call (see
+      :func:`normax.scale_by_lmo`); ``False`` for sharded parameters.
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -91,7 +94,7 @@ def scion(
   default_decay = 1.0 if constrained else 0.0
   branches = {
     label: optax.chain(
-      scale_by_lmo(spec.norm),
+      scale_by_lmo(spec.norm, batch=batch),
       scale_by_radius(spec.radius),
       add_constrained_decay(default_decay if spec.decay is None else spec.decay),
     )

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from normax._base import Norm, compute_dtype, describe, svd_safe
 from normax._newton_schulz import newton_schulz, orthogonalize_svd, resolve_coefficients
 
-Method = Literal["newton_schulz", "svd"]
+Method = Literal["newton_schulz", "gram_newton_schulz", "svd"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +31,11 @@ class Spectral(Norm):
   Newhouse, 2024, Sec. 3.2) and, with momentum, Muon.
 
   Args:
-    method: ``"newton_schulz"`` (default; matmuls only, approximate) or
-      ``"svd"`` (exact; for reference and tests). :meth:`dual_norm` and
-      :meth:`norm` are always exact.
+    method: ``"newton_schulz"`` (default; matmuls only, approximate),
+      ``"gram_newton_schulz"`` (the same polynomial, run on the short-side
+      Gram matrix where that needs fewer FLOPs: about 0.56× for ``d×4d``; see
+      :func:`normax.newton_schulz`) or ``"svd"`` (exact; for reference and
+      tests). :meth:`dual_norm` and :meth:`norm` are always exact.
     steps: Newton–Schulz iterations.
     coefficients: Newton–Schulz schedule: ``"quintic"`` (classic Muon
       ``(3.4445, -4.7750, 2.0315)``), ``"polar_express"``, ``"cubic"``, one
@@ -62,8 +64,11 @@ class Spectral(Norm):
   name = "spectral"
 
   def __post_init__(self):
-    if self.method not in ("newton_schulz", "svd"):
-      raise ValueError(f"Spectral method must be 'newton_schulz' or 'svd', got {self.method!r}.")
+    if self.method not in ("newton_schulz", "gram_newton_schulz", "svd"):
+      raise ValueError(
+        "Spectral method must be 'newton_schulz', 'gram_newton_schulz' or 'svd',"
+        f" got {self.method!r}."
+      )
     coeffs = self.coefficients
     if not isinstance(coeffs, str):  # Freeze lists so the norm stays hashable.
       coeffs = tuple(
@@ -91,6 +96,7 @@ class Spectral(Norm):
       coefficients=self.coefficients,
       compute_dtype=self.compute_dtype,
       precision=self.precision,
+      gram=None if self.method == "gram_newton_schulz" else False,
     )
 
   # -- Norm interface ---------------------------------------------------------

@@ -1,0 +1,584 @@
+"""normax speed and memory benchmark against optax baselines, all in one run.
+
+Sections (``--sections``, default all):
+
+- ``update``: the jitted optimizer update alone on GPT-like parameter trees
+  (token embedding, per layer q/k/v/o ``d×d``, MLP ``d×4d``/``4d×d``, RMSNorm
+  gains, head ``d×vocab``), as a list of layers and as a scanned stack, for
+  normax ``scion`` (``presets.scion_gpt``), normax ``muon`` (batched and
+  per-leaf) and the baselines ``optax.contrib.muon`` and ``optax.adamw``;
+  ratios to both baselines.
+- ``ns``: Newton–Schulz achieved FLOP/s (plain-iteration count) against a
+  large matmul measured in the same run.
+- ``train``: a full char-GPT training step (forward, backward, update) with
+  ``scion`` against ``adamw``, plus compile time, peak memory of the step
+  with donated buffers (compiled memory analysis) and a recompilation check.
+- ``state``: optimizer-state bytes as a ratio to parameter bytes.
+
+Run ``python benchmarks/bench.py --quick`` for a smoke test; the full run is
+``python benchmarks/bench.py``. Results print as tables and go to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import normax  # noqa: E402
+
+# -- timing -------------------------------------------------------------------
+
+
+def timeit(fn, *args, repeats: int, warmup: int = 2) -> float:
+  """Median seconds of ``fn(*args)`` (blocked), after ``warmup`` calls (compile included)."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times)
+
+
+def machine() -> dict:
+  dev = jax.devices()[0]
+  cpu = platform.processor() or platform.machine()
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  versions = {"jax": jax.__version__, "optax": optax.__version__, "normax": normax.__version__}
+  try:
+    import flax
+
+    versions["flax"] = flax.__version__
+  except ImportError:
+    pass
+  return {
+    "platform": dev.platform,
+    "device": getattr(dev, "device_kind", str(dev)),
+    "device_count": jax.device_count(),
+    "cpu": cpu,
+    "cpu_count": os.cpu_count(),
+    "python": platform.python_version(),
+    "versions": versions,
+    "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+  }
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+  fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+  cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
+  widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+  lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+  lines.append("  ".join("-" * w for w in widths))
+  lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+  return "\n".join(lines)
+
+
+# -- GPT-like parameter trees ---------------------------------------------------
+
+
+def gpt_params(key, vocab: int, d: int, depth: int, scanned: bool, dtype=jnp.float32):
+  """Parameter tree with a GPT's shapes (paths as a Flax NNX model would name them)."""
+  count = iter(range(1 << 30))
+  normal = lambda *shape: (
+    0.02 * jax.random.normal(jax.random.fold_in(key, next(count)), shape)
+  ).astype(dtype)
+
+  def layer(lead=()):
+    return {
+      "attn": {n: {"kernel": normal(*lead, d, d)} for n in ("query", "key", "value", "out")},
+      "mlp": {
+        "up": {"kernel": normal(*lead, d, 4 * d)},
+        "down": {"kernel": normal(*lead, 4 * d, d)},
+      },
+      "norm1": {"scale": jnp.ones((*lead, d), dtype)},
+      "norm2": {"scale": jnp.ones((*lead, d), dtype)},
+    }
+
+  layers = layer((depth,)) if scanned else [layer() for _ in range(depth)]
+  return {
+    "embed": {"embedding": normal(vocab, d)},
+    "layers": layers,
+    "final_norm": {"scale": jnp.ones((d,), dtype)},
+    "lm_head": {"kernel": normal(d, vocab)},
+  }
+
+
+def _muon_labels(params):
+  """Every matrix (rank >= 2, scanned stacks included) on Muon, the rest on AdamW."""
+  return jax.tree.map(lambda p: "muon" if p.ndim >= 2 else "adam", params)
+
+
+def _optax_muon_dims(params):
+  dims = optax.contrib.MuonDimensionNumbers
+  return jax.tree.map(
+    lambda p: dims(reduction_axis=p.ndim - 2, output_axis=p.ndim - 1) if p.ndim >= 2 else None,
+    params,
+  )
+
+
+OPTIMIZERS = (
+  "scion",
+  "scion (per-leaf)",
+  "muon",
+  "muon (per-leaf)",
+  "muon (gram)",
+  "optax.contrib.muon",
+  "optax.adamw",
+)
+
+
+def optimizers(ns_dtype=None, steps: int = 5) -> dict:
+  """The update-section contestants, by name (``ns_dtype`` applies to normax only)."""
+  labels, specs = normax.presets.scion_gpt()
+  spectral = normax.Spectral(steps=steps, compute_dtype=ns_dtype)
+  specs = dict(specs, hidden=dataclasses.replace(specs["hidden"], norm=spectral))
+  lr = 1e-3
+  muon = lambda **kw: normax.muon(lr, labels=_muon_labels, ns_steps=steps, **kw)  # noqa: E731
+  return {
+    "scion": lambda: normax.scion(lr, specs, labels),
+    "scion (per-leaf)": lambda: normax.scion(lr, specs, labels, batch=False),
+    "muon": lambda: muon(),
+    "muon (per-leaf)": lambda: muon(batch=False),
+    "muon (gram)": lambda: muon(ns_method="gram_newton_schulz"),
+    "optax.contrib.muon": lambda: optax.contrib.muon(
+      lr, ns_steps=steps, muon_weight_dimension_numbers=_optax_muon_dims
+    ),
+    "optax.adamw": lambda: optax.adamw(lr),
+  }
+
+
+def round_robin(calls: dict, *, repeats: int, warmup: int) -> tuple[dict, dict]:
+  """Median time of each ``fn(*args)`` in ``calls`` and median ratios between them.
+
+  The contestants are timed in turn, once per round, and each ratio is the
+  median over rounds of that round's ratio: on a shared machine whose load
+  drifts, a ratio is then far steadier than the ratio of two medians.
+  """
+  for _ in range(warmup):
+    for fn, a in calls.values():
+      jax.block_until_ready(fn(*a))
+  rounds = []
+  for _ in range(repeats):
+    t = {}
+    for name, (fn, a) in calls.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(*a))
+      t[name] = time.perf_counter() - t0
+    rounds.append(t)
+  times = {name: statistics.median(r[name] for r in rounds) for name in calls}
+  ratios = {(x, y): statistics.median(r[x] / r[y] for r in rounds) for x in calls for y in calls}
+  return times, ratios
+
+
+def bench_update(args) -> list[dict]:
+  rows = []
+  opts = {k: v for k, v in optimizers(args.ns_dtype, args.ns_steps).items() if k in args.optimizers}
+  for scanned in (False, True):
+    tree = "scanned" if scanned else "list"
+    if tree not in args.trees:
+      continue
+    for d in args.widths:
+      for depth in args.depths:
+        params = gpt_params(jax.random.key(0), args.vocab, d, depth, scanned)
+        key = jax.random.key(1)
+        grads = jax.tree.map(lambda p, k=key: jax.random.normal(k, p.shape, p.dtype), params)
+        calls = {}
+        for name, make in opts.items():
+          tx = make()
+          calls[name] = (jax.jit(tx.update), (grads, tx.init(params), params))
+        times, ratios = round_robin(calls, repeats=args.repeats, warmup=args.warmup)
+        for name, t in times.items():
+          rows.append(
+            {
+              "tree": tree,
+              "width": d,
+              "depth": depth,
+              "optimizer": name,
+              "ms": 1e3 * t,
+              "/optax.muon": ratios.get((name, "optax.contrib.muon"), float("nan")),
+              "/adamw": ratios.get((name, "optax.adamw"), float("nan")),
+            }
+          )
+        print(f"  update: {tree} d={d} L={depth} done", flush=True)
+  return rows
+
+
+# -- Newton–Schulz FLOP/s -------------------------------------------------------
+
+
+def ns_flops(m: int, n: int, steps: int) -> int:
+  """FLOPs of the plain quintic iteration on one m×n matrix (Gram on the short side)."""
+  m, n = min(m, n), max(m, n)
+  return steps * (2 * m * m * n + 2 * m**3 + 2 * m * m * n)
+
+
+def timeit_pair(f, fargs, g, gargs, *, repeats: int, warmup: int) -> tuple[float, float, float]:
+  """Medians of ``t_f``, ``t_g`` and ``t_f / t_g``, timed alternately.
+
+  Alternating the two makes their ratio robust to a machine whose load
+  drifts (other processes on a shared CPU).
+  """
+  for _ in range(warmup):
+    jax.block_until_ready(f(*fargs))
+    jax.block_until_ready(g(*gargs))
+  tf, tg = [], []
+  for _ in range(repeats):
+    for fn, a, out in ((f, fargs, tf), (g, gargs, tg)):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(*a))
+      out.append(time.perf_counter() - t0)
+  ratios = [x / y for x, y in zip(tf, tg, strict=True)]
+  return statistics.median(tf), statistics.median(tg), statistics.median(ratios)
+
+
+def bench_ns(args) -> list[dict]:
+  """Newton–Schulz FLOP/s (plain-iteration count) over a large matmul's, timed alternately."""
+  dtype = jnp.dtype(args.ns_dtype or "float32")
+  size = args.matmul_size
+  a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+  mm = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
+  mm_flops = 2 * size**3
+  ns = {
+    gram: jax.jit(
+      lambda x, gram=gram: normax.newton_schulz(
+        x, steps=args.ns_steps, compute_dtype=args.ns_dtype, gram=gram
+      )
+    )
+    for gram in (False, True)
+  }
+  rows = []
+  for d in args.widths:
+    for shape in ((d, d), (d, 4 * d), (4, d, d), (2, d, 4 * d)):
+      x = jax.random.normal(jax.random.key(1), shape, jnp.float32)
+      batch = int(np.prod(shape[:-2], dtype=np.int64))
+      flops = batch * ns_flops(*shape[-2:], args.ns_steps)
+      # The Gram form only pays on rectangular matrices; its rate counts the plain FLOPs.
+      for gram in (False, True) if shape[-1] != shape[-2] else (False,):
+        t_mm, t_ns, r = timeit_pair(
+          mm, (a, a), ns[gram], (x,), repeats=args.repeats, warmup=args.warmup
+        )
+        rows.append(
+          {
+            "case": f"newton_schulz{' (gram)' if gram else ''} {shape} x{args.ns_steps}",
+            "ms": 1e3 * t_ns,
+            "GFLOP/s": flops / t_ns / 1e9,
+            f"matmul {size} GFLOP/s": mm_flops / t_mm / 1e9,
+            "of matmul": r * flops / mm_flops,  # median over pairs of (NS rate / matmul rate)
+          }
+        )
+  return rows
+
+
+# -- state bytes -------------------------------------------------------------------
+
+
+def nbytes(tree) -> int:
+  return sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def bench_state(args) -> list[dict]:
+  d = args.widths[-1]
+  params = gpt_params(jax.random.key(0), args.vocab, d, args.depths[-1], scanned=False)
+  labels, specs = normax.presets.scion_gpt()
+  txs = {
+    "scion (f32 momentum)": normax.scion(1e-3, specs, labels),
+    "scion (bf16 momentum)": normax.scion(1e-3, specs, labels, momentum_dtype=jnp.bfloat16),
+    "muon": normax.muon(1e-3, labels=_muon_labels),
+    "optax.contrib.muon": optax.contrib.muon(1e-3),
+    "optax.adamw": optax.adamw(1e-3),
+  }
+  p = nbytes(params)
+  rows = []
+  for name, tx in txs.items():
+    s = nbytes(jax.eval_shape(tx.init, params))
+    rows.append({"optimizer": name, "state MB": s / 2**20, "state / params": s / p})
+  return rows
+
+
+# -- char-GPT training step -------------------------------------------------------
+
+
+def _builtin_gpt():
+  """A minimal decoder-only NNX transformer with the char-GPT example's interface."""
+  from flax import nnx
+
+  @dataclasses.dataclass
+  class Config:
+    vocab_size: int = 65
+    block_size: int = 64
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 128
+    batch_size: int = 16
+    optimizer: str = "scion"
+    ns_dtype: str | None = None
+    momentum_dtype: str | None = None
+    ns_method: str = "newton_schulz"
+    learning_rate: float = 2**-12
+
+  class Block(nnx.Module):
+    def __init__(self, c: Config, rngs):
+      d = c.n_embd
+      self.n_head = c.n_head
+      dense = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
+      self.norm1, self.norm2 = nnx.RMSNorm(d, rngs=rngs), nnx.RMSNorm(d, rngs=rngs)
+      self.query, self.key, self.value, self.out = (dense(d, d) for _ in range(4))
+      self.up, self.down = dense(d, 4 * d), dense(4 * d, d)
+
+    def __call__(self, x):
+      b, t, d = x.shape
+      h = self.norm1(x)
+      split = lambda y: y.reshape(b, t, self.n_head, d // self.n_head)
+      att = jax.nn.dot_product_attention(
+        split(self.query(h)), split(self.key(h)), split(self.value(h)), is_causal=True
+      )
+      x = x + self.out(att.reshape(b, t, d))
+      return x + self.down(jax.nn.gelu(self.up(self.norm2(x))))
+
+  class GPT(nnx.Module):
+    def __init__(self, c: Config, rngs):
+      self.embed = nnx.Embed(c.vocab_size, c.n_embd, rngs=rngs)
+      self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (c.block_size, c.n_embd)))
+      self.blocks = nnx.List([Block(c, rngs) for _ in range(c.n_layer)])
+      self.final_norm = nnx.RMSNorm(c.n_embd, rngs=rngs)
+      self.lm_head = nnx.Linear(c.n_embd, c.vocab_size, use_bias=False, rngs=rngs)
+
+    def __call__(self, idx):
+      x = self.embed(idx) + self.pos[None, : idx.shape[1]]
+      for block in self.blocks:
+        x = block(x)
+      return self.lm_head(self.final_norm(x))
+
+  def loss_fn(model, x, y):
+    logits = model(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  def make_optimizer(c: Config):
+    if c.optimizer == "adamw":
+      return optax.adamw(3e-4)
+    labels, specs = normax.presets.scion_gpt(rules=[("pos", "embed")])
+    spectral = normax.Spectral(method=c.ns_method, compute_dtype=c.ns_dtype)
+    specs = dict(specs, hidden=dataclasses.replace(specs["hidden"], norm=spectral))
+    return normax.scion(c.learning_rate, specs, labels, momentum_dtype=c.momentum_dtype)
+
+  return Config, GPT, loss_fn, make_optimizer
+
+
+def _example_gpt(path: Path):
+  spec = importlib.util.spec_from_file_location("char_gpt", path)
+  mod = importlib.util.module_from_spec(spec)
+  sys.modules["char_gpt"] = mod  # dataclasses look their module up there.
+  spec.loader.exec_module(mod)
+  return mod.Config, mod.GPT, mod.loss_fn, mod.make_optimizer
+
+
+def _config(Config, **kw):
+  names = {f.name for f in dataclasses.fields(Config)}
+  return Config(**{k: v for k, v in kw.items() if k in names})
+
+
+def bench_train(args) -> tuple[list[dict], dict]:
+  from flax import nnx
+
+  example = Path(args.example)
+  use_example = args.model == "example" or (args.model == "auto" and example.exists())
+  Config, GPT, loss_fn, make_optimizer = _example_gpt(example) if use_example else _builtin_gpt()
+  info = {"model": str(example) if use_example else "builtin (bench.py)"}
+  rows = []
+  results = {}
+  for name in ("scion", "adamw"):
+    c = _config(
+      Config,
+      optimizer=name,
+      n_embd=args.train_width,
+      n_layer=args.train_depth,
+      n_head=max(1, args.train_width // 64),
+      block_size=args.block_size,
+      batch_size=args.batch_size,
+      ns_dtype=args.ns_dtype,
+      momentum_dtype=args.momentum_dtype,
+      ns_method=args.ns_method,
+      vocab_size=65,
+    )
+    fields = {f.name for f in dataclasses.fields(Config)}
+    for flag in ("ns_dtype", "momentum_dtype", "ns_method"):
+      if getattr(args, flag) not in (None, "newton_schulz") and flag not in fields:
+        info[f"note {flag}"] = f"the example's Config has no {flag}: its default is used"
+    model = GPT(c, rngs=nnx.Rngs(0))
+    tx = make_optimizer(c)
+    if isinstance(tx, nnx.Optimizer):  # An example may hand back the wrapper.
+      tx = tx.tx
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = tx.init(params)
+
+    def step(params, opt_state, rest, x, y, tx=tx, graphdef=graphdef):
+      def loss(p):
+        return loss_fn(nnx.merge(graphdef, p, rest), x, y)
+
+      value, grads = jax.value_and_grad(loss)(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state, value
+
+    jstep = jax.jit(step, donate_argnums=(0, 1))
+    x = jax.random.randint(jax.random.key(2), (args.batch_size, args.block_size), 0, 65)
+    y = jnp.roll(x, -1, axis=1)
+    t0 = time.perf_counter()
+    compiled = jstep.lower(params, opt_state, rest, x, y).compile()
+    compile_s = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    peak = getattr(mem, "peak_memory_in_bytes", 0) if mem is not None else 0
+    if not peak and mem is not None:
+      peak = mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
+      peak += mem.temp_size_in_bytes
+    # Time the jitted (not the AOT) function, so its cache counts compilations.
+    state = [params, opt_state]
+
+    def run(x, y, state=state, jstep=jstep, rest=rest):
+      state[0], state[1], value = jstep(state[0], state[1], rest, x, y)
+      return value
+
+    t = timeit(run, x, y, repeats=args.repeats, warmup=max(args.warmup, 2))
+    cache = jstep._cache_size() if hasattr(jstep, "_cache_size") else -1
+    results[name] = t
+    rows.append(
+      {
+        "optimizer": name,
+        "ms/step": 1e3 * t,
+        "compile s": compile_s,
+        "peak MB": peak / 2**20,
+        "params MB": nbytes(params) / 2**20,
+        "state MB": nbytes(opt_state) / 2**20,
+        "compilations": cache,
+      }
+    )
+  for r in rows:
+    r["/adamw"] = results[r["optimizer"]] / results["adamw"]
+  peaks = {r["optimizer"]: r["peak MB"] for r in rows}
+  for r in rows:
+    r["peak /adamw"] = peaks[r["optimizer"]] / peaks["adamw"] if peaks["adamw"] else float("nan")
+  return rows, info
+
+
+# -- main ---------------------------------------------------------------------------
+
+
+def parse(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
+  p.add_argument("--sections", default="update,ns,state,train")
+  p.add_argument("--widths", type=int, nargs="+", default=[256, 512, 1024])
+  p.add_argument("--depths", type=int, nargs="+", default=[4])
+  p.add_argument("--vocab", type=int, default=256, help="vocabulary of the update trees")
+  p.add_argument("--ns-steps", type=int, default=5)
+  p.add_argument("--ns-dtype", default=None, help="Newton–Schulz compute dtype, e.g. bfloat16")
+  p.add_argument(
+    "--matmul-size", type=int, default=None, help="reference matmul size (default by device)"
+  )
+  p.add_argument("--repeats", type=int, default=5, help="timed calls per case (median)")
+  p.add_argument("--warmup", type=int, default=2, help="untimed calls first (compile included)")
+  p.add_argument(
+    "--optimizers",
+    default=",".join(OPTIMIZERS),
+    help="update section: comma-separated subset of " + ", ".join(OPTIMIZERS),
+  )
+  p.add_argument("--trees", default="list,scanned", help="update section: list and/or scanned")
+  p.add_argument(
+    "--model",
+    choices=["auto", "example", "builtin"],
+    default="auto",
+    help="train section: the char-GPT example (auto: when --example exists) or a builtin GPT",
+  )
+  p.add_argument("--example", default=str(ROOT / "examples" / "char_gpt.py"))
+  p.add_argument("--momentum-dtype", default=None, help="train section: Scion's momentum dtype")
+  p.add_argument(
+    "--ns-method",
+    default="newton_schulz",
+    choices=["newton_schulz", "gram_newton_schulz"],
+    help="train section: Scion's Spectral method (builtin model; an example Config may lack it)",
+  )
+  p.add_argument("--train-width", type=int, default=256)
+  p.add_argument("--train-depth", type=int, default=4)
+  p.add_argument("--block-size", type=int, default=128)
+  p.add_argument("--batch-size", type=int, default=16)
+  p.add_argument("--json", default="benchmarks/results.json")
+  args = p.parse_args(argv)
+  args.optimizers = args.optimizers.split(",")
+  args.trees = args.trees.split(",")
+  unknown = set(args.optimizers) - set(OPTIMIZERS)
+  if unknown:
+    p.error(f"--optimizers: unknown {sorted(unknown)}; choose from {list(OPTIMIZERS)}")
+  if args.quick:  # Tiny sizes, except where a flag was given explicitly.
+    quick = dict(widths=[64], depths=[1], vocab=65, repeats=2, warmup=1, matmul_size=256)
+    quick.update(train_width=64, train_depth=1, block_size=32, batch_size=4)
+    for name, value in quick.items():
+      if getattr(args, name) == p.get_default(name):
+        setattr(args, name, value)
+  if args.matmul_size is None:
+    args.matmul_size = 1024 if jax.default_backend() == "cpu" else 8192
+  return args
+
+
+def main(argv=None) -> dict:
+  args = parse(argv)
+  sections = args.sections.split(",")
+  out = {"machine": machine(), "args": vars(args)}
+  print(json.dumps(out["machine"], indent=1), flush=True)
+
+  def save():  # After every section, so a later failure keeps what was measured.
+    if args.json:
+      path = Path(args.json)
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_text(json.dumps(out, indent=1, default=str))
+
+  if "update" in sections:
+    rows = bench_update(args)
+    out["update"] = rows
+    cols = ["tree", "width", "depth", "optimizer", "ms", "/optax.muon", "/adamw"]
+    print("\nOptimizer update (jitted, median ms)\n" + table(rows, cols), flush=True)
+    save()
+  if "ns" in sections:
+    out["ns"] = bench_ns(args)
+    cols = ["case", "ms", "GFLOP/s", f"matmul {args.matmul_size} GFLOP/s", "of matmul"]
+    print(f"\nNewton–Schulz FLOP/s ({args.ns_dtype or 'float32'})\n" + table(out["ns"], cols))
+    save()
+  if "state" in sections:
+    out["state"] = bench_state(args)
+    print("\nOptimizer state\n" + table(out["state"], ["optimizer", "state MB", "state / params"]))
+    save()
+  if "train" in sections:
+    rows, info = bench_train(args)
+    out["train"], out["train_info"] = rows, info
+    cols = ["optimizer", "ms/step", "/adamw", "compile s", "peak MB", "peak /adamw"]
+    cols += ["params MB", "state MB", "compilations"]
+    print(f"\nTraining step ({info})\n" + table(rows, cols), flush=True)
+  save()
+  if args.json:
+    print(f"\nwrote {args.json}")
+  return out
+
+
+if __name__ == "__main__":
+  main()
