@@ -192,7 +192,7 @@ def training_case(results, steps=20):
   rng = np.random.default_rng(0)
   centers = rng.normal(size=(10, 64))
   labels_all = rng.integers(0, 10, size=(steps, 64))
-  xs = centers[labels_all] + 3.0 * rng.normal(size=(steps, 64, 64))
+  xs = centers[labels_all] + 1.0 * rng.normal(size=(steps, 64, 64))
   params = mlp_params(jax.random.key(2), sizes)
   # Megatron layout: column parallel, row parallel, then the head column
   # parallel; FSDP over "data" on the other axis; biases follow their outputs.
@@ -211,10 +211,10 @@ def training_case(results, steps=20):
 
   def make(strategy):
     return normax.scion(
-      0.1,
+      0.05,
       {
         "hidden": normax.LayerSpec(normax.Spectral(sharding=strategy), radius=3.0),
-        "head": normax.LayerSpec("sign", radius=10.0),
+        "head": normax.LayerSpec("sign", radius=3.0),
         "bias": normax.LayerSpec("bias_rms", radius=1.0),
       },
       label_fn,
