@@ -16,8 +16,12 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+import normax
 
 WORKER = pathlib.Path(__file__).with_name("_sharding_worker.py")
 ROOT = WORKER.parent.parent
@@ -84,3 +88,24 @@ def test_training_on_data_model_mesh(results, strategy):
   np.testing.assert_allclose(losses, ref, rtol=2e-3, atol=2e-4)
   assert r["diff"] < 5e-3
   assert r["sharding_kept"]
+
+
+def test_unknown_strategy_is_an_error():
+  with pytest.raises(ValueError, match="sharding must be one of"):
+    normax.Spectral(sharding="scatter")
+  with pytest.raises(ValueError, match="sharding must be one of"):
+    normax.muon(0.1, ns_sharding="all")
+
+
+@pytest.mark.parametrize("strategy", ["gather", "distribute"])
+def test_strategies_without_a_mesh_are_the_plain_call(strategy):
+  g = {
+    "a": jax.random.normal(jax.random.key(0), (3, 8, 16)),
+    "b": jnp.arange(128.0).reshape(16, 8) % 7 - 3,
+  }
+  ref = normax.scale_by_lmo(normax.Spectral(method="svd"))
+  tx = normax.scale_by_lmo(normax.Spectral(method="svd", sharding=strategy))
+  out, _ = jax.jit(tx.update)(g, tx.init(g))
+  want, _ = ref.update(g, ref.init(g))
+  for k in g:
+    np.testing.assert_allclose(out[k], want[k], atol=1e-5)
