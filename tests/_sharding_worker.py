@@ -256,11 +256,29 @@ def training_case(results, steps=20):
     }
 
 
+def docs_case(results):
+  """Runs the complete example of docs/sharding.md."""
+  import contextlib
+  import io
+  import pathlib
+  import re
+
+  text = (pathlib.Path(__file__).parent.parent / "docs" / "sharding.md").read_text()
+  code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+  namespace = {"__name__": "docs_sharding"}
+  with contextlib.redirect_stdout(io.StringIO()):
+    exec(compile(code, "docs/sharding.md", "exec"), namespace)
+  results["docs/example"] = {
+    "loss": float(namespace["loss"]),
+    "sharding_kept": namespace["params"]["w1"].sharding.spec == P("data", "model"),
+  }
+
+
 def main():
   if jax.device_count() < 8:
     sys.exit(f"need 8 devices, got {jax.device_count()}: set XLA_FLAGS before JAX starts")
   results = {}
-  groups = sys.argv[1:] or ["lmo", "explicit", "optimizers", "train"]
+  groups = sys.argv[1:] or ["lmo", "explicit", "optimizers", "train", "docs"]
   if "lmo" in groups:
     lmo_cases(results)
   if "explicit" in groups:
@@ -269,6 +287,8 @@ def main():
     optimizer_cases(results)
   if "train" in groups:
     training_case(results)
+  if "docs" in groups:
+    docs_case(results)
   print(json.dumps(results))
 
 

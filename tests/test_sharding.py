@@ -90,6 +90,13 @@ def test_training_on_data_model_mesh(results, strategy):
   assert r["sharding_kept"]
 
 
+def test_docs_example_trains(results):
+  r = results["docs/example"]
+  # 50 Scion steps fit sin(x) (variance ~0.4) to a small fraction of it.
+  assert r["loss"] < 0.05
+  assert r["sharding_kept"]
+
+
 def test_unknown_strategy_is_an_error():
   with pytest.raises(ValueError, match="sharding must be one of"):
     normax.Spectral(sharding="scatter")
