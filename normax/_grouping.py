@@ -27,7 +27,14 @@ def _plan(norm: Spectral, leaf: jax.Array):
   """The leaf's matrices ``(-1, m, n)``, its dualize scale and its group key."""
   mats, scale = norm._as_matrices(leaf)
   m, n = mats.shape[-2:]
-  orth = (norm.method, norm.steps, norm.coefficients, norm.compute_dtype, norm.precision)
+  orth = (
+    norm.method,
+    norm.steps,
+    norm.coefficients,
+    norm.compute_dtype,
+    norm.precision,
+    norm.sharding,
+  )
   key = (orth, min(m, n), max(m, n), jnp.dtype(leaf.dtype).name)
   return mats.reshape(-1, m, n), scale, key
 

@@ -9,6 +9,7 @@ import optax
 
 from normax._grouping import dualize_leaves
 from normax._leafwise import resolve_norms
+from normax._sharding import with_auto_axes_tree
 
 
 def map_with_norms(fn, norms: Any, updates: optax.Updates) -> optax.Updates:
@@ -20,11 +21,19 @@ def map_with_norms(fn, norms: Any, updates: optax.Updates) -> optax.Updates:
 
 
 def dualize_tree(norms: Any, updates: optax.Updates, *, batch: bool = True) -> optax.Updates:
-  """``dualize`` of each leaf under its norm; same-shape matrices batched if ``batch``."""
-  if not batch:
-    return map_with_norms(lambda n, u: n.dualize(u), norms, updates)
+  """``dualize`` of each leaf under its norm; same-shape matrices batched if ``batch``.
+
+  On ``Explicit`` mesh axes each output keeps its leaf's sharding.
+  """
   flat, treedef = jax.tree.flatten(updates)
-  return treedef.unflatten(dualize_leaves(resolve_norms(norms, updates), flat))
+  resolved = resolve_norms(norms, updates)
+
+  def run(leaves):
+    if batch:
+      return dualize_leaves(resolved, leaves)
+    return [u if n is None else n.dualize(u) for n, u in zip(resolved, leaves, strict=True)]
+
+  return treedef.unflatten(with_auto_axes_tree(run, flat))
 
 
 def scale_by_lmo(norms: Any, *, batch: bool = True) -> optax.GradientTransformation:

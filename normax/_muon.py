@@ -42,6 +42,7 @@ def muon(
   ns_steps: int = 5,
   ns_coefficients: str | tuple = "quintic",
   ns_method: str = "newton_schulz",
+  ns_sharding: str = "partition",
   shape_scaling: Literal["muon", "rms"] = "muon",
   weight_decay: float | optax.Schedule = 0.0,
   weight_decay_mask: Any = None,
@@ -93,6 +94,9 @@ def muon(
     ns_coefficients: Newton–Schulz schedule (see :class:`normax.Spectral`).
     ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (fewer FLOPs on
       rectangular matrices), see :class:`normax.Spectral`.
+    ns_sharding: Where Newton–Schulz runs on sharded parameters:
+      ``"partition"``, ``"gather"`` or ``"distribute"`` (the ``sharding``
+      option of :class:`normax.Spectral`; see ``docs/sharding.md``).
     shape_scaling: ``"muon"`` or ``"rms"``, see above.
     weight_decay: Decoupled weight decay of the Muon leaves.
     weight_decay_mask: Mask for it, as in ``optax.add_decayed_weights``.
@@ -131,7 +135,9 @@ def muon(
       f"ns_steps must be a Python int (the Newton–Schulz loop is unrolled), got"
       f" {ns_steps!r}. Under optax.inject_hyperparams pass static_args=('ns_steps',)."
     )
-  spectral = Spectral(method=ns_method, steps=ns_steps, coefficients=ns_coefficients)
+  spectral = Spectral(
+    method=ns_method, steps=ns_steps, coefficients=ns_coefficients, sharding=ns_sharding
+  )
   hidden = [
     momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=momentum_dtype),
     scale_by_lmo(spectral, batch=batch),

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from normax._base import Norm, compute_dtype, describe, svd_safe
 from normax._newton_schulz import newton_schulz, orthogonalize_svd, resolve_coefficients
+from normax._sharding import Strategy, check_strategy, run_sharded, with_auto_axes
 
 Method = Literal["newton_schulz", "gram_newton_schulz", "svd"]
 
@@ -43,6 +44,13 @@ class Spectral(Norm):
     compute_dtype: dtype of the Newton–Schulz iterate, e.g. ``"bfloat16"`` on
       GPU/TPU (products accumulate in float32). ``None``: float32.
     precision: ``jax.lax.Precision`` of the Newton–Schulz matmuls.
+    sharding: Where the iteration runs on sharded parameters (see
+      ``docs/sharding.md``): ``"partition"`` (default; GSPMD splits each
+      matmul as the matrix is sharded), ``"gather"`` (replicate each matrix,
+      every device computes it) or ``"distribute"`` (spread the whole
+      matrices of a batch over the devices of the ``jax.set_mesh`` mesh).
+      The result is the same up to float rounding and keeps the input's
+      sharding.
 
   Examples:
     >>> import jax, jax.numpy as jnp, normax
@@ -61,6 +69,7 @@ class Spectral(Norm):
   coefficients: str | tuple = "quintic"
   compute_dtype: str | None = None
   precision: str | None = None
+  sharding: Strategy = "partition"
   name = "spectral"
 
   def __post_init__(self):
@@ -76,6 +85,7 @@ class Spectral(Norm):
       )
       object.__setattr__(self, "coefficients", coeffs)
     resolve_coefficients(coeffs, self.steps)  # Validates eagerly.
+    check_strategy(self.sharding)
     if self.compute_dtype is not None:
       object.__setattr__(self, "compute_dtype", jnp.dtype(self.compute_dtype).name)
 
@@ -88,6 +98,9 @@ class Spectral(Norm):
 
   def orthogonalize(self, g: jax.Array) -> jax.Array:
     """``U Vᵀ`` of each matrix, by this norm's method (no dimension scale)."""
+    return run_sharded(self._orthogonalize, g, self.sharding)
+
+  def _orthogonalize(self, g: jax.Array) -> jax.Array:
     if self.method == "svd":
       return orthogonalize_svd(g)
     return newton_schulz(
@@ -101,23 +114,37 @@ class Spectral(Norm):
 
   # -- Norm interface ---------------------------------------------------------
 
+  # The matrix code runs through with_auto_axes: on a leaf sharded over an
+  # Explicit mesh axis, GSPMD partitions it (no explicit-mode rule covers a
+  # matmul or SVD over a sharded matrix axis) and the result keeps the leaf's
+  # sharding. Elsewhere it is a plain call.
+
   def dualize(self, g):
     g = self._checked(g)
+    return with_auto_axes(self._dualize, g)
+
+  def _dualize(self, g):
     mats, scale = self._as_matrices(g)
     out = self.orthogonalize(mats)
     return (out.astype(compute_dtype(g)) * scale).astype(g.dtype).reshape(g.shape)
 
-  def dual_norm(self, g):
-    g = self._checked(g)
+  def _dual_norm(self, g):
     mats, scale = self._as_matrices(g)
     s = jnp.linalg.svd(svd_safe(mats.astype(compute_dtype(g))), compute_uv=False)
     return scale * jnp.sum(s, axis=-1)
 
-  def norm(self, w):
-    w = self._checked(w)
+  def _norm(self, w):
     mats, scale = self._as_matrices(w)
     s = jnp.linalg.svd(svd_safe(mats.astype(compute_dtype(w))), compute_uv=False)
     return jnp.max(s, axis=-1) / scale
+
+  def dual_norm(self, g):
+    g = self._checked(g)
+    return with_auto_axes(self._dual_norm, g, keep=g.ndim - self.core_ndim(g.ndim))
+
+  def norm(self, w):
+    w = self._checked(w)
+    return with_auto_axes(self._norm, w, keep=w.ndim - self.core_ndim(w.ndim))
 
   def _init_direction(self, g):
     mats, scale = self._as_matrices(g)

@@ -1,0 +1,117 @@
+"""normax on parameters sharded over 8 host CPU devices (FSDP, tensor parallel, replicated).
+
+JAX fixes its device count when it starts, and the test process already
+runs on one device, so the checks run in a subprocess
+(``tests/_sharding_worker.py``) with
+``XLA_FLAGS=--xla_force_host_platform_device_count=8``; it computes every
+case sharded and on one device without a mesh, and these tests assert on the
+differences and on the output shardings it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import normax
+
+WORKER = pathlib.Path(__file__).with_name("_sharding_worker.py")
+ROOT = WORKER.parent.parent
+LAYOUTS = ("replicated", "fsdp", "tp_in", "tp_out", "2d")
+STRATEGIES = ("partition", "gather", "distribute")
+# Newton–Schulz in float32: partitioned matmuls sum in another order.
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def results():
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+  env["JAX_PLATFORMS"] = "cpu"
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+  proc = subprocess.run(
+    [sys.executable, str(WORKER)], env=env, capture_output=True, text=True, timeout=600
+  )
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_explicit_mesh_matches_one_device_and_keeps_shardings(results, layout, strategy):
+  r = results[f"explicit/{layout}/{strategy}/batch=True"]
+  assert r["diff"] < TOL
+  assert r["sharding_kept"], "updates lost the gradients' sharding"
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_explicit_mesh_unbatched(results, strategy):
+  r = results[f"explicit/2d/{strategy}/batch=False"]
+  assert r["diff"] < TOL
+  assert r["sharding_kept"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_auto_mesh_matches_one_device(results, layout, strategy):
+  # On an Auto mesh jit's out_shardings pin the updates' shardings (see
+  # docs/sharding.md); what is tested here is the values.
+  assert results[f"auto/{layout}/{strategy}"]["diff"] < TOL
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("optimizer", ["muon", "scion"])
+def test_optimizers_three_steps(results, optimizer, strategy):
+  r = results[f"{optimizer}/{strategy}"]
+  assert r["diff"] < TOL
+  assert r["sharding_kept"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_training_on_data_model_mesh(results, strategy):
+  ref = np.asarray(results["train/reference"]["losses"])
+  r = results[f"train/{strategy}"]
+  losses = np.asarray(r["losses"])
+  assert losses[-5:].mean() < 0.5 * losses[0], losses
+  # 20 steps of float32 training: the curves agree to rounding growth.
+  np.testing.assert_allclose(losses, ref, rtol=2e-3, atol=2e-4)
+  assert r["diff"] < 5e-3  # Parameters after training (shardings pinned by out_shardings).
+
+
+def test_docs_example_trains(results):
+  r = results["docs/example"]
+  # 50 Scion steps fit sin(x) (variance ~0.4) to a small fraction of it.
+  assert r["loss"] < 0.05
+  assert r["sharding_kept"]
+
+
+def test_unknown_strategy_is_an_error():
+  with pytest.raises(ValueError, match="sharding must be one of"):
+    normax.Spectral(sharding="scatter")
+  with pytest.raises(ValueError, match="sharding must be one of"):
+    normax.muon(0.1, ns_sharding="all")
+
+
+@pytest.mark.parametrize("strategy", ["gather", "distribute"])
+def test_strategies_without_a_mesh_are_the_plain_call(strategy):
+  g = {
+    "a": jax.random.normal(jax.random.key(0), (3, 8, 16)),
+    "b": jnp.arange(128.0).reshape(16, 8) % 7 - 3,
+  }
+  ref = normax.scale_by_lmo(normax.Spectral(method="svd"))
+  tx = normax.scale_by_lmo(normax.Spectral(method="svd", sharding=strategy))
+  out, _ = jax.jit(tx.update)(g, tx.init(g))
+  want, _ = ref.update(g, ref.init(g))
+  for k in g:
+    np.testing.assert_allclose(out[k], want[k], atol=1e-5)
