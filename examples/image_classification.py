@@ -71,25 +71,25 @@ IDX_FILES = {
 
 @dataclasses.dataclass
 class Config:
-  dataset: Literal["digits", "fashion_mnist", "mnist"] = "digits"
+  dataset: Literal["digits", "fashion_mnist", "mnist"] = "digits"  # digits: no download.
   data_dir: str | None = None  # Folder of the IDX files; None: the Debian package's folder.
   train_size: int | None = None  # Use only this many training images (None: all).
   eval_size: int | None = None  # Use only this many held-out images (None: all).
-  model: Literal["mlp", "cnn"] = "mlp"
+  model: Literal["mlp", "cnn"] = "mlp"  # The CNN's conv kernels get SpectralConv.
   width: int = 128  # Hidden units; the CNN's conv layers have width/4 and width/2 channels.
-  optimizer: Literal["scion", "uscion", "muon", "optax_muon", "adamw"] = "scion"
+  optimizer: Literal["scion", "uscion", "muon", "optax_muon", "adamw"] = "scion"  # See above.
   lr: float | None = None  # Peak learning rate; None: DEFAULT_LR[model][optimizer].
   adam_lr: float | None = None  # AdamW part of muon / optax_muon; None: 3e-3.
   beta: float | None = None  # Momentum; None: 0.9 (Scion), 0.95 (Muon), b1=0.9 (AdamW).
   weight_decay: float = 0.0  # Decoupled weight decay of adamw, muon and optax_muon.
   radius: float | None = None  # Scion ρ of input/hidden/conv layers; None: 1 (MLP), 4 (CNN).
   head_radius: float | None = None  # Scion ρ of the head; None: 2**10.
-  steps: int = 500
-  batch_size: int = 128
+  steps: int = 500  # Training steps.
+  batch_size: int = 128  # Images per step.
   warmup: int = 0  # Linear warmup steps.
   decay: Literal["linear", "cosine", "constant"] = "linear"  # After warmup, to 0 at `steps`.
   eval_every: int = 50  # Steps between evaluations on the held-out split.
-  seed: int = 0
+  seed: int = 0  # Initialization and batch order.
   out: str | None = "runs/image_classification.jsonl"  # JSON lines; empty: none.
   plot: str | None = "runs/image_classification.png"  # Loss and accuracy plot; empty: none.
   progress: bool = True  # A tqdm progress bar.
@@ -109,7 +109,6 @@ def read_idx(path: str) -> np.ndarray:
   return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-@functools.cache  # The comparison runner trains many models on the same data.
 def load_idx_dataset(name: str, data_dir: str | None):
   data_dir = data_dir or DATA_DIRS[name]
   arrays, missing = {}, []
@@ -135,7 +134,12 @@ def load_idx_dataset(name: str, data_dir: str | None):
 
 def load_data(config: Config):
   """``(x_train, y_train, x_test, y_test)``: images ``(n, h, w, 1)`` standardized, int labels."""
-  if config.dataset == "digits":
+  return _load_data(config.dataset, config.data_dir, config.train_size, config.eval_size)
+
+
+@functools.cache  # The comparison runner trains many models on the same data.
+def _load_data(dataset: str, data_dir: str | None, train_size: int | None, eval_size: int | None):
+  if dataset == "digits":
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -145,9 +149,9 @@ def load_data(config: Config):
     train, test = order[:split], order[split:]
     x_train, y_train, x_test, y_test = images[train], labels[train], images[test], labels[test]
   else:
-    x_train, y_train, x_test, y_test = load_idx_dataset(config.dataset, config.data_dir)
-  x_train, y_train = x_train[: config.train_size], y_train[: config.train_size]
-  x_test, y_test = x_test[: config.eval_size], y_test[: config.eval_size]
+    x_train, y_train, x_test, y_test = load_idx_dataset(dataset, data_dir)
+  x_train, y_train = x_train[:train_size], y_train[:train_size]
+  x_test, y_test = x_test[:eval_size], y_test[:eval_size]
   mean, std = x_train.mean(), x_train.std() + 1e-8
   prep = lambda x: ((x.astype(np.float32) - mean) / std)[..., None]
   return prep(x_train), y_train.astype(np.int32), prep(x_test), y_test.astype(np.int32)
@@ -206,7 +210,8 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     # BiasRMS on biases; each label's norm ball has its radius ρ.
     radius, head_radius = DEFAULT_RADII[config.model]
     labels, specs = normax.presets.scion_image(
-      radius=config.radius or radius, head_radius=config.head_radius or head_radius
+      radius=radius if config.radius is None else config.radius,
+      head_radius=head_radius if config.head_radius is None else config.head_radius,
     )
     beta = 0.9 if config.beta is None else config.beta
     return normax.scion(lr, specs, labels, beta=beta, constrained=config.optimizer == "scion")
