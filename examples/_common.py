@@ -1,0 +1,150 @@
+"""Small helpers shared by the example scripts: flags from a dataclass, schedules, JSON lines.
+
+Nothing here is specific to normax; the scripts keep the interesting parts (models, the
+optimizer recipe, the training loop) in their own file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import optax
+
+
+def _field_type(hint) -> tuple[Any, bool, tuple | None]:
+  """``(base type, accepts None, choices)`` of a field's type hint (``int``, ``float | None``,
+  ``Literal["mlp", "cnn"]``)."""
+  optional = False
+  if typing.get_origin(hint) in (typing.Union, types.UnionType):
+    rest = [a for a in typing.get_args(hint) if a is not type(None)]
+    if len(rest) != 1:
+      raise TypeError(f"Unsupported field type {hint!r}: use X or X | None.")
+    hint, optional = rest[0], True
+  if typing.get_origin(hint) is typing.Literal:
+    choices = typing.get_args(hint)
+    return type(choices[0]), optional, choices
+  return hint, optional, None
+
+
+def _parse_optional(base: type):
+  def parse(text: str):
+    return None if text.lower() in ("none", "") else base(text)
+
+  parse.__name__ = base.__name__  # argparse names the type in its error messages.
+  return parse
+
+
+def field_comments(cls: type) -> dict[str, str]:
+  """The trailing ``# comment`` of each ``name: type = default`` line of a class's source."""
+  try:
+    source = inspect.getsource(cls)
+  except (OSError, TypeError):
+    return {}
+  pattern = re.compile(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", re.MULTILINE)
+  return {name: text.strip() for name, text in pattern.findall(source)}
+
+
+def config_parser(cls: type, description: str | None = None) -> argparse.ArgumentParser:
+  """An ``argparse`` parser with one flag per field of the dataclass ``cls``.
+
+  ``batch_size: int = 128`` becomes ``--batch-size N`` (``--batch_size`` works too), a
+  ``bool`` ``--flag`` / ``--no-flag``, a ``Literal[...]`` a flag with those choices, and
+  ``X | None`` accepts ``none``. A field's trailing comment is its help text.
+  """
+  parser = argparse.ArgumentParser(
+    description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+  )
+  hints, comments = typing.get_type_hints(cls), field_comments(cls)
+  for field in dataclasses.fields(cls):
+    base, optional, choices = _field_type(hints[field.name])
+    names = [f"--{field.name.replace('_', '-')}"]
+    if "_" in field.name:
+      names.append(f"--{field.name}")
+    default = field.default
+    if default is dataclasses.MISSING:
+      default = field.default_factory()  # type: ignore[misc]
+    kwargs = dict(dest=field.name, default=default, help=comments.get(field.name, " "))
+    if base is bool:
+      parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kwargs)
+    elif base in (int, float, str):
+      parse = _parse_optional(base) if optional else base
+      parser.add_argument(*names, type=parse, choices=choices, **kwargs)
+    else:
+      raise TypeError(f"Config field {field.name!r} has unsupported type {hints[field.name]!r}.")
+  return parser
+
+
+def parse_config(cls: type, argv: Sequence[str] | None = None, description: str | None = None):
+  """Parses command-line flags (``sys.argv`` if ``argv`` is None) into an instance of ``cls``."""
+  return cls(**vars(config_parser(cls, description).parse_args(argv)))
+
+
+def learning_rate_schedule(peak: float, steps: int, warmup: int = 0, decay: str = "linear"):
+  """Linear warmup from 0 to ``peak`` over ``warmup`` steps, then ``decay`` to 0 at ``steps``.
+
+  ``decay`` is ``"linear"``, ``"cosine"`` or ``"constant"`` (no decay). Returns a float when
+  the schedule is constant, so optimizers that want a float get one.
+  """
+  if decay not in ("linear", "cosine", "constant"):
+    raise ValueError(f"decay must be 'linear', 'cosine' or 'constant', got {decay!r}.")
+  if not 0 <= warmup <= steps:
+    raise ValueError(f"warmup must be between 0 and steps={steps}, got {warmup}.")
+  if warmup == 0 and decay == "constant":
+    return peak
+  rest = steps - warmup
+  if decay == "linear":
+    after = optax.linear_schedule(peak, 0.0, max(rest, 1))
+  elif decay == "cosine":
+    after = optax.cosine_decay_schedule(peak, max(rest, 1))
+  else:
+    after = optax.constant_schedule(peak)
+  if warmup == 0:
+    return after
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
+
+
+class JsonLines:
+  """Appends one JSON object per line to ``path`` (no file when ``path`` is empty or None)."""
+
+  def __init__(self, path: str | None):
+    self.path = path or None
+    if self.path:
+      os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+      with open(self.path, "w"):
+        pass
+
+  def write(self, record: dict[str, Any]) -> None:
+    if self.path:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(record, default=_jsonable) + "\n")
+
+
+def _jsonable(x):
+  try:
+    return float(x)
+  except (TypeError, ValueError):
+    return str(x)
+
+
+def finite_or_nan(x: float) -> float:
+  """``x`` as a float, NaN if it is infinite (JSON and CSV readers agree on NaN only)."""
+  x = float(x)
+  return x if math.isfinite(x) else math.nan
+
+
+def prepare_path(path: str | None) -> str | None:
+  """``path`` with its directory created, or None for an empty path."""
+  if not path:
+    return None
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  return path

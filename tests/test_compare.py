@@ -1,0 +1,161 @@
+"""Tests of examples/compare.py with a stub task (no training) and one tiny real grid."""
+
+import csv
+import dataclasses
+import math
+import types
+
+import pytest
+from test_example_image import load_example
+
+compare = load_example("compare")
+
+
+@dataclasses.dataclass
+class StubConfig:
+  """The contract of a task: the fields the runner sets, plus one it must leave alone."""
+
+  optimizer: str = "scion"
+  lr: float | None = None
+  n_embd: int = 64  # The GPT's name for width.
+  steps: int = 40
+  batch_size: int = 16
+  warmup: int = 0
+  eval_every: int = 10
+  out: str | None = "stub.jsonl"
+  plot: str | None = "stub.png"
+  progress: bool = True
+  sample_len: int = 300
+  text: str | None = None
+
+
+# Each optimizer's best learning rate (the stub's loss is lowest there) and, for "adamw", a
+# best learning rate that halves when the width doubles; "scion"'s does not move.
+BEST = {"scion": 2**-6, "adamw": 2**-9}
+
+
+def stub_loss(config, step):
+  shift = 0.0 if config.optimizer == "scion" else math.log2(config.n_embd / 64)
+  distance = math.log2(config.lr) - math.log2(BEST[config.optimizer]) + shift
+  return 1.0 + 0.1 * distance**2 + 2.0 / step + 0.01 * config.warmup / config.steps
+
+
+def stub_main(config):
+  stub_main.calls.append(config)
+  if config.lr > 2**-4:  # Diverges: stops early, the final metrics are NaN.
+    history = [{"step": 10, "train_loss": float("nan"), "eval_loss": float("nan")}]
+    return {"history": history, "final_train_loss": math.nan, "final_eval_loss": math.nan,
+            "seconds": 0.1}  # fmt: skip
+  history = [
+    {"step": s, "train_loss": stub_loss(config, s) + 0.05, "eval_loss": stub_loss(config, s)}
+    for s in range(config.eval_every, config.steps + 1, config.eval_every)
+  ]
+  return {"history": history, "final_train_loss": history[-1]["train_loss"],
+          "final_eval_loss": history[-1]["eval_loss"], "seconds": 0.5}  # fmt: skip
+
+
+@pytest.fixture
+def stub():
+  stub_main.calls = []
+  return types.SimpleNamespace(__name__="stub_task", Config=StubConfig, main=stub_main)
+
+
+SWEEPS = [
+  compare.Sweep({"scion": compare.pow2(-8, -3), "adamw": compare.pow2(-11, -7)}),
+  compare.Sweep({"scion": compare.pow2(-8, -4), "adamw": compare.pow2(-11, -7)}, widths=(32, 128)),
+  compare.Sweep({"adamw": compare.pow2(-11, -7)}, batch_sizes=(64,)),
+]
+
+
+def test_grid_runs_write_the_csv_and_the_plots(tmp_path, stub):
+  path = compare.run_grid(stub, "gpt", {"eval_every": 10}, SWEEPS, str(tmp_path))
+  configs = stub_main.calls
+  # Distinct runs only: 6 + 5 scion lrs, 5 + 10 adamw lrs at widths 64, 32, 128, 5 at batch 64.
+  assert len(configs) == 6 + 5 * 2 + 5 * 3 + 5
+  assert all(c.out is None and c.plot is None and not c.progress and c.sample_len == 0
+             for c in configs)  # fmt: skip
+  assert all(c.text is None for c in configs)  # Untouched.
+  big = [c for c in configs if c.batch_size == 64]
+  assert {(c.steps, c.eval_every) for c in big} == {(10, 2)}  # Same examples: 40·16/64 steps.
+
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  assert tuple(rows[0]) == compare.COLUMNS
+  final = [r for r in rows if r["step"] == r["steps"]]
+  assert len(final) == len(configs)  # Every run, diverged ones included, has a final row.
+  diverged = [r for r in final if float(r["lr"]) > 2**-4]
+  assert diverged and all(math.isnan(float(r["eval_loss"])) for r in diverged)
+  one = [r for r in rows if r["optimizer"] == "scion" and float(r["lr"]) == 2**-6]
+  one = [r for r in one if r["width"] == "64"]
+  assert [int(r["step"]) for r in one] == [10, 20, 30, 40]
+  assert float(one[-1]["eval_loss"]) == pytest.approx(1.0 + 2.0 / 40)
+  assert {r["eval_acc"] for r in rows} == {""} and {r["task"] for r in rows} == {"gpt"}
+
+  files = compare.replot(path)
+  names = sorted(p.rsplit("/", 1)[-1] for p in files)
+  assert names == ["curves.png", "lr_batch_size.png", "lr_width.png", "summary.md"]
+  for p in files:
+    if p.endswith(".png"):
+      with open(p, "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+
+
+def test_best_learning_rates_and_summary(tmp_path, stub):
+  path = compare.run_grid(stub, "gpt", {}, SWEEPS, str(tmp_path))
+  runs = compare.runs_from_rows(compare.read_csv(path))
+  assert compare.base_values(runs) == {"width": 64, "warmup": 0, "batch_size": 16}
+  best = compare.best_runs(runs)
+  assert {name: run["lr"] for name, run in best.items()} == BEST
+  # Per width, adamw's best learning rate moves (halves per doubling); scion's stays.
+  for width, adamw_best in [(32, 2**-8), (128, 2**-10)]:
+    at = [r for r in runs if r["width"] == width and r["batch_size"] == 16]
+    scion = min((r for r in at if r["optimizer"] == "scion"), key=lambda r: r["final"])
+    adamw = min((r for r in at if r["optimizer"] == "adamw"), key=lambda r: r["final"])
+    assert (scion["lr"], adamw["lr"]) == (2**-6, adamw_best)
+  table = compare.summary_table(runs).splitlines()
+  assert table[0].startswith("| optimizer | best lr") and "accuracy" not in table[0]
+  assert table[2].startswith("| scion | 0.01562 |") and table[3].startswith("| adamw | 0.001953 |")
+
+
+def test_resume_skips_completed_runs(tmp_path, stub):
+  sweeps = [compare.Sweep({"scion": (2**-6, 2**-5)})]
+  compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path))
+  assert len(stub_main.calls) == 2
+  bigger = [compare.Sweep({"scion": (2**-6, 2**-5, 2**-4)})]
+  path = compare.run_grid(stub, "gpt", {}, bigger, str(tmp_path), resume=True)
+  assert [c.lr for c in stub_main.calls[2:]] == [2**-4]
+  runs = compare.runs_from_rows(compare.read_csv(path))
+  assert sorted(r["lr"] for r in runs) == [2**-6, 2**-5, 2**-4]
+
+
+def test_bad_settings_fail_before_training(tmp_path, stub):
+  with pytest.raises(ValueError, match="no field"):
+    compare.run_grid(stub, "gpt", {"dataset": "digits"}, SWEEPS, str(tmp_path))
+  assert stub_main.calls == []
+  with pytest.raises(ValueError, match="No --lrs for adamw"):
+    compare.parse_lrs(["scion=2**-6"], ["scion", "adamw"])
+  assert compare.parse_lrs(["0.1,2**-3"], ["scion", "adamw"]) == {
+    "scion": (0.1, 0.125),
+    "adamw": (0.1, 0.125),
+  }
+
+
+@pytest.mark.slow
+def test_command_line_on_a_real_image_grid(tmp_path):
+  files = compare.main([
+    "--task", "image", "--optimizers", "adamw", "--lrs", "1e-3,3e-3",
+    "--widths", "16,32", "--set", "steps=20", "--set", "eval_every=10", "--set", "batch_size=64",
+    "--out-dir", str(tmp_path),
+  ])  # fmt: skip
+  rows = compare.read_csv(str(tmp_path / "results.csv"))
+  assert len(rows) == 4 * 2 and {r["width"] for r in rows} == {16, 32}
+  assert {r["lr"] for r in rows} == {1e-3, 3e-3}
+  assert all(0 <= r["eval_acc"] <= 1 for r in rows)
+  for lr in (1e-3, 3e-3):
+    curve = [r["train_loss"] for r in rows if r["lr"] == lr and r["width"] == 32]
+    assert curve[-1] < curve[0]
+  assert any(f.endswith("lr_width.png") for f in files)
+  again = compare.main(
+    ["--replot", str(tmp_path / "results.csv"), "--out-dir", str(tmp_path / "re")]
+  )
+  assert sorted(f.rsplit("/", 1)[-1] for f in again) == ["curves.png", "lr_width.png", "summary.md"]
