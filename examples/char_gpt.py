@@ -101,13 +101,16 @@ def shakespeare_files() -> list[str]:
 
 def load_text(path: str | None) -> str:
   if path is None:
-    return "\n".join(
-      open(f, encoding="utf-8", errors="replace").read() for f in shakespeare_files()
-    )
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"--text {path!r} is not a file; pass a path to a plain-text file.")
-  with open(path, encoding="utf-8", errors="replace") as f:
-    return f.read()
+    files = shakespeare_files()
+  else:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"--text {path!r} is not a file; pass a path to a plain-text file.")
+    files = [path]
+  texts = []
+  for name in files:
+    with open(name, encoding="utf-8", errors="replace") as f:
+      texts.append(f.read())
+  return "\n".join(texts)
 
 
 class CharData:

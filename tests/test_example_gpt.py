@@ -1,0 +1,124 @@
+"""Smoke tests of examples/char_gpt.py on a small text the tests write."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from test_example_image import load_example
+
+import normax
+
+cg = load_example("char_gpt")
+
+TEXT = (
+  "to be, or not to be, that is the question:\n"
+  "whether 'tis nobler in the mind to suffer\n"
+  "the slings and arrows of outrageous fortune,\n"
+) * 60
+
+
+def tiny(tmp_path, **kw):
+  path = tmp_path / "text.txt"
+  path.write_text(TEXT, encoding="utf-8")
+  defaults = dict(
+    steps=30, eval_every=15, batch_size=16, block_size=16, n_embd=32, n_layer=1, n_head=2,
+    text=str(path), out=str(tmp_path / "m.jsonl"), plot=str(tmp_path / "m.png"),
+    progress=False, sample_len=24, eval_batches=4,
+  )  # fmt: skip
+  return cg.Config(**(defaults | kw))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", cg.OPTIMIZERS)
+def test_every_optimizer_learns_the_text(tmp_path, optimizer):
+  # AdamW's default (3e-3, for the full-size model) is slow on this tiny one.
+  config = tiny(tmp_path, optimizer=optimizer, lr=1e-2 if optimizer == "adamw" else None)
+  metrics = cg.main(config)
+  uniform = math.log(len(set(TEXT)))  # The loss of a uniform guess over the alphabet.
+  first, last = metrics["history"][0], metrics["history"][-1]
+  assert last["step"] == config.steps
+  assert last["eval_loss"] < first["eval_loss"]
+  assert last["eval_loss"] < 0.75 * uniform, (optimizer, metrics["history"])
+  assert metrics["final_eval_loss"] == last["eval_loss"]
+  assert metrics["tokens_per_second"] > 0
+  v, d, L = len(set(TEXT)), config.n_embd, config.n_layer
+  per_block = 4 * d * d + 2 * 4 * d * d + 2 * d  # Attention, MLP, two RMSNorm gains.
+  assert metrics["n_params"] == v * d + config.block_size * d + L * per_block + d + d * v
+  # Metrics as JSON lines, one per evaluation, the same as the returned history.
+  lines = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+  assert lines == metrics["history"]
+  assert {"step", "train_loss", "eval_loss", "tokens_per_second", "seconds"} <= set(lines[0])
+  assert (tmp_path / "m.png").stat().st_size > 0
+  # The sample has the requested length, in the text's alphabet.
+  assert len(metrics["sample"]) == config.sample_len
+  assert set(metrics["sample"]) <= set(TEXT)
+
+
+def test_scion_uses_the_papers_gpt_norms():
+  """Embeddings ColNorm, hidden matrices Spectral, head Sign, RMSNorm gains BiasRMS."""
+  config = cg.Config(n_embd=32, n_layer=2, n_head=2, block_size=16, vocab_size=20)
+  params = nnx.state(cg.GPT(config, rngs=nnx.Rngs(0)), nnx.Param)
+  labels, specs = normax.presets.scion_gpt()
+  flat = {
+    "/".join(str(getattr(k, "key", k)) for k in path): label
+    for path, label in jax.tree_util.tree_flatten_with_path(labels(params))[0]
+  }
+  norm_of = {path: type(specs[label].norm).__name__ for path, label in flat.items()}
+  assert norm_of["tok_embed/embedding"] == "ColNorm"
+  assert norm_of["pos_embed/embedding"] == "ColNorm"
+  assert norm_of["lm_head/kernel"] == "Sign"
+  for block in (0, 1):
+    for name in ("attn/query", "attn/key", "attn/value", "attn/proj", "fc", "fc_out"):
+      assert norm_of[f"blocks/{block}/{name}/kernel"] == "Spectral"
+    assert norm_of[f"blocks/{block}/attn_norm/scale"] == "BiasRMS"
+  assert norm_of["final_norm/scale"] == "BiasRMS"
+
+
+def test_muon_split_puts_only_hidden_matrices_on_muon():
+  config = cg.Config(n_embd=32, n_layer=1, n_head=2, block_size=16, vocab_size=20)
+  params = nnx.state(cg.GPT(config, rngs=nnx.Rngs(0)), nnx.Param)
+  leaves = jax.tree_util.tree_flatten_with_path(cg.muon_labels(params))[0]
+  on_muon = sorted(
+    "/".join(str(getattr(k, "key", k)) for k in path) for path, label in leaves if label == "muon"
+  )
+  hidden = ("attn/key", "attn/proj", "attn/query", "attn/value", "fc", "fc_out")
+  assert on_muon == sorted(f"blocks/0/{name}/kernel" for name in hidden)
+
+
+def test_schedule_warmup_then_decay():
+  config = cg.Config(steps=100, warmup=10, decay="linear")
+  schedule = cg.learning_rate_schedule(config, 0.5)
+  np.testing.assert_allclose([schedule(0), schedule(5), schedule(10)], [0.0, 0.25, 0.5])
+  np.testing.assert_allclose([schedule(55), schedule(100)], [0.25, 0.0], atol=1e-7)
+  constant = cg.learning_rate_schedule(cg.Config(steps=100, decay="constant"), 0.5)
+  assert float(constant(99)) == 0.5
+  with pytest.raises(ValueError, match="--decay"):
+    cg.learning_rate_schedule(cg.Config(decay="step"), 0.5)
+
+
+def test_make_optimizer_every_name_and_bad_name():
+  for name in cg.OPTIMIZERS:
+    assert isinstance(cg.make_optimizer(cg.Config(optimizer=name)), optax.GradientTransformation)
+  with pytest.raises(ValueError, match="--optimizer must be one of"):
+    cg.make_optimizer(cg.Config(optimizer="sgd"))
+
+
+def test_missing_and_short_text_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match="--text"):
+    cg.load_text(str(tmp_path / "missing.txt"))
+  with pytest.raises(ValueError, match="block_size"):
+    cg.CharData("abc" * 10, block_size=16)
+
+
+def test_flags():
+  config = cg.parse_args(
+    ["--optimizer", "muon", "--lr", "0.01", "--out", "none", "--progress", "0"]
+  )
+  assert (config.optimizer, config.lr, config.out, config.progress) == ("muon", 0.01, None, False)
+  assert cg.parse_args([]) == cg.Config()
+  with pytest.raises(SystemExit):
+    cg.parse_args(["--optimizer", "sgd"])
