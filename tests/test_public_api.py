@@ -1,0 +1,40 @@
+"""Every public name of normax documents itself with a runnable example (doctests run in CI)."""
+
+import inspect
+
+import pytest
+
+import normax
+import normax.presets
+
+
+def _public(module):
+  names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+  return [(f"{module.__name__}.{n}", getattr(module, n)) for n in names]
+
+
+PUBLIC = [
+  (name, obj)
+  for name, obj in _public(normax) + _public(normax.presets)
+  if (inspect.isfunction(obj) or inspect.isclass(obj))
+  and getattr(obj, "__module__", "").startswith("normax")
+]
+
+
+def test_there_are_public_names():
+  assert len(PUBLIC) > 30
+
+
+@pytest.mark.parametrize("name,obj", PUBLIC, ids=[name for name, _ in PUBLIC])
+def test_docstring_has_a_runnable_example(name, obj):
+  doc = inspect.getdoc(obj) or ""
+  assert ">>>" in doc, f"{name} has no '>>>' example in its docstring; add one (doctests run)."
+
+
+def test_constants_are_documented_in_their_module():
+  import normax._newton_schulz as ns
+
+  constants = [name for name, obj in _public(normax) if isinstance(obj, tuple)]
+  assert constants == ["normax.CUBIC", "normax.QUINTIC"]
+  for name in constants:
+    assert f">>> {name}" in ns.__doc__, f"{name} has no example in {ns.__name__}'s docstring."
