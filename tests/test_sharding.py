@@ -15,6 +15,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +32,7 @@ STRATEGIES = ("partition", "gather", "distribute")
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def results():
+def _run_worker() -> dict:
   env = dict(os.environ)
   env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
   env["JAX_PLATFORMS"] = "cpu"
@@ -40,8 +40,41 @@ def results():
   proc = subprocess.run(
     [sys.executable, str(WORKER)], env=env, capture_output=True, text=True, timeout=600
   )
-  assert proc.returncode == 0, proc.stderr[-4000:]
+  if proc.returncode != 0:
+    return {"error": proc.stderr[-4000:]}
   return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory):
+  """The worker's results, computed once per test session even under pytest-xdist.
+
+  Each xdist worker process would run a session fixture of its own, i.e. the 8-device
+  subprocess once per worker, competing for the same cores. The first worker to get here
+  claims the run (an exclusive file create in the temp directory the workers share) and
+  writes the results; the others wait for the file.
+  """
+  if "PYTEST_XDIST_WORKER" not in os.environ:
+    data = _run_worker()
+  else:
+    shared = tmp_path_factory.getbasetemp().parent
+    done, claim = shared / "sharding_results.json", shared / "sharding_results.claim"
+    try:
+      os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+      deadline = time.monotonic() + 900
+      while not done.exists():
+        if time.monotonic() > deadline:
+          pytest.fail(f"No sharding results in {done} after 15 minutes.")
+        time.sleep(1.0)
+      data = json.loads(done.read_text())
+    else:
+      data = _run_worker()
+      partial = done.with_suffix(".partial")
+      partial.write_text(json.dumps(data))
+      partial.replace(done)  # Atomic: a waiting worker never reads half a file.
+  assert "error" not in data, f"tests/_sharding_worker.py failed:\n{data.get('error')}"
+  return data
 
 
 pytestmark = pytest.mark.slow
