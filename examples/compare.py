@@ -10,7 +10,9 @@ gpt``: ``char_gpt.py``) once per grid point, appends the results to one CSV, and
   best learning rate does not move with width transfers);
 - ``lr_warmup.png`` and ``lr_batch_size.png`` the same across warmups and batch sizes, when
   the grid varies them;
-- ``summary.md``: a table of each optimizer's best learning rate and final metrics.
+- ``summary.md``: a table of each optimizer's best learning rate and final metrics, and one
+  per swept axis (best learning rate and loss at each width, warmup or batch size, and the
+  loss when the base setting's best learning rate is reused there).
 
 The CSV (``results.csv``) has one row per run per evaluation point: ``task, optimizer, lr,
 width, warmup, batch_size, steps, step, train_loss, eval_loss, eval_acc, seconds`` (``eval_acc``
@@ -428,6 +430,35 @@ def summary_table(runs: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def sweep_table(runs: list[dict], axis: str) -> str | None:
+  """Markdown: per optimizer and ``axis`` value (others at their base value), the best learning
+  rate, its final held-out loss, and the loss at the base setting's best learning rate (what
+  reusing the tuned rate costs). None if ``axis`` takes one value only."""
+  base = base_values(runs)
+  held = {k: v for k, v in base.items() if k != axis}
+  runs = [r for r in runs if all(r[k] == v for k, v in held.items())]
+  by_opt = defaultdict(list)
+  for r in runs:
+    by_opt[r["optimizer"]].append(r)
+  names = [n for n in _optimizer_order(by_opt) if len({r[axis] for r in by_opt[n]}) > 1]
+  if not names:
+    return None
+  lines = [
+    f"| optimizer | {axis} | best lr | held-out loss | loss at the {axis} {base[axis]} best lr |",
+    "|---|---|---|---|---|",
+  ]
+  for name in names:
+    at = lambda value, mine=by_opt[name]: [r for r in mine if r[axis] == value]
+    tuned = min(at(base[axis]), key=lambda r: r["final"])
+    for value in sorted({r[axis] for r in by_opt[name]}):
+      best = min(at(value), key=lambda r: r["final"])
+      reused = [r["final"] for r in at(value) if r["lr"] == tuned["lr"]]
+      cells = [name, str(value), f"{best['lr']:.4g}", _fmt(best["final"])]
+      cells.append(_fmt(reused[0]) if reused else "–")
+      lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def _fmt(x) -> str:
   return "–" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
@@ -449,8 +480,10 @@ def replot(csv_path: str, out_dir: str | None = None) -> list[str]:
     if plot_lr_sweep(runs, axis, path):
       written.append(path)
   path = os.path.join(out_dir, "summary.md")
+  tables = [summary_table(runs)]
+  tables += filter(None, (sweep_table(runs, axis) for axis in ("width", "warmup", "batch_size")))
   with open(path, "w") as f:
-    f.write(summary_table(runs))
+    f.write("\n".join(tables))
   written.append(path)
   return written
 

@@ -115,6 +115,17 @@ def test_best_learning_rates_and_summary(tmp_path, stub):
   table = compare.summary_table(runs).splitlines()
   assert table[0].startswith("| optimizer | best lr") and "accuracy" not in table[0]
   assert table[2].startswith("| scion | 0.01562 |") and table[3].startswith("| adamw | 0.001953 |")
+  # The width table: best rate per width, and the loss of reusing width 64's best rate.
+  width = compare.sweep_table(runs, "width").splitlines()
+  assert width[0].startswith("| optimizer | width | best lr | held-out loss | loss at the width 64")
+  rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]): line for line in width[2:]}
+  assert set(rows) == {
+    ("scion", "32", "0.01562"), ("scion", "64", "0.01562"), ("scion", "128", "0.01562"),
+    ("adamw", "32", "0.003906"), ("adamw", "64", "0.001953"), ("adamw", "128", "0.0009766"),
+  }  # fmt: skip
+  reused = float(rows[("adamw", "128", "0.0009766")].strip("|").split("|")[4])
+  assert reused == pytest.approx(1.0 + 0.1 * 1.0**2 + 2.0 / 40, abs=1e-4)  # One octave off.
+  assert compare.sweep_table(runs, "warmup") is None  # Not swept.
 
 
 def test_resume_skips_completed_runs(tmp_path, stub):
