@@ -45,9 +45,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import JsonLines, learning_rate_schedule, parse_config, prepare_path  # noqa: E402
 
 OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
-# Learning rates used when --lr is not given, tuned on the default config (see the module tests
-# and the comparison runner for sweeps). Scion's pair with the preset's radii.
-DEFAULT_LR = {"scion": 2**-9, "uscion": 2**-9, "muon": 0.02, "optax_muon": 0.02, "adamw": 3e-3}
+# Learning rates used when --lr is not given: each optimizer's best on the Shakespeare grid of
+# examples/compare.py (`--preset shakespeare`, results/shakespeare). Scion's pair with the
+# preset's radii (50 on hidden matrices).
+DEFAULT_LR = {
+  "scion": 2**-11, "uscion": 2**-11, "muon": 2**-5, "optax_muon": 2**-5, "adamw": 2**-8,
+}  # fmt: skip
 
 
 @dataclasses.dataclass

@@ -140,6 +140,9 @@ PRESETS = {
     sweeps=[
       Sweep(GPT_LRS),
       Sweep(_only(GPT_LRS, "scion", "adamw"), widths=(64,)),
+      Sweep(_only(GPT_LRS, "scion", "adamw"), warmups=(25,)),
+      # Batch 128: the same characters in 50 steps.
+      Sweep(_only(GPT_LRS, "scion", "adamw"), batch_sizes=(128,)),
     ],
   ),
 }
