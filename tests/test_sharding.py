@@ -69,7 +69,10 @@ def results(tmp_path_factory):
         time.sleep(1.0)
       data = json.loads(done.read_text())
     else:
-      data = _run_worker()
+      try:
+        data = _run_worker()
+      except Exception as e:  # Timeout or crash: tell the waiting workers too.
+        data = {"error": repr(e)}
       partial = done.with_suffix(".partial")
       partial.write_text(json.dumps(data))
       partial.replace(done)  # Atomic: a waiting worker never reads half a file.
