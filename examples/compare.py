@@ -375,23 +375,28 @@ def _describe(values: dict) -> str:
   return ", ".join(f"{k} {v}" for k, v in values.items() if v is not None)
 
 
+def _sweep(runs: list[dict], axis: str) -> tuple[dict, dict[str, list[dict]], list[str]]:
+  """The runs that vary ``axis`` only: the other settings held at their base value, those runs
+  per optimizer, and the optimizers (in display order) with more than one ``axis`` value."""
+  held = {k: v for k, v in base_values(runs).items() if k != axis}
+  by_opt = defaultdict(list)
+  for r in runs:
+    if all(r[k] == v for k, v in held.items()):
+      by_opt[r["optimizer"]].append(r)
+  names = [n for n in _optimizer_order(by_opt) if len({r[axis] for r in by_opt[n]}) > 1]
+  return held, by_opt, names
+
+
 def plot_lr_sweep(runs: list[dict], axis: str, path: str) -> bool:
   """Final held-out loss against learning rate, a panel per optimizer, a line per ``axis``
   value (others at their base value); False (no file) if ``axis`` takes one value only."""
   import matplotlib.pyplot as plt
 
-  base = base_values(runs)
-  held = {k: v for k, v in base.items() if k != axis}
-  runs = [r for r in runs if all(r[k] == v for k, v in held.items())]
-  values = sorted({r[axis] for r in runs})
-  if len(values) < 2:
-    return False
-  by_opt = defaultdict(list)
-  for r in runs:
-    by_opt[r["optimizer"]].append(r)
-  names = [n for n in _optimizer_order(by_opt) if len({r[axis] for r in by_opt[n]}) > 1]
+  held, by_opt, names = _sweep(runs, axis)
   if not names:
     return False
+  runs = [r for group in by_opt.values() for r in group]
+  values = sorted({r[axis] for r in runs})
   finite = [r["final"] for r in runs if math.isfinite(r["final"])]
   first = [r["history"][0]["eval_loss"] for r in runs if r["history"][0]["eval_loss"] is not None]
   top = max([f for f in first if math.isfinite(f)] or finite or [1.0])  # "did not train" line
@@ -439,12 +444,7 @@ def sweep_table(runs: list[dict], axis: str) -> str | None:
   rate, its final held-out loss, and the loss at the base setting's best learning rate (what
   reusing the tuned rate costs). None if ``axis`` takes one value only."""
   base = base_values(runs)
-  held = {k: v for k, v in base.items() if k != axis}
-  runs = [r for r in runs if all(r[k] == v for k, v in held.items())]
-  by_opt = defaultdict(list)
-  for r in runs:
-    by_opt[r["optimizer"]].append(r)
-  names = [n for n in _optimizer_order(by_opt) if len({r[axis] for r in by_opt[n]}) > 1]
+  _, by_opt, names = _sweep(runs, axis)
   if not names:
     return None
   lines = [
