@@ -42,7 +42,13 @@ from flax import nnx
 import normax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import JsonLines, learning_rate_schedule, parse_config, prepare_path  # noqa: E402
+from _common import (  # noqa: E402
+  JsonLines,
+  finite_or_nan,
+  learning_rate_schedule,
+  parse_config,
+  prepare_path,
+)
 
 OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
 # Learning rates used when --lr is not given: each optimizer's best on the Shakespeare grid of
@@ -343,16 +349,14 @@ def main(config: Config) -> dict:
       timed_steps = step - 1 if step > 1 else 1
       record = {
         "step": step,
-        "train_loss": recent,
-        "eval_loss": eval_loss,
+        "train_loss": finite_or_nan(recent),
+        "eval_loss": finite_or_nan(eval_loss),
         "tokens_per_second": timed_steps
         * config.batch_size
         * config.block_size
         / max(train_seconds, 1e-9),
         "seconds": time.perf_counter() - start,
       }
-      if not math.isfinite(recent):
-        print(f"step {step}: loss is {recent}; stopping (try a smaller --lr).")
       history.append(record)
       log.write(record)
       if config.progress:
@@ -360,6 +364,7 @@ def main(config: Config) -> dict:
       else:
         print(f"step {step:5d}  train {recent:.4f}  val {eval_loss:.4f}")
       if not math.isfinite(recent):
+        print(f"step {step}: loss is {recent}; stopping (try a smaller --lr).")
         break
       last = time.perf_counter()
   seconds = time.perf_counter() - start
