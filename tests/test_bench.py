@@ -46,11 +46,10 @@ def test_update_ns_state_sections(bench, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["builtin", "example"])
-def test_train_section(bench, model, tmp_path):
-  if model == "example" and not (ROOT / "examples" / "char_gpt.py").exists():
-    pytest.skip("examples/char_gpt.py not there yet")
-  argv = [*TINY, "--sections", "train", "--model", model, "--json", str(tmp_path / "t.json")]
+@pytest.mark.parametrize("ns_method", ["newton_schulz", "gram_newton_schulz"])
+def test_train_section(bench, ns_method, tmp_path):
+  argv = [*TINY, "--sections", "train", "--ns-method", ns_method]
+  argv += ["--json", str(tmp_path / "t.json")]
   argv += ["--train-width", "32", "--train-depth", "1", "--block-size", "8", "--batch-size", "2"]
   out = bench.main(argv)
   rows = {r["optimizer"]: r for r in out["train"]}
