@@ -52,15 +52,16 @@ def dualize_leaves(norms: Sequence[Norm | None], leaves: Sequence[jax.Array]) ->
       continue
     if isinstance(norm, Spectral):
       norm._checked(leaf)
-      groups.setdefault(_plan(norm, leaf)[2], []).append(i)
+      plan = _plan(norm, leaf)
+      groups.setdefault(plan[2], []).append((i, plan))
     else:
       out[i] = norm.dualize(leaf)
-  for members in groups.values():
+  for group in groups.values():
+    members, plans = [i for i, _ in group], [plan for _, plan in group]
     if len(members) == 1:  # Nothing to share: exactly the per-leaf path.
       i = members[0]
       out[i] = norms[i].dualize(leaves[i])
       continue
-    plans = [_plan(norms[i], leaves[i]) for i in members]
     wide = [p[0].shape[-2] <= p[0].shape[-1] for p in plans]
     to_wide = 2 * sum(wide) >= len(wide)  # Turn the minority, not the majority.
     stack, sizes = [], []
