@@ -84,6 +84,13 @@ class Sign(Norm):
   ``‖W‖_max``: ``dualize(G) = sign(G)``, ``dual_norm(G) = ‖G‖₁``. It is
   elementwise, so it also takes vectors and scalars.
 
+  ``Sign(transpose=True)`` reads a matrix stored ``(fan_out, fan_in)``, so
+  ``d_in = W.shape[-1]``: a tied embedding table ``(vocab, features)`` that
+  is also the output head (``x ↦ x @ Eᵀ``, Flax ``Embed.attend``) gets the
+  head's ``sign(G) / features``. ``zero_init=True`` makes :meth:`init`
+  return zeros (the Scion code's option for output heads) instead of a
+  point on the unit sphere.
+
   Adam with both moving averages switched off is sign descent (Bernstein &
   Newhouse, 2024, Sec. 3.1).
 
@@ -99,6 +106,8 @@ class Sign(Norm):
   """
 
   normalized: bool = True
+  transpose: bool = False
+  zero_init: bool = False
   name = "sign"
   low_rank_hint = "normax.Sign(normalized=False) or normax.BiasRMS()"
 
@@ -109,8 +118,18 @@ class Sign(Norm):
   def core_ndim(self, ndim: int) -> int:
     return min(ndim, 2)
 
+  def fan_in(self, shape: tuple[int, ...]) -> int:
+    """``d_in`` of a matrix leaf of this ``shape``: ``shape[-2]`` (``shape[-1]`` transposed)."""
+    return shape[-1] if self.transpose else shape[-2]
+
   def _scale(self, x: jax.Array) -> float:
-    return 1.0 / x.shape[-2] if self.normalized else 1.0
+    return 1.0 / self.fan_in(x.shape) if self.normalized else 1.0
+
+  def init(self, key, shape, dtype=jnp.float32):
+    if self.zero_init:
+      self.check(tuple(shape), dtype)
+      return jnp.zeros(shape, dtype)
+    return super().init(key, shape, dtype)
 
   def dualize(self, g):
     g = self._checked(g)
@@ -137,6 +156,16 @@ class ColNorm(Norm):
   ``dualize(G)_i = √d_out · G_i / ‖G_i‖₂``,
   ``dual_norm(G) = √d_out · Σ_i ‖G_i‖₂``, ``norm(W) = max_i ‖W_i‖₂ / √d_out``.
 
+  ``ColNorm(normalized=True)`` (the Scion code's option for non-input
+  layers) divides the direction by ``d_in`` as well: rows of RMS ``1/d_in``,
+  so ``dual_norm`` gains the factor ``1/d_in`` and ``norm`` the factor
+  ``d_in``. ``transpose=True`` reads a matrix stored ``(fan_out, fan_in)``
+  (normalizing ``W[..., :, i]`` instead).
+
+  Args:
+    normalized: Also divide by ``d_in``.
+    transpose: The leaf is stored ``(..., fan_out, fan_in)``.
+
   Examples:
     >>> import jax.numpy as jnp, normax
     >>> normax.ColNorm().dualize(jnp.array([[5.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
@@ -147,23 +176,33 @@ class ColNorm(Norm):
     Pethick et al., 2025, Table 2 ("ColNorm").
   """
 
+  normalized: bool = False
+  transpose: bool = False
   name = "colnorm"
+
+  def _view(self, x: jax.Array) -> tuple[jax.Array, float]:
+    """The leaf as ``(..., d_in, d_out)`` in the compute dtype, and the row RMS bound."""
+    x = x.astype(compute_dtype(x))
+    if self.transpose:
+      x = jnp.swapaxes(x, -1, -2)
+    d_in, d_out = x.shape[-2:]
+    return x, math.sqrt(d_out) / (d_in if self.normalized else 1)
 
   def dualize(self, g):
     g = self._checked(g)
-    x = g.astype(compute_dtype(g))
-    d_out = g.shape[-1]
-    return (math.sqrt(d_out) * where_nonzero(_lp_norm(x, 2, -1), x)).astype(g.dtype)
+    x, scale = self._view(g)
+    out = scale * where_nonzero(_lp_norm(x, 2, -1), x)
+    return (jnp.swapaxes(out, -1, -2) if self.transpose else out).astype(g.dtype)
 
   def dual_norm(self, g):
     g = self._checked(g)
-    x = g.astype(compute_dtype(g))
-    return math.sqrt(g.shape[-1]) * jnp.sum(_lp_norm(x, 2, -1)[..., 0], axis=-1)
+    x, scale = self._view(g)
+    return scale * jnp.sum(_lp_norm(x, 2, -1)[..., 0], axis=-1)
 
   def norm(self, w):
     w = self._checked(w)
-    x = w.astype(compute_dtype(w))
-    return jnp.max(_lp_norm(x, 2, -1)[..., 0], axis=-1) / math.sqrt(w.shape[-1])
+    x, scale = self._view(w)
+    return jnp.max(_lp_norm(x, 2, -1)[..., 0], axis=-1) / scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +214,14 @@ class RowNorm(Norm):
   ``dualize(G)_{·j} = G_{·j} / (√d_in ‖G_{·j}‖₂)``,
   ``dual_norm(G) = Σ_j ‖G_{·j}‖₂ / √d_in``, ``norm(W) = √d_in · max_j ‖W_{·j}‖₂``.
 
+  ``RowNorm(normalized=False)`` (the Scion code's option for input layers)
+  drops the ``1/√d_in``: unit-ℓ2 columns, ``LpToLinf(2)``. ``transpose=True``
+  reads a matrix stored ``(fan_out, fan_in)``.
+
+  Args:
+    normalized: Divide by ``√d_in`` (the RMS→ℓ∞ geometry).
+    transpose: The leaf is stored ``(..., fan_out, fan_in)``.
+
   Examples:
     >>> import jax.numpy as jnp, normax
     >>> normax.RowNorm().dualize(jnp.array([[3.0], [4.0]])).round(4)
@@ -185,23 +232,32 @@ class RowNorm(Norm):
     Pethick et al., 2025, Table 2 ("RowNorm").
   """
 
+  normalized: bool = True
+  transpose: bool = False
   name = "rownorm"
+
+  def _view(self, x: jax.Array) -> tuple[jax.Array, float]:
+    """The leaf as ``(..., d_in, d_out)`` in the compute dtype, and the column ℓ2 bound."""
+    x = x.astype(compute_dtype(x))
+    if self.transpose:
+      x = jnp.swapaxes(x, -1, -2)
+    return x, 1 / math.sqrt(x.shape[-2]) if self.normalized else 1.0
 
   def dualize(self, g):
     g = self._checked(g)
-    x = g.astype(compute_dtype(g))
-    d_in = g.shape[-2]
-    return (where_nonzero(_lp_norm(x, 2, -2), x) / math.sqrt(d_in)).astype(g.dtype)
+    x, scale = self._view(g)
+    out = scale * where_nonzero(_lp_norm(x, 2, -2), x)
+    return (jnp.swapaxes(out, -1, -2) if self.transpose else out).astype(g.dtype)
 
   def dual_norm(self, g):
     g = self._checked(g)
-    x = g.astype(compute_dtype(g))
-    return jnp.sum(_lp_norm(x, 2, -2)[..., 0, :], axis=-1) / math.sqrt(g.shape[-2])
+    x, scale = self._view(g)
+    return scale * jnp.sum(_lp_norm(x, 2, -2)[..., 0, :], axis=-1)
 
   def norm(self, w):
     w = self._checked(w)
-    x = w.astype(compute_dtype(w))
-    return math.sqrt(w.shape[-2]) * jnp.max(_lp_norm(x, 2, -2)[..., 0, :], axis=-1)
+    x, scale = self._view(w)
+    return jnp.max(_lp_norm(x, 2, -2)[..., 0, :], axis=-1) / scale
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,15 +48,23 @@ def project_leaf(norm: Norm, w: jax.Array, radius: Any, sphere: bool = False) ->
     out = out.reshape(x.shape)
   elif isinstance(norm, Sign) or (isinstance(norm, L1ToLp) and norm.p == math.inf):
     normalized = isinstance(norm, Sign) and norm.normalized
-    out = _clip(x, r / x.shape[-2] if normalized else r, sphere)
+    out = _clip(x, r / norm.fan_in(x.shape) if normalized else r, sphere)
   elif isinstance(norm, LpToLinf) and norm.p == 1:
     out = _clip(x, r, sphere)
-  elif isinstance(norm, ColNorm):
-    out = _rescale(x, _l2(x, -1), r * math.sqrt(x.shape[-1]), sphere)
+  elif isinstance(norm, ColNorm | RowNorm):
+    # Each row (ColNorm) or column (RowNorm) of the (d_in, d_out) view scaled to ℓ2 ≤ bound,
+    # the ℓ2 length of that row/column in r·dualize(G).
+    axis = -1 if isinstance(norm, ColNorm) else -2
+    if norm.transpose:
+      axis = -3 - axis
+    d_in, d_out = (x.shape[-1], x.shape[-2]) if norm.transpose else x.shape[-2:]
+    if isinstance(norm, ColNorm):
+      bound = r * math.sqrt(d_out) / (d_in if norm.normalized else 1)
+    else:
+      bound = r / math.sqrt(d_in) if norm.normalized else r
+    out = _rescale(x, _l2(x, axis), bound, sphere)
   elif isinstance(norm, L1ToLp) and norm.p == 2:
     out = _rescale(x, _l2(x, -1), r, sphere)
-  elif isinstance(norm, RowNorm):
-    out = _rescale(x, _l2(x, -2), r / math.sqrt(x.shape[-2]), sphere)
   elif isinstance(norm, LpToLinf) and norm.p == 2:
     out = _rescale(x, _l2(x, -2), r, sphere)
   elif isinstance(norm, BiasRMS) and x.ndim == 0:

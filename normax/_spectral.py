@@ -31,6 +31,13 @@ class Spectral(Norm):
   Steepest descent under it is Shampoo without accumulation (Bernstein &
   Newhouse, 2024, Sec. 3.2) and, with momentum, Muon.
 
+  The dimension factor ``s = √(d_out/d_in)`` has the Scion code's variants:
+  ``max=True`` takes ``s = max(1, √(d_out/d_in))`` (their choice for the
+  input layer of an MLP on pixels, where ``d_in ≫ d_out`` would make the
+  steps tiny; it is also Muon's factor), and ``normalized=False`` takes
+  ``s = √d_out`` (the ℓ2→RMS geometry). ``dual_norm`` and ``norm`` use the
+  same ``s``: ``dualize = s·UVᵀ``, ``dual_norm = s·Σσᵢ``, ``norm = σ_max/s``.
+
   Args:
     method: ``"newton_schulz"`` (default; matmuls only, approximate),
       ``"gram_newton_schulz"`` (the same polynomial, run on the short-side
@@ -51,6 +58,8 @@ class Spectral(Norm):
       matrices of a batch over the devices of the ``jax.set_mesh`` mesh).
       The result is the same up to float rounding and keeps the input's
       sharding.
+    normalized: ``s = √(d_out/d_in)`` (default) rather than ``√d_out``.
+    max: ``s = max(1, ·)`` of the above.
 
   Examples:
     >>> import jax, jax.numpy as jnp, normax
@@ -70,6 +79,8 @@ class Spectral(Norm):
   compute_dtype: str | None = None
   precision: str | None = None
   sharding: Strategy = "partition"
+  normalized: bool = True
+  max: bool = False
   name = "spectral"
 
   def __post_init__(self):
@@ -91,10 +102,15 @@ class Spectral(Norm):
 
   # -- matrix view ------------------------------------------------------------
 
+  def dimension_scale(self, d_in: int, d_out: int) -> float:
+    """The factor ``s`` of ``dualize = s·UVᵀ`` for a ``d_in × d_out`` matrix (see above)."""
+    s = math.sqrt(d_out / d_in) if self.normalized else math.sqrt(d_out)
+    return max(1.0, s) if self.max else s
+
   def _as_matrices(self, x: jax.Array) -> tuple[jax.Array, float]:
     """The ``(..., m, n)`` matrices the norm acts on, and the dualize scale."""
     d_in, d_out = x.shape[-2:]
-    return x, math.sqrt(d_out / d_in)
+    return x, self.dimension_scale(d_in, d_out)
 
   def orthogonalize(self, g: jax.Array) -> jax.Array:
     """``U Vᵀ`` of each matrix, by this norm's method (no dimension scale)."""
@@ -166,7 +182,8 @@ class SpectralConv(Spectral):
 
   with ``U Σ Vᵀ`` the SVD of that reshape. This is Scion's convolution
   scaling (``Spectral`` on the flattened kernel, divided by the number of
-  taps).
+  taps); ``normalized`` and ``max`` change ``√(c_out/c_in)`` as in
+  :class:`Spectral`.
 
   Args:
     spatial_dims: Number of spatial axes. ``None`` takes every axis before
@@ -218,4 +235,4 @@ class SpectralConv(Spectral):
     spatial = x.shape[x.ndim - core : -2]
     c_in, c_out = x.shape[-2:]
     k = math.prod(spatial)
-    return x.reshape(*batch, k * c_in, c_out), math.sqrt(c_out / c_in) / k
+    return x.reshape(*batch, k * c_in, c_out), self.dimension_scale(c_in, c_out) / k
