@@ -4,6 +4,8 @@ from normax import presets as presets
 from normax._base import Norm as Norm
 from normax._decay import add_constrained_decay as add_constrained_decay
 from normax._dual_norm import scale_by_dual_norm as scale_by_dual_norm
+from normax._init import init_model as init_model
+from normax._init import init_params as init_params
 from normax._labels import LabelFn as LabelFn
 from normax._labels import Rule as Rule
 from normax._labels import label_by_path as label_by_path
@@ -64,6 +66,8 @@ __all__ = (
   "add_constrained_decay",
   "available_norms",
   "get_norm",
+  "init_model",
+  "init_params",
   "label_by_path",
   "label_table",
   "momentum",

@@ -347,6 +347,17 @@ def _labelled(params: Any, labels: Any) -> tuple[list[_Resolved], Any, list[Any]
   return out, treedef, [label for _, label in flat], subtrees
 
 
+def broadcast_labels(params: Any, labels: Any) -> Any:
+  """The label of every leaf, as a pytree of the params' structure.
+
+  ``labels`` is a label function or a pytree of labels with the params'
+  structure or a prefix of it (a label at an inner node covers its subtree).
+  """
+  _, treedef, flat_labels, subtrees = _labelled(params, labels)
+  pairs = zip(flat_labels, subtrees, strict=True)
+  return treedef.unflatten(jax.tree.map(lambda _, lab=lab: lab, sub) for lab, sub in pairs)
+
+
 def _as_spec(label: Any, spec: Any) -> LayerSpec:
   if isinstance(spec, LayerSpec):
     return spec
