@@ -1,10 +1,10 @@
-"""Scion's layer roles as ready-made ``(labels, specs)`` pairs for Flax models.
+"""Scion's layer roles as ready-made ``(labels, specs)`` pairs, one per model family.
 
 Each preset returns a label function (from :func:`normax.label_by_path`) and
 a plain ``dict`` ``{label: LayerSpec}``, so::
 
-  labels, specs = normax.presets.scion_image()
-  tx = normax.scion(2**-4, specs, labels)
+  labels, specs = normax.presets.scion_gpt()
+  tx = normax.scion(2**-6, specs, labels)
 
 Edit the dict to change a norm or a radius (``specs["hidden"] =
 normax.LayerSpec(normax.Spectral(steps=6), radius=8.0)``); pass ``rules=`` to
@@ -15,22 +15,15 @@ The roles follow Pethick et al. (2025), Sec. 5 and Table 2: a one-hot input
 inputs and hidden matrices ``Spectral``, conv kernels ``SpectralConv``, the
 output head ``Sign`` and biases and normalization gains ``BiasRMS``.
 
-Default radii are the reference configurations in the Scion code
-(github.com/LIONS-EPFL/scion, README and ``examples/``), which pair them
-with a learning rate:
-
-- GPT (nanoGPT): hidden ρ = 50, head ρ = 60·50 = 3000, with ``lr = 2**-12``,
-  Scion momentum 0.1 (``beta=0.9``), constrained. Their GPT ties the
-  embedding to the head and has no biases or gains; here the untied token
-  embedding gets ``ColNorm`` with ρ = 1 (unit-RMS token vectors, the scale
-  of the RMS-normalized stream), and biases and gains the hidden radius.
-- CNN (airbench CIFAR-10): conv, hidden and gains ρ = 8, head ρ = 16·8 =
-  128, with ``lr = 2**-4``, Scion momentum 0.5 (``beta=0.5``).
-- MLP: input and hidden ρ = 1, head ρ = 2**10, with ``lr = 2**-6``:
-  ``scion_image(radius=1.0, head_radius=2.0**10)``.
-
-Radius and learning rate trade off (in the unconstrained mode only their
-product matters), so retune the learning rate when changing a radius.
+A preset's radii are one set for the model family it names: radii tuned for
+one family (a tied-embedding GPT, say) are not a recipe for another (an
+untied one), because which layer carries which scale differs. Each preset
+says where its radii come from and which measurement in this repository
+backs them (``results/``, produced by ``examples/compare.py``). Radius and
+learning rate trade off (in the unconstrained mode only their product
+matters), so retune the learning rate when changing a radius; the procedure
+is in the README: tune the learning rate and the radii on a narrow proxy
+model, then reuse them at width.
 """
 
 from __future__ import annotations
@@ -75,24 +68,33 @@ def scion_gpt(
   head: str | Sequence[str] = HEAD_PATTERNS,
   embed: str | Sequence[str] = ("*embedding",),
   embed_norm: Norm | str = "colnorm",
-  radius: float = 50.0,
-  head_radius: float = 3000.0,
+  radius: float = 3.0,
+  head_radius: float = 10.0,
   embed_radius: float = 1.0,
-  bias_radius: float | None = None,
+  bias_radius: float = 1.0,
   rules: Iterable[Rule | tuple[str, str]] = (),
 ) -> tuple[LabelFn, dict[str, LayerSpec]]:
-  """Labels and specs for a language model: embedding, hidden matrices, head.
+  """Labels and specs for a decoder-only language model with an untied head.
 
   Rules, in order (first match wins; your ``rules`` go first):
 
   ========  ====================================  ==================  ==========
   label     matches                               norm                radius
   ========  ====================================  ==================  ==========
-  head      ``head`` globs, rank >= 2             ``Sign()``          3000
+  head      ``head`` globs, rank >= 2             ``Sign()``          10
   embed     ``embed`` globs, rank >= 2            ``ColNorm()``       1
-  bias      ``*bias``, ``*scale``, any rank 0/1   ``BiasRMS()``       = radius
-  hidden    every other rank >= 2 array           ``Spectral()``      50
+  bias      ``*bias``, ``*scale``, any rank 0/1   ``BiasRMS()``       1
+  hidden    every other rank >= 2 array           ``Spectral()``      3
   ========  ====================================  ==================  ==========
+
+  The radii (embedding 1, hidden 3, head 10) are the Scion authors' for
+  their shallow character-level GPT with untied embedding and head
+  (github.com/LIONS-EPFL/scion, ``examples/shallow-nanogpt``), and were the
+  best of the radius sets tuned with the learning rate on a width-64 proxy
+  in this repository (``results/shakespeare_proxy``, 3 seeds; use a
+  learning rate near ``2**-6``). Normalization gains start at 1 and keep
+  ρ = 1. For a model whose embedding is also its head use
+  :func:`scion_gpt_tied`.
 
   Scanned layer stacks need nothing special: their kernels (rank 3) are
   hidden matrices batched over the layer axis. At least one parameter must
@@ -109,7 +111,7 @@ def scion_gpt(
     radius: ρ of the hidden matrices.
     head_radius: ρ of the head.
     embed_radius: ρ of the embedding.
-    bias_radius: ρ of biases and gains; ``None`` uses ``radius``.
+    bias_radius: ρ of biases and gains.
     rules: Extra rules tried before the preset's.
 
   Returns:
@@ -129,12 +131,12 @@ def scion_gpt(
     embed/embedding    (50, 8)    float32  embed
     lm_head/kernel     (8, 50)    float32  head
     >>> specs["head"]
-    LayerSpec(norm=Sign(normalized=True), radius=3000.0, decay=None)
+    LayerSpec(norm=Sign(normalized=True, transpose=False, zero_init=False), radius=10.0, decay=None)
 
   References:
     Pethick et al., *Training Deep Learning Models with Norm-Constrained
     LMOs*, 2025, Sec. 5, Table 2 and Appendix E; their reference code's
-    nanoGPT configuration.
+    shallow nanoGPT configuration.
   """
   label_rules = [
     *_as_rule_list(rules),
@@ -147,23 +149,187 @@ def scion_gpt(
     "embed": LayerSpec(embed_norm if embed_norm != "colnorm" else ColNorm(), embed_radius),
     "hidden": LayerSpec(Spectral(), radius),
     "head": LayerSpec(Sign(), head_radius),
-    "bias": LayerSpec(BiasRMS(), radius if bias_radius is None else bias_radius),
+    "bias": LayerSpec(BiasRMS(), bias_radius),
   }
   return label_by_path(label_rules, required=("head",)), specs
 
 
-def scion_image(
+#: Globs naming the token table of a tied-embedding model (shared with the head).
+TOKEN_PATTERNS: tuple[str, ...] = (
+  "*tok_embed/embedding",
+  "*token_embed*/embedding",
+  "*embed_tokens/embedding",
+  "*wte/embedding",
+)
+
+
+def scion_gpt_tied(
+  *,
+  tied: str | Sequence[str] = TOKEN_PATTERNS,
+  embed: str | Sequence[str] = ("*embedding",),
+  radius: float = 50.0,
+  head_radius: float = 3000.0,
+  embed_radius: float = 1.0,
+  bias_radius: float = 1.0,
+  rules: Iterable[Rule | tuple[str, str]] = (),
+) -> tuple[LabelFn, dict[str, LayerSpec]]:
+  """Labels and specs for a language model whose token table is also its head.
+
+  With tied weights the ``(vocab, features)`` table ``E`` embeds tokens and
+  computes the logits ``x @ Eᵀ`` (Flax ``Embed.attend``). The Scion authors
+  give it the head's norm: ``Sign`` normalized by the head's fan-in,
+  ``features`` — here ``Sign(transpose=True)``, since the table is stored
+  ``(fan_out, fan_in)`` as a head.
+
+  ========  ====================================  =========================  ======
+  label     matches                               norm                       radius
+  ========  ====================================  =========================  ======
+  head      ``tied`` globs (the token table)      ``Sign(transpose=True)``   3000
+  embed     other ``embed`` globs (positions)     ``ColNorm()``              1
+  bias      ``*bias``, ``*scale``, any rank 0/1   ``BiasRMS()``              1
+  hidden    every other rank >= 2 array           ``Spectral()``             50
+  ========  ====================================  =========================  ======
+
+  The radii (hidden 50, tied table 60·50 = 3000, learning rate ``2**-12``)
+  are the Scion authors' for their tied 124M nanoGPT
+  (github.com/LIONS-EPFL/scion, README), compared with the untied preset's
+  radii on a tied width-64 proxy in this repository
+  (``results/shakespeare_tied``).
+
+  Args:
+    tied: Glob(s) matching the shared token table; at least one parameter
+      must match.
+    embed: Glob(s) matching other one-hot input tables (position
+      embeddings).
+    radius: ρ of the hidden matrices.
+    head_radius: ρ of the tied table.
+    embed_radius: ρ of the other embeddings.
+    bias_radius: ρ of biases and gains.
+    rules: Extra rules tried before the preset's.
+
+  Returns:
+    ``(labels, specs)`` for ``normax.scion(learning_rate, specs, labels)``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> params = {"tok_embed": {"embedding": jnp.zeros((50, 8))},
+    ...           "pos_embed": {"embedding": jnp.zeros((16, 8))},
+    ...           "mlp": {"kernel": jnp.zeros((8, 8))}}
+    >>> labels, specs = normax.presets.scion_gpt_tied()
+    >>> print(normax.label_table(params, labels, specs))
+    path                 shape    dtype    label   norm                  radius  decay
+    mlp/kernel           (8, 8)   float32  hidden  spectral              50      default
+    pos_embed/embedding  (16, 8)  float32  embed   colnorm               1       default
+    tok_embed/embedding  (50, 8)  float32  head    sign(transpose=True)  3000    default
+
+  References:
+    Pethick et al., 2025, Sec. 5 and Appendix E; their reference code's
+    nanoGPT configuration (weight sharing).
+  """
+  label_rules = [
+    *_as_rule_list(rules),
+    *_role_rules(tied, "head", ndim=_MATRIX),
+    *_role_rules(embed, "embed", ndim=_MATRIX),
+    *_bias_rules(),
+    Rule("*", "hidden", ndim=_MATRIX),
+  ]
+  specs = {
+    "embed": LayerSpec(ColNorm(), embed_radius),
+    "hidden": LayerSpec(Spectral(), radius),
+    "head": LayerSpec(Sign(transpose=True), head_radius),
+    "bias": LayerSpec(BiasRMS(), bias_radius),
+  }
+  return label_by_path(label_rules, required=("head",)), specs
+
+
+#: Globs naming the first dense layer of an MLP on flattened pixels.
+INPUT_PATTERNS: tuple[str, ...] = ("input/*", "*/input/*", "*input_layer/*")
+
+
+def scion_mlp(
   *,
   head: str | Sequence[str] = HEAD_PATTERNS,
-  input: str | Sequence[str] | None = None,
-  spatial_dims: int | None = None,
-  radius: float = 8.0,
-  head_radius: float = 128.0,
+  input: str | Sequence[str] = INPUT_PATTERNS,
+  radius: float = 1.0,
+  head_radius: float = 2.0**10,
   input_radius: float | None = None,
   bias_radius: float | None = None,
   rules: Iterable[Rule | tuple[str, str]] = (),
 ) -> tuple[LabelFn, dict[str, LayerSpec]]:
-  """Labels and specs for an image model: conv kernels, dense layers, head.
+  """Labels and specs for an MLP on flattened pixels.
+
+  ========  =======================================  ======================  ========
+  label     matches                                  norm                    radius
+  ========  =======================================  ======================  ========
+  head      ``head`` globs, rank >= 2                ``Sign()``              2**10
+  input     ``input`` globs, rank 2                  ``Spectral(max=True)``  1
+  bias      ``*bias``, ``*scale``, any rank 0/1      ``BiasRMS()``           1
+  hidden    every other rank >= 2 array              ``Spectral()``          1
+  ========  =======================================  ======================  ========
+
+  The input layer's dimension factor is ``max(1, √(d_out/d_in))``: with
+  ``d_in = 784`` pixels and ``d_out = 128`` units the plain ``√(d_out/d_in)
+  = 0.40`` would make its steps 2.5× smaller than the hidden layers'. Norms
+  and radii (1 everywhere, head 2**10, learning rate ``2**-6``) are the
+  Scion authors' MLP configuration (github.com/LIONS-EPFL/scion, README),
+  checked on Fashion-MNIST in this repository (``results/fashion_mnist``).
+  At least one parameter must match ``head`` and one ``input``.
+
+  Args:
+    head: Glob(s) matching the classifier's matrix.
+    input: Glob(s) matching the first (pixel-input) layer.
+    radius: ρ of the hidden matrices.
+    head_radius: ρ of the head.
+    input_radius: ρ of the input layer; ``None`` uses ``radius``.
+    bias_radius: ρ of biases and gains; ``None`` uses ``radius``.
+    rules: Extra rules tried before the preset's.
+
+  Returns:
+    ``(labels, specs)`` for ``normax.scion(learning_rate, specs, labels)``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> params = {"input": {"kernel": jnp.zeros((784, 128)), "bias": jnp.zeros(128)},
+    ...           "hidden": {"kernel": jnp.zeros((128, 128))},
+    ...           "head": {"kernel": jnp.zeros((128, 10))}}
+    >>> labels, specs = normax.presets.scion_mlp()
+    >>> print(normax.label_table(params, labels, specs))
+    path           shape       dtype    label   norm                radius  decay
+    head/kernel    (128, 10)   float32  head    sign                1024    default
+    hidden/kernel  (128, 128)  float32  hidden  spectral            1       default
+    input/bias     (128,)      float32  bias    bias_rms            1       default
+    input/kernel   (784, 128)  float32  input   spectral(max=True)  1       default
+
+  References:
+    Pethick et al., 2025, Sec. 5 and Appendix E; their reference code's MLP
+    configuration.
+  """
+  label_rules = [
+    *_as_rule_list(rules),
+    *_role_rules(head, "head", ndim=_MATRIX),
+    *_role_rules(input, "input", ndim=2),
+    *_bias_rules(),
+    Rule("*", "hidden", ndim=_MATRIX),
+  ]
+  specs = {
+    "input": LayerSpec(Spectral(max=True), radius if input_radius is None else input_radius),
+    "hidden": LayerSpec(Spectral(), radius),
+    "head": LayerSpec(Sign(), head_radius),
+    "bias": LayerSpec(BiasRMS(), radius if bias_radius is None else bias_radius),
+  }
+  return label_by_path(label_rules, required=("head", "input")), specs
+
+
+def scion_cnn(
+  *,
+  head: str | Sequence[str] = HEAD_PATTERNS,
+  spatial_dims: int | None = None,
+  radius: float = 8.0,
+  head_radius: float = 128.0,
+  bias_radius: float | None = None,
+  rules: Iterable[Rule | tuple[str, str]] = (),
+) -> tuple[LabelFn, dict[str, LayerSpec]]:
+  """Labels and specs for a convolutional network: conv kernels, dense layers, head.
 
   Rules, in order (first match wins; your ``rules`` go first):
 
@@ -172,14 +338,15 @@ def scion_image(
   ========  =======================================  ===================  ========
   head      ``head`` globs, rank >= 2                ``Sign()``           128
   conv      rank 3-5 arrays (a 1-3 D conv kernel)    ``SpectralConv()``   8
-  input     ``input`` globs, rank 2                  ``Spectral()``       = radius
-  bias      ``*bias``, ``*scale``, any rank 0/1      ``BiasRMS()``        = radius
+  bias      ``*bias``, ``*scale``, any rank 0/1      ``BiasRMS()``        8
   hidden    every other rank >= 2 array              ``Spectral()``       8
   ========  =======================================  ===================  ========
 
-  Image inputs take the same spectral norm as hidden layers in Scion, so
-  ``input`` is only needed to give the first dense layer its own radius. A
-  conv kernel is recognised by rank, which is ambiguous once layers are
+  The radii (8 everywhere, head 16·8 = 128, learning rate ``2**-4``,
+  ``beta=0.5``) are the Scion authors' airbench CIFAR-10 configuration
+  (github.com/LIONS-EPFL/scion, ``examples/airbench``).
+
+  A conv kernel is recognised by rank, which is ambiguous once layers are
   stacked: for scanned stacks pass ``spatial_dims`` (2 for ``Conv`` with a
   2-D kernel), and kernels of rank >= ``spatial_dims + 2`` are conv kernels
   with their leading axes as a batch, lower ranks dense.
@@ -187,13 +354,10 @@ def scion_image(
   Args:
     head: Glob(s) or regex(es) matching the classifier's matrix, e.g.
       ``"params/Dense_1/*"`` for an unnamed Linen layer.
-    input: Glob(s) matching a dense input layer (e.g. the first layer of an
-      MLP on flattened pixels), or ``None``.
     spatial_dims: ``None``: every rank-3 to 5 array is an unstacked conv
       kernel. An int: the number of spatial axes of every conv kernel.
-    radius: ρ of conv kernels and hidden matrices (Scion's ``radius``).
+    radius: ρ of conv kernels and hidden matrices.
     head_radius: ρ of the head.
-    input_radius: ρ of the input layer; ``None`` uses ``radius``.
     bias_radius: ρ of biases and gains; ``None`` uses ``radius``.
     rules: Extra rules tried before the preset's.
 
@@ -205,19 +369,17 @@ def scion_image(
     >>> params = {"conv": {"kernel": jnp.zeros((3, 3, 1, 8)), "bias": jnp.zeros(8)},
     ...           "dense": {"kernel": jnp.zeros((72, 32))},
     ...           "head": {"kernel": jnp.zeros((32, 10))}}
-    >>> labels, specs = normax.presets.scion_image()
+    >>> labels, specs = normax.presets.scion_cnn()
     >>> print(normax.label_table(params, labels, specs))
     path          shape         dtype    label   norm           radius  decay
     conv/bias     (8,)          float32  bias    bias_rms       8       default
     conv/kernel   (3, 3, 1, 8)  float32  conv    spectral_conv  8       default
     dense/kernel  (72, 32)      float32  hidden  spectral       8       default
     head/kernel   (32, 10)      float32  head    sign           128     default
-    >>> sorted(specs)
-    ['bias', 'conv', 'head', 'hidden', 'input']
 
   References:
     Pethick et al., 2025, Sec. 5, Table 2 and Appendix E; their reference
-    code's airbench (CNN) and MLP configurations.
+    code's airbench configuration.
   """
   if spatial_dims is None:
     conv_ndim, conv = (3, 4, 5), SpectralConv()
@@ -227,13 +389,11 @@ def scion_image(
     *_as_rule_list(rules),
     *_role_rules(head, "head", ndim=_MATRIX),
     Rule("*", "conv", ndim=conv_ndim),
-    *_role_rules(input, "input", ndim=2),
     *_bias_rules(),
     Rule("*", "hidden", ndim=_MATRIX),
   ]
   specs = {
     "conv": LayerSpec(conv, radius),
-    "input": LayerSpec(Spectral(), radius if input_radius is None else input_radius),
     "hidden": LayerSpec(Spectral(), radius),
     "head": LayerSpec(Sign(), head_radius),
     "bias": LayerSpec(BiasRMS(), radius if bias_radius is None else bias_radius),

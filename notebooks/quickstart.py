@@ -69,14 +69,14 @@ model = MLP(nnx.Rngs(0))
 # %% [markdown]
 # ## 1–2. Labels, specs and the label table
 #
-# `normax.presets.scion_image` returns a label function and a dict `{label: LayerSpec}`
+# `normax.presets.scion_mlp` returns a label function and a dict `{label: LayerSpec}`
 # following the Scion paper's layer roles: `Spectral` for image-input and hidden matrices,
 # `Sign` for the output head, `BiasRMS` for biases. The radii are those of Scion's reference MLP
 # (ρ = 1 for the matrices, 2¹⁰ for the head). `label_table` shows what every parameter got;
 # `decay = default` means the optimizer decides (1 when constrained, 0 when not).
 
 # %%
-labels, specs = normax.presets.scion_image(radius=1.0, head_radius=2.0**10)
+labels, specs = normax.presets.scion_mlp()
 print(normax.label_table(nnx.state(model, nnx.Param), labels, specs))
 
 # %% [markdown]

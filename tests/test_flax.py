@@ -143,9 +143,7 @@ def test_linen_param_dict_trains_with_scion():
   params = model.init(key_init, x)["params"]
   # Scion's MLP configuration (radius 1, head radius 2**10, lr 2**-6); the
   # head is Linen's unnamed last layer.
-  labels, specs = normax.presets.scion_image(
-    head="Dense_1/*", input="Dense_0/*", radius=1.0, head_radius=2.0**10
-  )
+  labels, specs = normax.presets.scion_mlp(head="Dense_1/*", input="Dense_0/*")
   tx = normax.scion(2**-6, specs, labels)
   opt_state = tx.init(params)
 
@@ -231,7 +229,7 @@ OPTIMIZERS = {
   ),
   "scion_mixed": (
     lambda: Mixed(nnx.Rngs(0)),
-    lambda: normax.scion(0.1, *reversed(normax.presets.scion_image(radius=1.0))),
+    lambda: normax.scion(0.1, *reversed(normax.presets.scion_cnn(radius=1.0))),
   ),
   "muon_issue": (IssueModel, lambda: normax.muon(0.1)),
   "muon_mixed": (lambda: Mixed(nnx.Rngs(0)), lambda: normax.muon(0.1)),

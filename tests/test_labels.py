@@ -371,7 +371,7 @@ def test_presets_on_nnx_image_model():
       self.dense = nnx.Linear(16, 8, rngs=rngs)
       self.classifier = nnx.Linear(8, 10, rngs=rngs)
 
-  labels, specs = normax.presets.scion_image(input="dense/*")
+  labels, specs = normax.presets.scion_cnn()
   state = nnx.state(Cnn(nnx.Rngs(0)), nnx.Param)
   assert leaves_by_path(labels(state)) == {
     "conv1/kernel": "conv",
@@ -380,7 +380,7 @@ def test_presets_on_nnx_image_model():
     "conv3d/bias": "bias",
     "bn/scale": "bias",
     "bn/bias": "bias",
-    "dense/kernel": "input",
+    "dense/kernel": "hidden",
     "dense/bias": "bias",
     "classifier/kernel": "head",
     "classifier/bias": "bias",
@@ -399,12 +399,13 @@ def test_linen_param_dicts():
       return nn.Dense(10)(x)
 
   variables = Mlp().init(jax.random.key(0), jnp.zeros((1, 8)))
-  labels, specs = normax.presets.scion_image()
-  with pytest.raises(ValueError, match=r"No parameter got the label\(s\) \['head'\]") as info:
+  labels, specs = normax.presets.scion_mlp()
+  missing = r"No parameter got the label\(s\) \['head', 'input'\]"
+  with pytest.raises(ValueError, match=missing) as info:
     labels(variables)
   assert "1. '*head/*' [ndim>=2] -> 'head'" in str(info.value)
   assert "params/Dense_1/kernel" in str(info.value)
-  labels, specs = normax.presets.scion_image(head="params/Dense_1/*", input="params/Dense_0/*")
+  labels, specs = normax.presets.scion_mlp(head="params/Dense_1/*", input="params/Dense_0/*")
   assert leaves_by_path(labels(variables)) == {
     "params/Dense_0/kernel": "input",
     "params/Dense_0/bias": "bias",
@@ -443,7 +444,7 @@ def test_scanned_conv_stack_needs_spatial_dims():
     "dense": {"kernel": jnp.zeros((4, 8, 8))},
     "head": {"kernel": jnp.zeros((8, 10))},
   }
-  labels, specs = normax.presets.scion_image(spatial_dims=2)
+  labels, specs = normax.presets.scion_cnn(spatial_dims=2)
   assert labels(params) == {
     "convs": {"kernel": "conv", "bias": "bias"},
     "dense": {"kernel": "hidden"},
@@ -452,7 +453,7 @@ def test_scanned_conv_stack_needs_spatial_dims():
   assert specs["conv"].norm == normax.SpectralConv(spatial_dims=2)
   normax.resolve_specs(params, labels, specs)
   # Without it, the rank-5 stack reads as one 3-D conv and the dense stack as 1-D convs.
-  labels, _ = normax.presets.scion_image()
+  labels, _ = normax.presets.scion_cnn()
   assert labels(params)["dense"]["kernel"] == "conv"
 
 
@@ -464,5 +465,5 @@ def test_presets_user_rules_come_first_and_specs_are_editable():
   out = leaves_by_path(labels(tree()))
   assert out["layers/0/mlp/kernel"] == "frozen" and out["layers/1/mlp/kernel"] == "hidden"
   assert specs["embed"].norm == normax.Sign(normalized=False)
-  assert specs["hidden"].radius == 2.0 and specs["bias"].radius == 2.0
+  assert specs["hidden"].radius == 2.0 and specs["bias"].radius == 1.0  # Gains keep theirs.
   normax.resolve_specs(tree(), labels, specs)
