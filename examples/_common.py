@@ -20,6 +20,10 @@ from typing import Any
 
 import optax
 
+#: The update rules both training scripts offer (``--optimizer``).
+OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
+Optimizer = typing.Literal[OPTIMIZERS]  # type: ignore[valid-type]
+
 
 def _field_type(hint) -> tuple[Any, bool, tuple | None]:
   """``(base type, accepts None, choices)`` of a field's type hint (``int``, ``float | None``,
@@ -36,12 +40,57 @@ def _field_type(hint) -> tuple[Any, bool, tuple | None]:
   return hint, optional, None
 
 
+def parse_number(text: str) -> float:
+  """``"0.01"``, ``"1e-3"`` or ``"2**-6"`` (the learning-rate syntax of every script)."""
+  if "**" in text:
+    base, exponent = text.split("**")
+    return float(base) ** float(exponent)
+  return float(text)
+
+
+def _parser(base: type):
+  return parse_number if base is float else base
+
+
 def _parse_optional(base: type):
   def parse(text: str):
-    return None if text.lower() in ("none", "") else base(text)
+    return None if text.lower() in ("none", "") else _parser(base)(text)
 
   parse.__name__ = base.__name__  # argparse names the type in its error messages.
   return parse
+
+
+def parse_radii(text: str | None) -> dict[str, float]:
+  """``"hidden=3,head=10"`` (or ``2**10`` values) as ``{"hidden": 3.0, "head": 10.0}``."""
+  radii = {}
+  for item in (text or "").split(","):
+    if not item.strip():
+      continue
+    label, sep, value = item.partition("=")
+    try:
+      radii[label.strip()] = parse_number(value.strip())
+    except ValueError:
+      sep = ""
+    if not sep or not label.strip():
+      raise ValueError(
+        f"radii {text!r}: expected 'label=value,...', e.g. 'hidden=3,head=10'."
+      ) from None
+  return radii
+
+
+def with_radii(specs: dict, text: str | None) -> dict:
+  """``specs`` (``{label: normax.LayerSpec}``) with the radii of ``text`` replaced."""
+  radii = parse_radii(text)
+  unknown = sorted(set(radii) - set(specs))
+  if unknown:
+    raise ValueError(
+      f"--radii names label(s) {', '.join(unknown)}; this model's labels are"
+      f" {', '.join(sorted(specs))}."
+    )
+  return {
+    label: dataclasses.replace(spec, radius=radii.get(label, spec.radius))
+    for label, spec in specs.items()
+  }
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -77,7 +126,7 @@ def config_parser(cls: type, description: str | None = None) -> argparse.Argumen
     if base is bool:
       parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kwargs)
     elif base in (int, float, str):
-      parse = _parse_optional(base) if optional else base
+      parse = _parse_optional(base) if optional else _parser(base)
       parser.add_argument(*names, type=parse, choices=choices, **kwargs)
     else:
       raise TypeError(f"Config field {field.name!r} has unsupported type {hints[field.name]!r}.")

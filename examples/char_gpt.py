@@ -43,14 +43,16 @@ import normax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402
+  OPTIMIZERS,
   JsonLines,
+  Optimizer,
   finite_or_nan,
   learning_rate_schedule,
   parse_config,
   prepare_path,
+  with_radii,
 )
 
-OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
 # Learning rates used when --lr is not given: each optimizer's best on the Shakespeare grid of
 # examples/compare.py (`--preset shakespeare`, results/shakespeare). Scion's pair with the
 # preset's radii (50 on hidden matrices).
@@ -61,7 +63,7 @@ DEFAULT_LR = {
 
 @dataclasses.dataclass
 class Config:
-  optimizer: Literal["scion", "uscion", "muon", "optax_muon", "adamw"] = "scion"  # See above.
+  optimizer: Optimizer = "scion"  # See above.
   lr: float | None = None  # Peak learning rate; none: DEFAULT_LR[optimizer].
   adam_lr: float | None = None  # Muon's AdamW part (embeddings, head, gains); none: 3e-3.
   steps: int = 300  # Training steps.
@@ -70,10 +72,13 @@ class Config:
   n_embd: int = 128  # Model width.
   n_layer: int = 4  # Transformer blocks.
   n_head: int = 4  # Attention heads.
+  tie_embeddings: bool = False  # The token table is also the head (logits = x @ Eᵀ).
   vocab_size: int = 65  # Replaced by the text's alphabet size when training.
   warmup: int = 0  # Linear warmup steps.
   decay: Literal["linear", "cosine", "constant"] = "linear"  # After warmup, to 0 at `steps`.
   beta: float = 0.9  # Scion's momentum β = 1 - α (muon keeps its own 0.95).
+  radii: str | None = None  # Scion radii per label, e.g. "hidden=3,head=10"; none: the preset's.
+  init: Literal["default", "boundary"] = "default"  # boundary: Scion's init (normax.init_model).
   ns_dtype: str | None = None  # Newton–Schulz compute dtype of Scion's Spectral, e.g. bfloat16.
   ns_method: Literal["newton_schulz", "gram_newton_schulz"] = "newton_schulz"  # Spectral's form.
   momentum_dtype: str | None = None  # Momentum buffer dtype, e.g. bfloat16.
@@ -184,7 +189,8 @@ class Block(nnx.Module):
 
 
 class GPT(nnx.Module):
-  """Token + position embeddings, pre-RMSNorm blocks, a final RMSNorm, an untied head."""
+  """Token + position embeddings, pre-RMSNorm blocks, a final RMSNorm, and a linear head (or,
+  with ``tie_embeddings``, the token table as the head)."""
 
   def __init__(self, config: Config, *, rngs: nnx.Rngs):
     self.block_size = config.block_size
@@ -194,13 +200,18 @@ class GPT(nnx.Module):
       [Block(config.n_embd, config.n_head, rngs=rngs) for _ in range(config.n_layer)]
     )
     self.final_norm = nnx.RMSNorm(config.n_embd, rngs=rngs)
-    self.lm_head = nnx.Linear(config.n_embd, config.vocab_size, use_bias=False, rngs=rngs)
+    self.lm_head = (
+      None
+      if config.tie_embeddings
+      else nnx.Linear(config.n_embd, config.vocab_size, use_bias=False, rngs=rngs)
+    )
 
   def __call__(self, tokens):  # (batch, time) int -> (batch, time, vocab) logits
     x = self.tok_embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[-1]))[None]
     for block in self.blocks:
       x = block(x)
-    return self.lm_head(self.final_norm(x))
+    x = self.final_norm(x)
+    return self.tok_embed.attend(x) if self.lm_head is None else self.lm_head(x)
 
 
 # -- optimizer -----------------------------------------------------------------------------------
@@ -213,6 +224,17 @@ muon_labels = normax.label_by_path(
 )
 
 
+def scion_recipe(config: Config) -> tuple[normax.LabelFn, dict[str, normax.LayerSpec]]:
+  """Scion's labels and specs: the Scion paper's GPT roles (embeddings ColNorm, hidden Spectral,
+  head Sign, gains BiasRMS) with the preset's radii, or ``config.radii``; with tied embeddings
+  the token table takes the head's role (``scion_gpt_tied``)."""
+  preset = normax.presets.scion_gpt_tied if config.tie_embeddings else normax.presets.scion_gpt
+  labels, specs = preset()
+  hidden = normax.Spectral(method=config.ns_method, compute_dtype=config.ns_dtype)
+  specs["hidden"] = dataclasses.replace(specs["hidden"], norm=hidden)
+  return labels, with_radii(specs, config.radii)
+
+
 def make_optimizer(config: Config) -> optax.GradientTransformation:
   """The update rule named by ``config.optimizer``, with its learning-rate schedule."""
   if config.optimizer not in OPTIMIZERS:
@@ -223,11 +245,7 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
   adam_lr = learning_rate_schedule(adam_peak, config.steps, config.warmup, config.decay)
   mu_dtype = config.momentum_dtype
   if config.optimizer in ("scion", "uscion"):
-    # The Scion paper's GPT roles: embeddings ColNorm, hidden Spectral, head Sign, gains BiasRMS.
-    labels, specs = normax.presets.scion_gpt()
-    specs["hidden"] = normax.LayerSpec(
-      normax.Spectral(method=config.ns_method, compute_dtype=config.ns_dtype), 50.0
-    )
+    labels, specs = scion_recipe(config)
     constrained = config.optimizer == "scion"
     return normax.scion(
       schedule, specs, labels, beta=config.beta, constrained=constrained, momentum_dtype=mu_dtype
@@ -281,9 +299,10 @@ def evaluate(model: GPT, data: CharData, config: Config, split: str, seed: int) 
   return float(np.mean(jax.device_get(losses)))
 
 
-@nnx.jit(static_argnums=2)
-def _next_logits(model: GPT, context, position: int):
-  return model(context)[:, position]
+@nnx.jit
+def _next_logits(model: GPT, context, position):
+  """Logits at ``position`` (a traced index: one compilation for every position)."""
+  return jnp.take(model(context), position, axis=1)
 
 
 def generate(model: GPT, data: CharData, length: int, seed: int, prompt: str = "\n") -> str:
@@ -294,7 +313,7 @@ def generate(model: GPT, data: CharData, length: int, seed: int, prompt: str = "
     window = ids[-model.block_size :]
     context = np.zeros((1, model.block_size), np.int32)
     context[0, : len(window)] = window
-    logits = _next_logits(model, jnp.asarray(context), len(window) - 1)
+    logits = _next_logits(model, jnp.asarray(context), jnp.asarray(len(window) - 1))
     key, sub = jax.random.split(key)
     ids.append(int(jax.random.categorical(sub, logits[0])))
   return data.decode(ids[len(prompt) :])
@@ -326,6 +345,11 @@ def main(config: Config) -> dict:
   data = CharData(load_text(config.text), config.block_size)
   config = dataclasses.replace(config, vocab_size=len(data.chars))
   model = GPT(config, rngs=nnx.Rngs(config.seed))
+  if config.init == "boundary":  # Every layer on its norm ball's boundary (gains stay at 1).
+    if config.optimizer not in ("scion", "uscion"):
+      raise ValueError("--init boundary uses Scion's norms and radii (--optimizer scion/uscion).")
+    labels, specs = scion_recipe(config)
+    normax.init_model(jax.random.key(config.seed), model, labels, specs, keep=("bias",))
   optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
   n_params = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
   print(
@@ -334,6 +358,7 @@ def main(config: Config) -> dict:
   )
 
   log = JsonLines(config.out)
+  log.write({"config": dataclasses.asdict(config), "device": str(jax.devices()[0])})
   rng = np.random.default_rng(config.seed)
   history, train_losses = [], []
   bar = range(1, config.steps + 1)
@@ -387,7 +412,10 @@ def main(config: Config) -> dict:
     print("sample:\n" + sample)
   if config.plot:
     plot_history(history, config, prepare_path(config.plot))
-  return {
+  written = [p for p in (config.out, config.plot) if p]
+  if written:
+    print("wrote " + ", ".join(written))
+  result = {
     "config": dataclasses.asdict(config),
     "history": history,
     "final_train_loss": final["train_loss"],
@@ -398,6 +426,8 @@ def main(config: Config) -> dict:
     "sample": sample,
     "seconds": seconds,
   }
+  log.write({k: v for k, v in result.items() if k not in ("config", "history")})
+  return result
 
 
 if __name__ == "__main__":

@@ -14,11 +14,21 @@ gpt``: ``char_gpt.py``) once per grid point, appends the results to one CSV, and
   per swept axis (best learning rate and loss at each width, warmup or batch size, and the
   loss when the base setting's best learning rate is reused there).
 
+- ``lr_radii.png``: the same across Scion radius settings (``--radii``), the proxy tuning of
+  the Scion paper: tune the learning rate and the radii on a small model, then reuse them;
+- ``summary.md`` also gives, for each pair of optimizers, the fraction of its own steps one
+  needs to reach the other's final held-out loss (from the mean curves).
+
+Every grid point runs once per seed (``--seeds 0,1,2``); tables give the mean ± standard
+deviation over seeds, curves the mean with a ±1 std band, and "best learning rate" means the
+lowest mean final held-out loss (a point where any seed diverged counts as diverged).
+
 The CSV (``results.csv``) has one row per run per evaluation point: ``task, optimizer, lr,
-width, warmup, batch_size, steps, step, train_loss, eval_loss, eval_acc, seconds`` (``eval_acc``
-empty for the GPT; ``seconds`` is the run's wall time, repeated on its rows). A run's last row
-has ``step == steps``; a run that diverged gets that row with NaN losses. Plots compare runs
-that differ in one setting only: the others are held at their most frequent value.
+width, warmup, batch_size, radii, seed, steps, step, train_loss, eval_loss, eval_acc, seconds``
+(``radii`` empty for the task's default radii; ``eval_acc`` empty for the GPT; ``seconds`` is the
+run's wall time, repeated on its rows). A run's last row has ``step == steps``; a run that
+diverged gets that row with NaN losses. Plots compare runs that differ in one setting only: the
+others are held at their most frequent value.
 
 Run::
 
@@ -30,7 +40,8 @@ Run::
   python examples/compare.py --replot results/fashion_mnist/results.csv
 
 ``--resume`` skips the runs already complete in the CSV, so a stopped grid picks up where it
-left off.
+left off; ``--shard K/N`` runs every N-th run starting at the K-th (0-based) and appends to the
+same CSV, so N processes can share a grid (e.g. one per CPU core).
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ import argparse
 import csv
 import dataclasses
 import importlib
+import io
 import itertools
 import math
 import os
@@ -49,13 +61,16 @@ from collections.abc import Sequence
 from types import ModuleType
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import parse_number, parse_radii  # noqa: E402
 
 TASKS = {"image": "image_classification", "gpt": "char_gpt"}
 COLUMNS = (
-  "task", "optimizer", "lr", "width", "warmup", "batch_size", "steps",
+  "task", "optimizer", "lr", "width", "warmup", "batch_size", "radii", "seed", "steps",
   "step", "train_loss", "eval_loss", "eval_acc", "seconds",
 )  # fmt: skip
-KEY = ("optimizer", "lr", "width", "warmup", "batch_size")
+POINT = ("optimizer", "lr", "width", "warmup", "batch_size", "radii")  # A grid point ...
+KEY = (*POINT, "seed")  # ... and one run of it.
+AXES = ("width", "warmup", "batch_size", "radii")  # Settings a sweep can vary besides lr.
 ALL_OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
 
 
@@ -68,15 +83,19 @@ def pow2(lo: int, hi: int) -> tuple[float, ...]:
 class Sweep:
   """One block of the grid: the product of its optimizers' learning rates and the other axes.
 
-  ``None`` in ``widths`` or ``batch_sizes`` means the task's default. With
-  ``same_examples``, a run at batch size ``b`` takes ``steps · base / b`` steps (``base`` the
-  base config's batch size), so every batch size sees the same number of examples.
+  ``None`` in ``widths``, ``batch_sizes`` or ``radii`` means the task's default. ``radii``
+  are strings ``"label=value,..."`` for the task's ``radii`` setting (Scion's per-label radii,
+  e.g. ``"hidden=3,head=10"``). With ``same_examples``, a run at batch size ``b`` takes
+  ``steps · base / b`` steps (``base`` the base config's batch size), so every batch size sees
+  the same number of examples. Every point runs once per seed.
   """
 
   lrs: dict[str, Sequence[float]]  # optimizer -> learning rates
   widths: Sequence[int | None] = (None,)
   warmups: Sequence[int] = (0,)
   batch_sizes: Sequence[int | None] = (None,)
+  radii: Sequence[str | None] = (None,)
+  seeds: Sequence[int] = (0,)
   same_examples: bool = True
 
 
@@ -87,22 +106,46 @@ class Sweep:
 # jobs (load ~6.5), wall time incl. compilation: scion 128: 33 s (first run) / ~20 s, uscion
 # 13 s, adamw 12 s, scion 256: 39 s, scion 32: 14 s, scion at batch 1024 (62 steps): 10 s.
 # The fashion_mnist preset (104 runs) took 21 minutes there (results/fashion_mnist).
+# Each optimizer's learning rates: powers of 2 bracketing its best on an earlier one-seed grid
+# (widened where the best landed on an edge).
 IMAGE_LRS = {
-  "scion": pow2(-9, -3),
-  "uscion": pow2(-12, -3),
-  "muon": pow2(-10, -4),
-  "optax_muon": pow2(-10, -4),
-  "adamw": pow2(-13, -5),
-}
-# Powers of 2 around char_gpt.py's default learning rates (Scion's reach down to where the
-# loss turns up again).
-GPT_LRS = {
-  "scion": pow2(-14, -8),
-  "uscion": pow2(-14, -8),
-  "muon": pow2(-7, -4),
-  "optax_muon": pow2(-7, -4),
+  "scion": pow2(-9, -4),
+  "uscion": pow2(-9, -4),
+  "muon": pow2(-8, -4),
+  "optax_muon": (2**-6,),
   "adamw": pow2(-10, -6),
 }
+GPT_LRS = {
+  "scion": pow2(-8, -4),
+  "uscion": pow2(-9, -4),
+  "muon": pow2(-7, -3),
+  "optax_muon": (2**-5,),
+  "adamw": pow2(-10, -6),
+}
+LONG_GPT_LRS = {"scion": pow2(-8, -5), "muon": pow2(-7, -4), "adamw": pow2(-10, -7)}
+
+
+# Scion radius sets tuned on the GPT proxy ("embed, hidden, head, gains"): the Scion authors'
+# shallow character-level GPT (ColNorm 1, Spectral 3, Sign 10; LIONS-EPFL/scion,
+# examples/shallow-nanogpt), three neighbours of it, and the old preset's (hidden 50, head 3000:
+# their tied 124M nanoGPT's, which ties the embedding to the head). Gains (RMSNorm scales)
+# keep ρ = 1, their value at initialization.
+GPT_RADII = (
+  "embed=1,hidden=3,head=10,bias=1",
+  "embed=1,hidden=1,head=10,bias=1",
+  "embed=1,hidden=3,head=30,bias=1",
+  "embed=1,hidden=10,head=10,bias=1",
+)
+# A second round around the first round's best (hidden 10, head 10): larger hidden, larger and
+# smaller head, larger embedding.
+GPT_RADII_2 = (
+  "embed=1,hidden=30,head=10,bias=1",
+  "embed=1,hidden=10,head=30,bias=1",
+  "embed=1,hidden=10,head=3,bias=1",
+  "embed=3,hidden=10,head=10,bias=1",
+)
+OLD_GPT_RADII = "embed=1,hidden=50,head=3000,bias=1"
+SEEDS = (0, 1, 2)
 
 
 def _only(lrs: dict, *names: str) -> dict:
@@ -119,31 +162,67 @@ PRESETS = {
     ],
   ),
   "fashion_mnist": dict(
+    # The README's image protocol: an MLP 784-128-128-10, 500 steps of 128 images, 3 seeds.
+    # Measured here: ~10-20 s a run on 2 CPU cores.
     task="image",
     base=dict(dataset="fashion_mnist", model="mlp", width=128, steps=500, eval_every=50),
     sweeps=[
-      # Every optimizer at width 128 ...
-      Sweep(IMAGE_LRS),
-      # ... learning-rate transfer across width ...
-      Sweep(_only(IMAGE_LRS, "scion", "adamw"), widths=(32, 256)),
-      # ... no warmup needed? (50 warmup steps against none) ...
-      Sweep(_only(IMAGE_LRS, "scion", "adamw"), warmups=(50,)),
-      # ... and a large batch (1024: the same examples in 62 steps).
-      Sweep(_only(IMAGE_LRS, "scion", "adamw"), batch_sizes=(1024,)),
+      # Every optimizer over its own grid (optax_muon, the same algorithm as muon, at muon's
+      # usual best rate only) ...
+      Sweep(IMAGE_LRS, seeds=SEEDS),
+      # ... and Scion's radii: the input layer at the plain √(d_out/d_in) = 0.40 scale (the
+      # old preset, before Spectral(max=True)), a smaller head, larger input and hidden.
+      Sweep(
+        {"scion": IMAGE_LRS["scion"]},
+        radii=("input=0.404", "head=256", "hidden=2,input=2"),
+        seeds=SEEDS,
+      ),
+    ],
+  ),
+  "shakespeare_proxy": dict(
+    # Scion's radii and learning rate tuned together on a narrow GPT (width 64), 3 seeds.
+    task="gpt",
+    base=dict(steps=200, eval_every=25, n_layer=2, n_embd=64),
+    sweeps=[
+      Sweep({"scion": pow2(-8, -4)}, radii=GPT_RADII, seeds=SEEDS),
+      Sweep({"scion": pow2(-9, -5)}, radii=GPT_RADII_2, seeds=SEEDS),
+      Sweep({"scion": pow2(-12, -8)}, radii=(OLD_GPT_RADII,), seeds=SEEDS),
     ],
   ),
   "shakespeare": dict(
-    # A 2-layer GPT, 200 steps of 32×64 characters: ~75 s a run for Scion/Muon and ~40 s for
-    # AdamW on 2 shared CPU cores (100 steps measured: 44 s and 22 s); the 63 runs took 45
-    # minutes of run time there, part of it sharing the cores with other jobs.
+    # The README's GPT protocol: 2 layers, width 128, 200 steps of 32×64 characters, 3 seeds;
+    # every optimizer over its own grid, Scion with the preset's radii (from the proxy).
     task="gpt",
     base=dict(steps=200, eval_every=25, n_layer=2),
+    sweeps=[Sweep(GPT_LRS, seeds=SEEDS)],
+  ),
+  "shakespeare_init": dict(
+    # Scion with boundary initialization (normax.init_model) against the default init above.
+    task="gpt",
+    base=dict(steps=200, eval_every=25, n_layer=2, init="boundary"),
+    sweeps=[Sweep(_only(GPT_LRS, "scion"), seeds=SEEDS)],
+  ),
+  "shakespeare_width": dict(
+    # Learning-rate transfer across width (32 -> 256, with 128 from "shakespeare"): Scion's
+    # radii fixed, the learning rate swept, and the same for Muon and AdamW.
+    task="gpt",
+    base=dict(steps=200, eval_every=25, n_layer=2),
+    sweeps=[Sweep(_only(GPT_LRS, "scion", "muon", "adamw"), widths=(32, 64, 256), seeds=SEEDS)],
+  ),
+  "shakespeare_long": dict(
+    # 4× the steps (800), around each optimizer's best rate at 200 steps.
+    task="gpt",
+    base=dict(steps=800, eval_every=100, n_layer=2),
+    sweeps=[Sweep(LONG_GPT_LRS, seeds=SEEDS)],
+  ),
+  "shakespeare_tied": dict(
+    # The tied-embedding GPT (token table = head, scion_gpt_tied) on the width-64 proxy: the
+    # Scion authors' tied radii (hidden 50, table 3000) against the untied preset's scale.
+    task="gpt",
+    base=dict(steps=200, eval_every=25, n_layer=2, n_embd=64, tie_embeddings=True),
     sweeps=[
-      Sweep(GPT_LRS),
-      Sweep(_only(GPT_LRS, "scion", "adamw"), widths=(64,)),
-      Sweep(_only(GPT_LRS, "scion", "adamw"), warmups=(25,)),
-      # Batch 128: the same characters in 50 steps.
-      Sweep(_only(GPT_LRS, "scion", "adamw"), batch_sizes=(128,)),
+      Sweep({"scion": pow2(-12, -8)}, seeds=SEEDS),
+      Sweep({"scion": pow2(-8, -4)}, radii=("hidden=10,head=10",), seeds=SEEDS),
     ],
   ),
 }
@@ -197,13 +276,14 @@ def grid(module: ModuleType, base: dict, sweeps: Sequence[Sweep]) -> list[dict]:
   runs, seen = [], set()
   for sweep in sweeps:
     for optimizer, lrs in sweep.lrs.items():
-      for lr, width, warmup, batch in itertools.product(
-        lrs, sweep.widths, sweep.warmups, sweep.batch_sizes
+      for lr, width, warmup, batch, radii, seed in itertools.product(
+        lrs, sweep.widths, sweep.warmups, sweep.batch_sizes, sweep.radii, sweep.seeds
       ):
         scale = base_batch / batch if (sweep.same_examples and batch) else 1.0
         run = dict(
           optimizer=optimizer, lr=float(lr), width=width or base_width,
           warmup=int(warmup * scale), batch_size=batch or base_batch,
+          radii=normalize_radii(radii), seed=int(seed),
           steps=max(1, round(base_steps * scale)),
           eval_every=max(1, round(base_eval * scale)),
         )  # fmt: skip
@@ -214,10 +294,19 @@ def grid(module: ModuleType, base: dict, sweeps: Sequence[Sweep]) -> list[dict]:
   return runs
 
 
-def run_key(row: dict) -> tuple:
-  """Identifies a run by its grid settings (numbers formatted so CSV round trips match)."""
+def normalize_radii(radii: str | None) -> str:
+  """``"head=10, hidden=3"`` as ``"head=10,hidden=3"`` (sorted, numbers as ``%g``); None: ``""``."""
+  return ",".join(f"{k}={v:g}" for k, v in sorted(parse_radii(radii).items()))
+
+
+def run_key(row: dict, fields: Sequence[str] = KEY) -> tuple:
+  """Identifies a run (or, with ``fields=POINT``, a grid point) by its settings, numbers
+  formatted so that CSV round trips match."""
   fmt = lambda v: "" if v in (None, "") else f"{float(v):.6g}"
-  return (row["optimizer"], *(fmt(row[k]) for k in KEY[1:]))
+  return tuple(
+    row[k] or "" if k in ("optimizer", "radii") else fmt(row.get(k, 0) if k == "seed" else row[k])
+    for k in fields
+  )
 
 
 def completed_runs(path: str) -> set:
@@ -233,31 +322,54 @@ def run_grid(
   sweeps: Sequence[Sweep],
   out_dir: str,
   resume: bool = False,
+  shard: tuple[int, int] = (0, 1),
 ) -> str:
-  """Runs every grid point, appending to ``out_dir/results.csv``; returns the CSV's path."""
+  """Runs every grid point, appending to ``out_dir/results.csv``; returns the CSV's path.
+
+  With ``shard=(k, n)`` only every n-th run from the k-th is run, the CSV is appended to
+  (never truncated) and runs already complete in it are skipped, so n processes can share it.
+  """
+  index, count = shard
+  if not 0 <= index < count:
+    raise ValueError(f"shard must be K/N with 0 <= K < N, got {index}/{count}.")
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, "results.csv")
   runs = grid(module, base, sweeps)
+  known = getattr(module, "OPTIMIZERS", None)
   for run in runs:  # Fail on a bad setting before training anything.
+    if known is not None and run["optimizer"] not in known:
+      raise ValueError(
+        f"Unknown optimizer {run['optimizer']!r} for {module.__name__}; known: {', '.join(known)}."
+      )
     make_config(module, base, **_config_point(run))
+  resume = resume or count > 1
   done = completed_runs(path) if resume else set()
-  if not resume or not os.path.isfile(path):
+  if not resume:
     with open(path, "w", newline="") as f:
       csv.writer(f).writerow(COLUMNS)
-  todo = [r for r in runs if run_key(r) not in done]
-  print(f"{len(runs)} runs in the grid, {len(runs) - len(todo)} already done; writing {path}")
+  else:
+    try:  # Exactly one of several shards starting together writes the header.
+      with open(path, "x", newline="") as f:
+        csv.writer(f).writerow(COLUMNS)
+    except FileExistsError:
+      pass
+  todo = [r for r in runs[index::count] if run_key(r) not in done]
+  print(f"{len(runs)} runs in the grid, {len(done)} already done; {len(todo)} to run, {path}")
   start = time.perf_counter()
   for i, run in enumerate(todo, 1):
     config = make_config(module, base, **_config_point(run))
     metrics = module.main(config)
     width = getattr(config, width_field(type(config)))
     rows = history_rows(task, run, width, config, metrics)
-    with open(path, "a", newline="") as f:
-      csv.writer(f).writerows([[row[c] for c in COLUMNS] for row in rows])
+    text = io.StringIO()
+    csv.writer(text).writerows([[row[c] for c in COLUMNS] for row in rows])
+    with open(path, "a", newline="") as f:  # One write: appends from shards do not interleave.
+      f.write(text.getvalue())
     elapsed = time.perf_counter() - start
     print(
       f"[{i}/{len(todo)}] {run['optimizer']} lr={run['lr']:.4g} width={width}"
-      f" warmup={config.warmup} batch={config.batch_size}:"
+      f" warmup={config.warmup} batch={config.batch_size} radii={run['radii'] or '-'}"
+      f" seed={run['seed']}:"
       f" eval loss {metrics['final_eval_loss']:.4f} ({metrics['seconds']:.1f}s;"
       f" {elapsed / 60:.1f} min so far, ~{elapsed / i * (len(todo) - i) / 60:.1f} min left)",
       flush=True,
@@ -266,9 +378,11 @@ def run_grid(
 
 
 def _config_point(run: dict) -> dict:
-  return {k: run[k] for k in ("optimizer", "lr", "width", "warmup", "batch_size", "steps")} | {
-    "eval_every": run["eval_every"]
-  }
+  point = {k: run[k] for k in ("optimizer", "lr", "width", "warmup", "batch_size", "steps")}
+  point |= {"eval_every": run["eval_every"], "seed": run["seed"]}
+  if run["radii"]:
+    point["radii"] = run["radii"]
+  return point
 
 
 def history_rows(task: str, run: dict, width, config, metrics: dict) -> list[dict]:
@@ -284,6 +398,8 @@ def history_rows(task: str, run: dict, width, config, metrics: dict) -> list[dic
       width=width,
       warmup=config.warmup,
       batch_size=config.batch_size,
+      radii=run["radii"],
+      seed=run["seed"],
       steps=config.steps,
       step=h["step"],
       train_loss=h["train_loss"],
@@ -299,24 +415,29 @@ def history_rows(task: str, run: dict, width, config, metrics: dict) -> list[dic
 
 
 def read_csv(path: str) -> list[dict]:
-  """Rows of a results CSV with numbers parsed (empty cells become None)."""
+  """Rows of a results CSV with numbers parsed (empty cells become None; ``radii`` stays a
+  string, ``""`` for the default)."""
 
   def parse(key, value):
-    if key in ("task", "optimizer"):
-      return value
+    if key in ("task", "optimizer", "radii"):
+      return value or ""
     if value == "":
       return None
     number = float(value)
-    return int(number) if key in ("width", "warmup", "batch_size", "steps", "step") else number
+    ints = ("width", "warmup", "batch_size", "steps", "step", "seed")
+    return int(number) if key in ints else number
 
   with open(path, newline="") as f:
     return [{k: parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def runs_from_rows(rows: list[dict]) -> list[dict]:
-  """Groups rows into runs: ``{settings..., "history": [rows], "final": last row's eval_loss}``."""
+  """Groups rows into runs: ``{settings..., "history": [rows], "final": last row's eval_loss}``
+  (``final`` is inf for a run that diverged)."""
   runs: dict[tuple, dict] = {}
   for row in rows:
+    row.setdefault("radii", "")
+    row.setdefault("seed", 0)
     settings = {k: row[k] for k in (*KEY, "task", "steps")}
     runs.setdefault(run_key(row), settings | {"history": []})["history"].append(row)
   for run in runs.values():
@@ -327,21 +448,60 @@ def runs_from_rows(rows: list[dict]) -> list[dict]:
   return list(runs.values())
 
 
-def base_values(runs: list[dict]) -> dict:
-  """The most frequent width, warmup and batch size: the settings held fixed in each plot."""
-  return {
-    k: Counter(r[k] for r in runs).most_common(1)[0][0] for k in ("width", "warmup", "batch_size")
-  }
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+  if not values or not all(math.isfinite(v) for v in values):
+    return math.inf, math.nan
+  mean = sum(values) / len(values)
+  if len(values) == 1:
+    return mean, math.nan  # No spread to report from one seed.
+  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def best_runs(runs: list[dict]) -> dict[str, dict]:
-  """Per optimizer, its run with the lowest final held-out loss among the base-setting runs."""
-  base = base_values(runs)
-  best: dict[str, dict] = {}
+def points_from_runs(runs: list[dict]) -> list[dict]:
+  """Grid points with their seeds merged: the settings, ``"seeds"``, ``"final"`` (mean final
+  held-out loss; inf if any seed diverged), ``"std"`` (over seeds), ``"acc"``/``"acc_std"``
+  and ``"history"`` (per evaluation step: the mean and std of the losses over the seeds that
+  reached it)."""
+  groups: dict[tuple, list[dict]] = defaultdict(list)
   for run in runs:
-    if all(run[k] == v for k, v in base.items()):
-      if run["optimizer"] not in best or run["final"] < best[run["optimizer"]]["final"]:
-        best[run["optimizer"]] = run
+    groups[run_key(run, POINT)].append(run)
+  points = []
+  for members in groups.values():
+    first = members[0]
+    point = {k: first[k] for k in (*POINT, "task", "steps")}
+    point["seeds"] = sorted(r["seed"] for r in members)
+    point["final"], point["std"] = _mean_std([r["final"] for r in members])
+    accs = [r["history"][-1].get("eval_acc") for r in members]
+    if all(a is not None for a in accs) and math.isfinite(point["final"]):
+      point["acc"], point["acc_std"] = _mean_std(accs)
+    steps = sorted({h["step"] for r in members for h in r["history"]})
+    history = []
+    for step in steps:
+      at = [h for r in members for h in r["history"] if h["step"] == step]
+      entry = {"step": step}
+      for name in ("train_loss", "eval_loss"):
+        values = [h[name] for h in at if h[name] is not None]
+        entry[name], entry[name + "_std"] = _mean_std(values) if values else (None, None)
+      history.append(entry)
+    point["history"] = history
+    points.append(point)
+  return points
+
+
+def base_values(runs: list[dict]) -> dict:
+  """The most frequent setting of each axis: the settings held fixed in each plot."""
+  return {k: Counter(r[k] for r in runs).most_common(1)[0][0] for k in AXES}
+
+
+def best_runs(points: list[dict]) -> dict[str, dict]:
+  """Per optimizer, its point with the lowest final held-out loss (mean over seeds) among the
+  base-setting points."""
+  base = base_values(points)
+  best: dict[str, dict] = {}
+  for point in points:
+    if all(point[k] == v for k, v in base.items()):
+      if point["optimizer"] not in best or point["final"] < best[point["optimizer"]]["final"]:
+        best[point["optimizer"]] = point
   return best
 
 
@@ -350,20 +510,33 @@ def _optimizer_order(names) -> list[str]:
   return known + sorted(set(names) - set(known))
 
 
-def plot_curves(runs: list[dict], path: str) -> None:
+def _seeds(point: dict) -> str:
+  n = len(point["seeds"])
+  return f"{n} seed{'s' * (n != 1)}"
+
+
+def plot_curves(points: list[dict], path: str) -> None:
   import matplotlib.pyplot as plt
 
-  best, base = best_runs(runs), base_values(runs)
+  best, base = best_runs(points), base_values(points)
   fig, ax = plt.subplots(figsize=(7, 4.2))
   for i, name in enumerate(_optimizer_order(best)):
-    run = best[name]
-    steps = [r["step"] for r in run["history"]]
+    point = best[name]
+    hist = [h for h in point["history"] if h["eval_loss"] is not None]
+    steps = [h["step"] for h in hist]
+    mean = [h["eval_loss"] for h in hist]
+    std = [h["eval_loss_std"] if math.isfinite(h["eval_loss_std"] or math.nan) else 0 for h in hist]
     color = f"C{i}"
-    label = f"{name} (lr {run['lr']:.3g})"
-    ax.plot(steps, [r["eval_loss"] for r in run["history"]], color=color, label=label)
-    ax.plot(steps, [r["train_loss"] for r in run["history"]], color=color, ls="--", lw=0.9)
-  ax.set(xlabel="step", ylabel="loss (solid: held-out, dashed: train)", yscale="log")
-  task = runs[0]["task"]
+    label = f"{name} (lr {point['lr']:.3g}, {_seeds(point)})"
+    ax.plot(steps, mean, color=color, label=label)
+    ax.fill_between(
+      steps, [m - s for m, s in zip(mean, std, strict=True)],
+      [m + s for m, s in zip(mean, std, strict=True)], color=color, alpha=0.2, lw=0,
+    )  # fmt: skip
+    train = [h["train_loss"] for h in hist]
+    ax.plot(steps, train, color=color, ls="--", lw=0.9)
+  ax.set(xlabel="step", ylabel="loss (solid: held-out ± std, dashed: train)", yscale="log")
+  task = points[0]["task"]
   ax.set_title(f"{task}: each optimizer at its best learning rate\n({_describe(base)})")
   ax.legend()
   fig.tight_layout()
@@ -372,120 +545,190 @@ def plot_curves(runs: list[dict], path: str) -> None:
 
 
 def _describe(values: dict) -> str:
-  return ", ".join(f"{k} {v}" for k, v in values.items() if v is not None)
+  return ", ".join(f"{k} {v}" for k, v in values.items() if v not in (None, ""))
 
 
-def _sweep(runs: list[dict], axis: str) -> tuple[dict, dict[str, list[dict]], list[str]]:
-  """The runs that vary ``axis`` only: the other settings held at their base value, those runs
-  per optimizer, and the optimizers (in display order) with more than one ``axis`` value."""
-  held = {k: v for k, v in base_values(runs).items() if k != axis}
+def _sweep(points: list[dict], axis: str) -> tuple[dict, dict[str, list[dict]], list[str]]:
+  """The points that vary ``axis`` only: the other settings held at their base value, those
+  points per optimizer, and the optimizers (in display order) with more than one ``axis``
+  value."""
+  held = {k: v for k, v in base_values(points).items() if k != axis}
   by_opt = defaultdict(list)
-  for r in runs:
-    if all(r[k] == v for k, v in held.items()):
-      by_opt[r["optimizer"]].append(r)
-  names = [n for n in _optimizer_order(by_opt) if len({r[axis] for r in by_opt[n]}) > 1]
+  for p in points:
+    if all(p[k] == v for k, v in held.items()):
+      by_opt[p["optimizer"]].append(p)
+  names = [n for n in _optimizer_order(by_opt) if len({p[axis] for p in by_opt[n]}) > 1]
   return held, by_opt, names
 
 
-def plot_lr_sweep(runs: list[dict], axis: str, path: str) -> bool:
-  """Final held-out loss against learning rate, a panel per optimizer, a line per ``axis``
-  value (others at their base value); False (no file) if ``axis`` takes one value only."""
+def _reference(points: list[dict], axis: str):
+  """The ``axis`` value whose best learning rate the sweep table reuses at the others: the
+  narrowest width (the proxy), the base value of any other axis."""
+  if axis == "width":
+    return min(p["width"] for p in points)
+  return base_values(points)[axis]
+
+
+def plot_lr_sweep(points: list[dict], axis: str, path: str) -> bool:
+  """Final held-out loss (mean ± std over seeds) against learning rate, a panel per optimizer,
+  a line per ``axis`` value (others at their base value); False (no file) if ``axis`` takes
+  one value only."""
   import matplotlib.pyplot as plt
 
-  held, by_opt, names = _sweep(runs, axis)
+  held, by_opt, names = _sweep(points, axis)
   if not names:
     return False
-  runs = [r for group in by_opt.values() for r in group]
-  values = sorted({r[axis] for r in runs})
-  finite = [r["final"] for r in runs if math.isfinite(r["final"])]
-  first = [r["history"][0]["eval_loss"] for r in runs if r["history"][0]["eval_loss"] is not None]
+  points = [p for group in by_opt.values() for p in group]
+  values = sorted({p[axis] for p in points})
+  finite = [p["final"] for p in points if math.isfinite(p["final"])]
+  first = [p["history"][0]["eval_loss"] for p in points if p["history"][0]["eval_loss"]]
   top = max([f for f in first if math.isfinite(f)] or finite or [1.0])  # "did not train" line
   fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6), squeeze=False)
   for ax, name in zip(axes[0], names, strict=True):
     for i, value in enumerate(values):
-      pts = sorted((r["lr"], r["final"]) for r in by_opt[name] if r[axis] == value)
+      pts = sorted((p["lr"], p["final"], p["std"]) for p in by_opt[name] if p[axis] == value)
       if not pts:
         continue
       lrs = [p[0] for p in pts]
       losses = [min(p[1], top) for p in pts]
-      ax.plot(lrs, losses, "o-", color=f"C{i}", ms=3, label=f"{axis} {value}")
+      errs = [p[2] if math.isfinite(p[1]) and math.isfinite(p[2]) else 0 for p in pts]
+      ax.errorbar(lrs, losses, yerr=errs, fmt="o-", color=f"C{i}", ms=3, capsize=2,
+                  label=f"{axis} {value or 'default'}")  # fmt: skip
       j = min(range(len(pts)), key=lambda j: pts[j][1])
       if math.isfinite(pts[j][1]):
         ax.plot(lrs[j], losses[j], "*", color=f"C{i}", ms=12)
-    ax.set(xscale="log", yscale="log", xlabel="learning rate", title=name)
+    ax.set(yscale="log", xlabel="learning rate", title=name)
     ax.set_xscale("log", base=2)
-  axes[0][0].set_ylabel("final held-out loss (★ best)")
-  axes[0][-1].legend(fontsize=8)
-  fig.suptitle(f"{runs[0]['task']}: learning rate vs {axis} ({_describe(held)})")
+  axes[0][0].set_ylabel("final held-out loss, mean ± std (★ best)")
+  axes[0][-1].legend(fontsize=7)
+  fig.suptitle(f"{points[0]['task']}: learning rate vs {axis} ({_describe(held)})")
   fig.tight_layout()
   fig.savefig(path, dpi=130)
   plt.close(fig)
   return True
 
 
-def summary_table(runs: list[dict]) -> str:
-  """Markdown: per optimizer, the best learning rate and its final metrics (base settings)."""
-  best = best_runs(runs)
-  acc = any(r["history"][-1].get("eval_acc") is not None for r in runs)
-  head = "| optimizer | best lr | final train loss | final held-out loss |"
+def _pm(mean, std) -> str:
+  if mean is None or not math.isfinite(mean):
+    return "diverged"
+  return f"{mean:.4f} ± {std:.4f}" if std is not None and math.isfinite(std) else f"{mean:.4f}"
+
+
+def summary_table(points: list[dict]) -> str:
+  """Markdown: per optimizer, the best learning rate and its final metrics (base settings),
+  mean ± std over seeds."""
+  best = best_runs(points)
+  acc = any("acc" in p for p in best.values())
+  head = "| optimizer | best lr | seeds | final train loss | final held-out loss |"
   head += " held-out accuracy |" if acc else ""
-  lines = [head, "|" + "---|" * (4 + acc)]
+  lines = [head, "|" + "---|" * (5 + acc)]
   for name in _optimizer_order(best):
-    last = best[name]["history"][-1]
-    cells = [name, f"{best[name]['lr']:.4g}", _fmt(last["train_loss"]), _fmt(last["eval_loss"])]
+    point = best[name]
+    last = point["history"][-1]
+    cells = [name, f"{point['lr']:.4g}", str(len(point["seeds"]))]
+    cells += [_pm(last["train_loss"], last["train_loss_std"]), _pm(point["final"], point["std"])]
     if acc:
-      cells.append(_fmt(last.get("eval_acc")))
+      cells.append(_pm(point.get("acc"), point.get("acc_std")))
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
-def sweep_table(runs: list[dict], axis: str) -> str | None:
+def steps_to_reach(history: list[dict], target: float) -> float | None:
+  """The first step at which the mean held-out loss reaches ``target`` (linear between
+  evaluations), or None if it never does."""
+  prev = None
+  for h in history:
+    loss = h["eval_loss"]
+    if loss is None or not math.isfinite(loss):
+      return None
+    if loss <= target:
+      if prev is None:
+        return float(h["step"])
+      (s0, l0), s1 = prev, h["step"]
+      return s0 + (s1 - s0) * (l0 - target) / (l0 - loss) if l0 != loss else float(s1)
+    prev = (h["step"], loss)
+  return None
+
+
+def speed_table(points: list[dict]) -> str | None:
+  """Markdown: for each pair of optimizers at their best learning rates, the fraction of the
+  other's steps one needs to reach the other's final held-out loss (mean curves)."""
+  best = best_runs(points)
+  names = [n for n in _optimizer_order(best) if math.isfinite(best[n]["final"])]
+  if len(names) < 2:
+    return None
+  lines = [
+    "| optimizer | reaches the final held-out loss of | at step | fraction of its steps |",
+    "|---|---|---|---|",
+  ]
+  for a in names:
+    for b in names:
+      if a == b:
+        continue
+      step = steps_to_reach(best[a]["history"], best[b]["final"])
+      frac = "–" if step is None else f"{step / best[b]['steps']:.2f}"
+      lines.append(f"| {a} | {b} ({best[b]['final']:.4f}) | {_fmt_step(step)} | {frac} |")
+  return "\n".join(lines) + "\n"
+
+
+def _fmt_step(step: float | None) -> str:
+  return "never" if step is None else f"{step:.0f}"
+
+
+def sweep_table(points: list[dict], axis: str) -> str | None:
   """Markdown: per optimizer and ``axis`` value (others at their base value), the best learning
-  rate, its final held-out loss, and the loss at the base setting's best learning rate (what
-  reusing the tuned rate costs). None if ``axis`` takes one value only."""
-  base = base_values(runs)
-  _, by_opt, names = _sweep(runs, axis)
+  rate and its final held-out loss, and the loss at the reference value's best learning rate
+  (what reusing a tuned rate costs; the reference is the narrowest width, or the base value of
+  another axis). None if ``axis`` takes one value only."""
+  ref = _reference(points, axis)
+  _, by_opt, names = _sweep(points, axis)
   if not names:
     return None
   lines = [
-    f"| optimizer | {axis} | best lr | held-out loss | loss at the {axis} {base[axis]} best lr |",
-    "|---|---|---|---|---|",
+    f"| optimizer | {axis} | best lr | held-out loss | loss at the {axis} {ref or 'default'} best"
+    " lr | cost of reusing it |",
+    "|---|---|---|---|---|---|",
   ]
   for name in names:
-    at = lambda value, mine=by_opt[name]: [r for r in mine if r[axis] == value]
-    tuned = min(at(base[axis]), key=lambda r: r["final"])
-    for value in sorted({r[axis] for r in by_opt[name]}):
-      best = min(at(value), key=lambda r: r["final"])
-      reused = [r["final"] for r in at(value) if r["lr"] == tuned["lr"]]
-      cells = [name, str(value), f"{best['lr']:.4g}", _fmt(best["final"])]
-      cells.append(_fmt(reused[0]) if reused else "–")
+    at = lambda value, mine=by_opt[name]: [p for p in mine if p[axis] == value]
+    if not at(ref):
+      continue
+    tuned = min(at(ref), key=lambda p: p["final"])
+    for value in sorted({p[axis] for p in by_opt[name]}):
+      best = min(at(value), key=lambda p: p["final"])
+      reused = [p for p in at(value) if p["lr"] == tuned["lr"]]
+      cells = [name, str(value or "default"), f"{best['lr']:.4g}", _pm(best["final"], best["std"])]
+      if reused:
+        cells.append(_pm(reused[0]["final"], reused[0]["std"]))
+        cost = reused[0]["final"] / best["final"] - 1 if math.isfinite(best["final"]) else math.nan
+        cells.append(f"{100 * cost:+.1f}%" if math.isfinite(cost) else "–")
+      else:
+        cells += ["–", "–"]
       lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
-def _fmt(x) -> str:
-  return "–" if x is None or not math.isfinite(x) else f"{x:.4f}"
-
-
-def replot(csv_path: str, out_dir: str | None = None) -> list[str]:
-  """Draws every plot and the summary from a results CSV; returns the files written."""
+def replot(csv_paths: str | Sequence[str], out_dir: str | None = None) -> list[str]:
+  """Draws every plot and the summary from one or more results CSVs; returns the files."""
   import matplotlib
 
   matplotlib.use("Agg")
-  runs = runs_from_rows(read_csv(csv_path))
-  if not runs:
-    raise ValueError(f"{csv_path} holds no runs.")
-  out_dir = out_dir or os.path.dirname(os.path.abspath(csv_path))
+  csv_paths = [csv_paths] if isinstance(csv_paths, str) else list(csv_paths)
+  rows = [row for path in csv_paths for row in read_csv(path)]
+  points = points_from_runs(runs_from_rows(rows))
+  if not points:
+    raise ValueError(f"{', '.join(csv_paths)} hold(s) no runs.")
+  out_dir = out_dir or os.path.dirname(os.path.abspath(csv_paths[0]))
   os.makedirs(out_dir, exist_ok=True)
   written = [os.path.join(out_dir, "curves.png")]
-  plot_curves(runs, written[0])
-  for axis in ("width", "warmup", "batch_size"):
+  plot_curves(points, written[0])
+  for axis in AXES:
     path = os.path.join(out_dir, f"lr_{axis}.png")
-    if plot_lr_sweep(runs, axis, path):
+    if plot_lr_sweep(points, axis, path):
       written.append(path)
   path = os.path.join(out_dir, "summary.md")
-  tables = [summary_table(runs)]
-  tables += filter(None, (sweep_table(runs, axis) for axis in ("width", "warmup", "batch_size")))
+  tables = [summary_table(points)]
+  tables += filter(None, [speed_table(points)] + [sweep_table(points, axis) for axis in AXES])
   with open(path, "w") as f:
     f.write("\n".join(tables))
   written.append(path)
@@ -493,14 +736,6 @@ def replot(csv_path: str, out_dir: str | None = None) -> list[str]:
 
 
 # -- command line -------------------------------------------------------------------------------
-
-
-def parse_number(text: str) -> float:
-  """``"0.01"``, ``"1e-3"`` or ``"2**-6"``."""
-  if "**" in text:
-    base, exponent = text.split("**")
-    return float(base) ** float(exponent)
-  return float(text)
 
 
 def parse_lrs(specs: Sequence[str], optimizers: Sequence[str]) -> dict[str, tuple[float, ...]]:
@@ -549,12 +784,18 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--warmups", default="0", help="comma-separated warmup steps")
   p.add_argument("--batch-sizes", default="", help="comma-separated; empty: the task's default")
   p.add_argument(
+    "--radii", nargs="+", default=None, metavar="LABEL=R,...",
+    help="Scion radius settings to sweep, each 'label=value,...' (e.g. 'hidden=3,head=10')",
+  )  # fmt: skip
+  p.add_argument("--seeds", default="0", help="comma-separated seeds, each point runs per seed")
+  p.add_argument("--shard", default="0/1", metavar="K/N", help="run every N-th run from the K-th")
+  p.add_argument(
     "--set", action="append", default=[], metavar="FIELD=VALUE",
     help="a Config field for every run (repeatable), e.g. --set steps=300",
   )  # fmt: skip
   p.add_argument("--out-dir", default=None, help="default: runs/compare_<preset or task>")
   p.add_argument("--resume", action="store_true", help="skip runs already complete in the CSV")
-  p.add_argument("--replot", metavar="CSV", help="only redraw the plots of this results CSV")
+  p.add_argument("--replot", nargs="+", metavar="CSV", help="only redraw the plots of these CSVs")
   return p
 
 
@@ -584,12 +825,16 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
         widths=ints(args.widths),
         warmups=[w or 0 for w in ints(args.warmups)],
         batch_sizes=ints(args.batch_sizes),
+        radii=args.radii or [None],
+        seeds=[int(v) for v in args.seeds.split(",") if v],
       )
     ]
   module = load_task(task)
   base |= dict(parse_setting(s, module.Config) for s in args.set)
   out_dir = args.out_dir or os.path.join("runs", f"compare_{args.preset or task}")
-  path = run_grid(module, task, base, sweeps, out_dir, resume=args.resume)
+  index, _, count = args.shard.partition("/")
+  shard = (int(index), int(count or 1))
+  path = run_grid(module, task, base, sweeps, out_dir, resume=args.resume, shard=shard)
   files = [path, *replot(path)]
   print("wrote " + ", ".join(files))
   return files

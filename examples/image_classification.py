@@ -3,9 +3,10 @@
 An MLP or a small CNN learns sklearn's 8×8 digits (the default: no download), Fashion-MNIST or
 MNIST. ``--optimizer`` picks the update rule:
 
-- ``scion``: constrained Scion (SCG) with the Scion paper's norms for image inputs: ``Spectral``
-  on the input and hidden matrices (``SpectralConv`` on conv kernels), ``Sign`` on the output
-  head, ``BiasRMS`` on biases (``normax.presets.scion_image``);
+- ``scion``: constrained Scion (SCG) with the Scion paper's norms for image inputs:
+  ``Spectral(max=True)`` on the MLP's pixel-input layer, ``Spectral`` on hidden matrices,
+  ``SpectralConv`` on conv kernels, ``Sign`` on the output head, ``BiasRMS`` on biases
+  (``normax.presets.scion_mlp`` and ``normax.presets.scion_cnn``, with their radii);
 - ``uscion``: the same norms, unconstrained (uSCG);
 - ``muon``: ``normax.muon``, orthogonalized Nesterov momentum on the 2-D hidden matrices and
   AdamW on the head, biases and conv kernels;
@@ -45,18 +46,24 @@ from flax import nnx
 import normax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import JsonLines, learning_rate_schedule, parse_config, prepare_path  # noqa: E402
+from _common import (  # noqa: E402
+  OPTIMIZERS,
+  JsonLines,
+  Optimizer,
+  learning_rate_schedule,
+  parse_config,
+  prepare_path,
+  with_radii,
+)
 
-OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
 # Learning rates used when --lr is not given: the best of a sweep over powers of 2 on the digits
 # (500 steps, batch 128, width 128).
 DEFAULT_LR = {
   "mlp": {"scion": 2**-5, "uscion": 2**-9, "muon": 2**-7, "optax_muon": 2**-7, "adamw": 3e-3},
   "cnn": {"scion": 2**-7, "uscion": 2**-9, "muon": 2**-5, "optax_muon": 2**-5, "adamw": 2**-7},
 }
-# Scion's radii (input/hidden/conv ρ, head ρ): the Scion reference MLP's; ρ = 4 trains our CNN
-# (without normalization layers) better than 1 or 2.
-DEFAULT_RADII = {"mlp": (1.0, 2.0**10), "cnn": (4.0, 2.0**10)}
+# Scion's labels and radii: the preset of each model family (their docstrings give the sources).
+SCION_PRESETS = {"mlp": normax.presets.scion_mlp, "cnn": normax.presets.scion_cnn}
 DATA_DIRS = {
   "fashion_mnist": "/usr/share/datasets/fashion-mnist",  # Debian: dataset-fashion-mnist.
   "mnist": "/usr/share/datasets/mnist",
@@ -77,13 +84,13 @@ class Config:
   eval_size: int | None = None  # Use only this many held-out images (None: all).
   model: Literal["mlp", "cnn"] = "mlp"  # The CNN's conv kernels get SpectralConv.
   width: int = 128  # Hidden units; the CNN's conv layers have width/4 and width/2 channels.
-  optimizer: Literal["scion", "uscion", "muon", "optax_muon", "adamw"] = "scion"  # See above.
+  optimizer: Optimizer = "scion"  # See above.
   lr: float | None = None  # Peak learning rate; None: DEFAULT_LR[model][optimizer].
   adam_lr: float | None = None  # AdamW part of muon / optax_muon; None: 3e-3.
   beta: float | None = None  # Momentum; None: 0.9 (Scion), 0.95 (Muon), b1=0.9 (AdamW).
   weight_decay: float = 0.0  # Decoupled weight decay of adamw, muon and optax_muon.
-  radius: float | None = None  # Scion ρ of input/hidden/conv layers; None: 1 (MLP), 4 (CNN).
-  head_radius: float | None = None  # Scion ρ of the head; None: 2**10.
+  radii: str | None = None  # Scion radii per label, e.g. "hidden=2,head=2**9"; none: the preset's.
+  init: Literal["default", "boundary"] = "default"  # boundary: Scion's init (normax.init_model).
   steps: int = 500  # Training steps.
   batch_size: int = 128  # Images per step.
   warmup: int = 0  # Linear warmup steps.
@@ -197,6 +204,12 @@ class CNN(nnx.Module):
 # -- the optimizer: the normax recipe -----------------------------------------------------------
 
 
+def scion_recipe(config: Config) -> tuple[normax.LabelFn, dict[str, normax.LayerSpec]]:
+  """Scion's labels and specs for ``config.model``: the preset, with ``config.radii`` applied."""
+  labels, specs = SCION_PRESETS[config.model]()
+  return labels, with_radii(specs, config.radii)
+
+
 def make_optimizer(config: Config) -> optax.GradientTransformation:
   """The update rule named by ``config.optimizer``, on a warmup-then-decay learning rate."""
   peak = config.lr if config.lr is not None else DEFAULT_LR[config.model][config.optimizer]
@@ -206,13 +219,9 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
   )
 
   if config.optimizer in ("scion", "uscion"):
-    # Spectral (input) → Spectral (hidden) → Sign (head), SpectralConv on conv kernels and
-    # BiasRMS on biases; each label's norm ball has its radius ρ.
-    radius, head_radius = DEFAULT_RADII[config.model]
-    labels, specs = normax.presets.scion_image(
-      radius=radius if config.radius is None else config.radius,
-      head_radius=head_radius if config.head_radius is None else config.head_radius,
-    )
+    # Spectral(max=True) (pixel input) → Spectral (hidden) → Sign (head), SpectralConv on conv
+    # kernels and BiasRMS on biases; each label's norm ball has its radius ρ.
+    labels, specs = scion_recipe(config)
     beta = 0.9 if config.beta is None else config.beta
     return normax.scion(lr, specs, labels, beta=beta, constrained=config.optimizer == "scion")
 
@@ -295,6 +304,11 @@ def main(config: Config) -> dict:
   x_train, y_train, x_test, y_test = load_data(config)
   Model = {"mlp": MLP, "cnn": CNN}[config.model]
   model = Model(x_train.shape[1:], config.width, 10, rngs=nnx.Rngs(config.seed))
+  if config.init == "boundary":  # Every layer on its norm ball's boundary (biases stay at 0).
+    if config.optimizer not in ("scion", "uscion"):
+      raise ValueError("--init boundary uses Scion's norms and radii (--optimizer scion/uscion).")
+    labels, specs = scion_recipe(config)
+    normax.init_model(jax.random.key(config.seed), model, labels, specs, keep=("bias",))
   optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
   x_train, y_train = jax.device_put(x_train), jax.device_put(y_train)
   x_test, y_test = jax.device_put(x_test), jax.device_put(y_test)
@@ -340,6 +354,9 @@ def main(config: Config) -> dict:
   )
   if config.plot:
     plot(history, config, prepare_path(config.plot))
+  written = [p for p in (config.out, config.plot) if p]
+  if written:
+    print("wrote " + ", ".join(written))
   return metrics
 
 

@@ -27,6 +27,8 @@ class StubConfig:
   progress: bool = True
   sample_len: int = 300
   text: str | None = None
+  seed: int = 0
+  radii: str | None = None
 
 
 # Each optimizer's best learning rate (the stub's loss is lowest there) and, for "adamw", a
@@ -36,8 +38,11 @@ BEST = {"scion": 2**-6, "adamw": 2**-9}
 
 def stub_loss(config, step):
   shift = 0.0 if config.optimizer == "scion" else math.log2(config.n_embd / 64)
+  if config.radii == "head=2":  # A radius that halves the best learning rate.
+    shift += 1.0
   distance = math.log2(config.lr) - math.log2(BEST[config.optimizer]) + shift
-  return 1.0 + 0.1 * distance**2 + 2.0 / step + 0.01 * config.warmup / config.steps
+  noise = 0.01 * (config.seed - 1)  # Seeds 0, 1, 2: mean 0, standard deviation 0.01.
+  return 1.0 + 0.1 * distance**2 + 2.0 / step + 0.01 * config.warmup / config.steps + noise
 
 
 def stub_main(config):
@@ -88,12 +93,13 @@ def test_grid_runs_write_the_csv_and_the_plots(tmp_path, stub):
   one = [r for r in rows if r["optimizer"] == "scion" and float(r["lr"]) == 2**-6]
   one = [r for r in one if r["width"] == "64"]
   assert [int(r["step"]) for r in one] == [10, 20, 30, 40]
-  assert float(one[-1]["eval_loss"]) == pytest.approx(1.0 + 2.0 / 40)
+  assert float(one[-1]["eval_loss"]) == pytest.approx(1.0 + 2.0 / 40 - 0.01)  # Seed 0.
   assert {r["eval_acc"] for r in rows} == {""} and {r["task"] for r in rows} == {"gpt"}
 
   files = compare.replot(path)
   names = sorted(p.rsplit("/", 1)[-1] for p in files)
   assert names == ["curves.png", "lr_batch_size.png", "lr_width.png", "summary.md"]
+  assert "fraction of its steps" in (tmp_path / "summary.md").read_text()
   for p in files:
     if p.endswith(".png"):
       with open(p, "rb") as f:
@@ -102,8 +108,8 @@ def test_grid_runs_write_the_csv_and_the_plots(tmp_path, stub):
 
 def test_best_learning_rates_and_summary(tmp_path, stub):
   path = compare.run_grid(stub, "gpt", {}, SWEEPS, str(tmp_path))
-  runs = compare.runs_from_rows(compare.read_csv(path))
-  assert compare.base_values(runs) == {"width": 64, "warmup": 0, "batch_size": 16}
+  runs = compare.points_from_runs(compare.runs_from_rows(compare.read_csv(path)))
+  assert compare.base_values(runs) == {"width": 64, "warmup": 0, "batch_size": 16, "radii": ""}
   best = compare.best_runs(runs)
   assert {name: run["lr"] for name, run in best.items()} == BEST
   # Per width, adamw's best learning rate moves (halves per doubling); scion's stays.
@@ -113,18 +119,23 @@ def test_best_learning_rates_and_summary(tmp_path, stub):
     adamw = min((r for r in at if r["optimizer"] == "adamw"), key=lambda r: r["final"])
     assert (scion["lr"], adamw["lr"]) == (2**-6, adamw_best)
   table = compare.summary_table(runs).splitlines()
-  assert table[0].startswith("| optimizer | best lr") and "accuracy" not in table[0]
-  assert table[2].startswith("| scion | 0.01562 |") and table[3].startswith("| adamw | 0.001953 |")
-  # The width table: best rate per width, and the loss of reusing width 64's best rate.
+  assert table[0].startswith("| optimizer | best lr | seeds") and "accuracy" not in table[0]
+  assert table[2].startswith("| scion | 0.01562 | 1 |")
+  assert table[3].startswith("| adamw | 0.001953 | 1 |")
+  # The width table: best rate per width, and the loss of reusing the narrowest width's rate.
   width = compare.sweep_table(runs, "width").splitlines()
-  assert width[0].startswith("| optimizer | width | best lr | held-out loss | loss at the width 64")
+  assert width[0].startswith("| optimizer | width | best lr | held-out loss | loss at the width 32")
   rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]): line for line in width[2:]}
   assert set(rows) == {
     ("scion", "32", "0.01562"), ("scion", "64", "0.01562"), ("scion", "128", "0.01562"),
     ("adamw", "32", "0.003906"), ("adamw", "64", "0.001953"), ("adamw", "128", "0.0009766"),
   }  # fmt: skip
-  reused = float(rows[("adamw", "128", "0.0009766")].strip("|").split("|")[4])
-  assert reused == pytest.approx(1.0 + 0.1 * 1.0**2 + 2.0 / 40, abs=1e-4)  # One octave off.
+  cells = [c.strip() for c in rows[("adamw", "128", "0.0009766")].strip("|").split("|")]
+  # Width 32's best rate 2**-8 is two octaves off at width 128.
+  assert float(cells[4]) == pytest.approx(1.0 + 0.1 * 2.0**2 + 2.0 / 40 - 0.01, abs=1e-4)
+  assert cells[5] == f"{100 * ((1.4 + 0.04) / (1.0 + 0.04) - 1):+.1f}%"
+  scion_row = [c.strip() for c in rows[("scion", "128", "0.01562")].strip("|").split("|")]
+  assert scion_row[5] == "+0.0%"  # Scion's rate transfers.
   assert compare.sweep_table(runs, "warmup") is None  # Not swept.
 
 
@@ -170,3 +181,62 @@ def test_command_line_on_a_real_image_grid(tmp_path):
     ["--replot", str(tmp_path / "results.csv"), "--out-dir", str(tmp_path / "re")]
   )
   assert sorted(f.rsplit("/", 1)[-1] for f in again) == ["curves.png", "lr_width.png", "summary.md"]
+
+
+def test_seeds_are_averaged_and_radii_swept(tmp_path, stub):
+  sweeps = [
+    compare.Sweep({"scion": compare.pow2(-8, -4)}, seeds=(0, 1, 2)),
+    compare.Sweep({"scion": compare.pow2(-8, -4)}, radii=("head=2",), seeds=(0, 1, 2)),
+    compare.Sweep({"adamw": compare.pow2(-11, -7)}, seeds=(0, 1, 2)),
+  ]
+  path = compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path))
+  assert len(stub_main.calls) == 3 * (5 + 5 + 5)
+  assert {c.radii for c in stub_main.calls} == {None, "head=2"}
+  rows = compare.read_csv(path)
+  assert {r["seed"] for r in rows} == {0, 1, 2} and {r["radii"] for r in rows} == {"", "head=2"}
+  points = compare.points_from_runs(compare.runs_from_rows(rows))
+  assert len(points) == 15 and all(p["seeds"] == [0, 1, 2] for p in points)
+  best = compare.best_runs(points)
+  assert best["scion"]["final"] == pytest.approx(1.0 + 2.0 / 40)  # The mean over seeds ...
+  assert best["scion"]["std"] == pytest.approx(0.01)  # ... and its standard deviation.
+  summary = compare.summary_table(points)
+  assert "| scion | 0.01562 | 3 | 1.1000 ± 0.0100 | 1.0500 ± 0.0100 |" in summary
+  radii = compare.sweep_table(points, "radii").splitlines()
+  assert any(line.startswith("| scion | head=2 | 0.007812 |") for line in radii)
+  assert any(line.startswith("| scion | default | 0.01562 |") for line in radii)
+  files = compare.replot(path)
+  assert any(f.endswith("lr_radii.png") for f in files)
+
+
+def test_speed_table_reads_the_mean_curves():
+  history = [{"step": s, "eval_loss": loss} for s, loss in [(10, 3.0), (20, 2.0), (30, 1.5)]]
+  assert compare.steps_to_reach(history, 2.5) == pytest.approx(15.0)
+  assert compare.steps_to_reach(history, 1.5) == 30.0
+  assert compare.steps_to_reach(history, 1.0) is None
+  fast = {"optimizer": "scion", "steps": 30, "final": 1.5, "history": history}
+  slow_hist = [{"step": s, "eval_loss": 3.5 - 0.05 * s} for s in (10, 20, 30)]
+  slow = {"optimizer": "adamw", "steps": 30, "final": 2.0, "history": slow_hist}
+  for p in (fast, slow):
+    p.update(lr=0.1, width=64, warmup=0, batch_size=16, radii="", seeds=[0])
+  table = compare.speed_table([fast, slow])
+  assert "| scion | adamw (2.0000) | 20 | 0.67 |" in table
+  assert "| adamw | scion (1.5000) | never | – |" in table
+
+
+def test_shards_split_the_runs_and_share_the_csv(tmp_path, stub):
+  sweeps = [compare.Sweep({"scion": compare.pow2(-8, -4)}, seeds=(0, 1))]
+  compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), shard=(0, 2))
+  first = len(stub_main.calls)
+  path = compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), shard=(1, 2))
+  assert first == 5 and len(stub_main.calls) == 10
+  runs = compare.runs_from_rows(compare.read_csv(path))
+  assert len(runs) == 10  # Each run once, one header.
+  with pytest.raises(ValueError, match="shard"):
+    compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), shard=(2, 2))
+
+
+def test_unknown_optimizer_fails_before_training(tmp_path, stub):
+  stub.OPTIMIZERS = ("scion", "adamw")
+  with pytest.raises(ValueError, match="Unknown optimizer 'scoin'"):
+    compare.run_grid(stub, "gpt", {}, [compare.Sweep({"scoin": (0.1,)})], str(tmp_path))
+  assert stub_main.calls == []

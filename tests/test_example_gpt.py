@@ -1,9 +1,12 @@
 """Smoke tests of examples/char_gpt.py on a small text the tests write."""
 
+import dataclasses
 import json
+import logging
 import math
 
 import jax
+import numpy as np
 import optax
 import pytest
 from flax import nnx
@@ -51,8 +54,10 @@ def test_every_optimizer_learns_the_text(tmp_path, optimizer):
   assert metrics["n_params"] == v * d + config.block_size * d + L * per_block + d + d * v
   # Metrics as JSON lines, one per evaluation, the same as the returned history.
   lines = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
-  assert lines == metrics["history"]
-  assert {"step", "train_loss", "eval_loss", "tokens_per_second", "seconds"} <= set(lines[0])
+  assert lines[0]["config"]["optimizer"] == optimizer  # The config, ...
+  assert lines[1:-1] == metrics["history"]  # ... one line per evaluation, ...
+  assert lines[-1]["final_eval_loss"] == metrics["final_eval_loss"]  # ... the final record.
+  assert {"step", "train_loss", "eval_loss", "tokens_per_second", "seconds"} <= set(lines[1])
   assert (tmp_path / "m.png").stat().st_size > 0
   # The sample has the requested length, in the text's alphabet.
   assert len(metrics["sample"]) == config.sample_len
@@ -110,6 +115,36 @@ def test_flags():
   assert (config.optimizer, config.lr, config.out, config.progress, config.n_layer) == (
     "muon", 0.01, None, False, 2,
   )  # fmt: skip
+  config = parse_config(cg.Config, ["--lr", "2**-6", "--radii", "hidden=10,head=2**3"])
+  assert config.lr == 2**-6 and config.radii == "hidden=10,head=2**3"
+  _, specs = cg.scion_recipe(config)
+  assert specs["hidden"].radius == 10.0 and specs["head"].radius == 8.0
+  with pytest.raises(ValueError, match="--radii names label"):
+    cg.scion_recipe(cg.Config(radii="hiden=3"))
   assert parse_config(cg.Config, []) == cg.Config()
   with pytest.raises(SystemExit):
     parse_config(cg.Config, ["--optimizer", "sgd"])
+
+
+def test_boundary_init_tied_embeddings_and_one_compilation_for_sampling(tmp_path, caplog):
+  config = tiny(tmp_path, steps=2, eval_every=2, tie_embeddings=True, init="boundary", lr=2**-6)
+  metrics = cg.main(config)
+  assert math.isfinite(metrics["final_eval_loss"])
+  config = dataclasses.replace(config, vocab_size=len(set(TEXT)))
+  model = cg.GPT(config, rngs=nnx.Rngs(0))
+  assert model.lm_head is None  # The token table is the head.
+  labels, specs = cg.scion_recipe(config)
+  assert specs["head"].norm == normax.Sign(transpose=True)
+  normax.init_model(jax.random.key(0), model, labels, specs, keep=("bias",))
+  table = np.asarray(model.tok_embed.embedding[...])
+  np.testing.assert_allclose(np.abs(table), specs["head"].radius / config.n_embd, rtol=1e-6)
+  # Sampling reuses one compiled function for every position (a model of a new width, so the
+  # compilation cache of the run above cannot hide one per position).
+  model = cg.GPT(dataclasses.replace(config, n_embd=24), rngs=nnx.Rngs(0))
+  data = cg.CharData(TEXT, config.block_size)
+  with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles():
+    cg.generate(model, data, 12, seed=0)
+  compiles = [r for r in caplog.messages if r.startswith("Compiling jit(_next_logits)")]
+  assert len(compiles) == 1  # 12 positions, one compilation (a new model shape: exactly one).
+  with pytest.raises(ValueError, match="--init boundary"):
+    cg.main(dataclasses.replace(config, optimizer="adamw"))

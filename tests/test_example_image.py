@@ -124,7 +124,7 @@ def test_flags_come_from_the_config():
   config = ic.parse_config(
     ic.Config,
     ["--optimizer", "adamw", "--lr", "0.01", "--width", "256", "--batch_size", "64",
-     "--warmup", "5", "--no-progress", "--plot", "", "--radius", "none"],
+     "--warmup", "5", "--no-progress", "--plot", "", "--radii", "none"],
   )  # fmt: skip
   assert config == ic.Config(
     optimizer="adamw", lr=0.01, width=256, batch_size=64, warmup=5, progress=False, plot=None
