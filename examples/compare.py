@@ -144,6 +144,8 @@ GPT_RADII_2 = (
   "embed=1,hidden=10,head=3,bias=1",
   "embed=3,hidden=10,head=10,bias=1",
 )
+# A third round around the second's best (embedding 3): a larger embedding, and the larger head.
+GPT_RADII_3 = ("embed=10,hidden=10,head=10,bias=1", "embed=3,hidden=10,head=30,bias=1")
 OLD_GPT_RADII = "embed=1,hidden=50,head=3000,bias=1"
 SEEDS = (0, 1, 2)
 
@@ -177,6 +179,18 @@ PRESETS = {
         radii=("input=0.404", "head=256", "hidden=2,input=2"),
         seeds=SEEDS,
       ),
+      # A second round around the first's best (hidden and input 2): larger still, and a
+      # larger head.
+      Sweep(
+        {"scion": pow2(-10, -5)},
+        radii=(
+          "hidden=4,input=4",
+          "hidden=2,input=4",
+          "head=4096,hidden=2,input=2",
+          "head=4096,hidden=4,input=4",
+        ),
+        seeds=SEEDS,
+      ),  # fmt: skip
     ],
   ),
   "shakespeare_proxy": dict(
@@ -186,6 +200,7 @@ PRESETS = {
     sweeps=[
       Sweep({"scion": pow2(-8, -4)}, radii=GPT_RADII, seeds=SEEDS),
       Sweep({"scion": pow2(-9, -5)}, radii=GPT_RADII_2, seeds=SEEDS),
+      Sweep({"scion": pow2(-9, -5)}, radii=GPT_RADII_3, seeds=SEEDS),
       Sweep({"scion": pow2(-12, -8)}, radii=(OLD_GPT_RADII,), seeds=SEEDS),
     ],
   ),
@@ -312,7 +327,13 @@ def run_key(row: dict, fields: Sequence[str] = KEY) -> tuple:
 def completed_runs(path: str) -> set:
   if not os.path.isfile(path):
     return set()
-  return {run_key(r) for r in read_csv(path) if r["step"] == r["steps"]}
+  rows = read_csv(path)
+  if rows and ("radii" not in rows[0] or "seed" not in rows[0]):
+    raise ValueError(
+      f"{path} was written by an older compare.py (no radii/seed columns); move it away or"
+      " pass --overwrite."
+    )
+  return {run_key(r) for r in rows if r["step"] == r["steps"]}
 
 
 def run_grid(
@@ -323,8 +344,12 @@ def run_grid(
   out_dir: str,
   resume: bool = False,
   shard: tuple[int, int] = (0, 1),
+  overwrite: bool = False,
 ) -> str:
   """Runs every grid point, appending to ``out_dir/results.csv``; returns the CSV's path.
+
+  A CSV that already holds runs is an error unless ``resume`` (keep it, run what is missing)
+  or ``overwrite`` (start it over).
 
   With ``shard=(k, n)`` only every n-th run from the k-th is run, the CSV is appended to
   (never truncated) and runs already complete in it are skipped, so n processes can share it.
@@ -343,6 +368,11 @@ def run_grid(
       )
     make_config(module, base, **_config_point(run))
   resume = resume or count > 1
+  if not resume and not overwrite and completed_runs(path):
+    raise FileExistsError(
+      f"{path} already holds runs. Pass --resume to add the missing runs to it, or"
+      " --overwrite to start it over."
+    )
   done = completed_runs(path) if resume else set()
   if not resume:
     with open(path, "w", newline="") as f:
@@ -795,6 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
   )  # fmt: skip
   p.add_argument("--out-dir", default=None, help="default: runs/compare_<preset or task>")
   p.add_argument("--resume", action="store_true", help="skip runs already complete in the CSV")
+  p.add_argument("--overwrite", action="store_true", help="start an existing CSV over")
   p.add_argument("--replot", nargs="+", metavar="CSV", help="only redraw the plots of these CSVs")
   return p
 
@@ -834,7 +865,9 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
   out_dir = args.out_dir or os.path.join("runs", f"compare_{args.preset or task}")
   index, _, count = args.shard.partition("/")
   shard = (int(index), int(count or 1))
-  path = run_grid(module, task, base, sweeps, out_dir, resume=args.resume, shard=shard)
+  path = run_grid(
+    module, task, base, sweeps, out_dir, resume=args.resume, shard=shard, overwrite=args.overwrite
+  )
   files = [path, *replot(path)]
   print("wrote " + ", ".join(files))
   return files

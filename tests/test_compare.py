@@ -240,3 +240,16 @@ def test_unknown_optimizer_fails_before_training(tmp_path, stub):
   with pytest.raises(ValueError, match="Unknown optimizer 'scoin'"):
     compare.run_grid(stub, "gpt", {}, [compare.Sweep({"scoin": (0.1,)})], str(tmp_path))
   assert stub_main.calls == []
+
+
+def test_an_existing_csv_is_not_overwritten_by_accident(tmp_path, stub):
+  sweeps = [compare.Sweep({"scion": (2**-6,)})]
+  compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path))
+  with pytest.raises(FileExistsError, match="--resume"):
+    compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path))
+  path = compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), overwrite=True)
+  assert len(compare.runs_from_rows(compare.read_csv(path))) == 1
+  (tmp_path / "results.csv").write_text("task,optimizer,lr,width,warmup,batch_size,steps,step\n"
+                                         "gpt,scion,0.1,64,0,16,40,40\n")  # fmt: skip
+  with pytest.raises(ValueError, match="older compare.py"):
+    compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), resume=True)
