@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_shampoo import grads_seq, np_blocks, np_unblock, run_jax, run_np
 
 import normax
-from test_shampoo import grads_seq, np_blocks, np_unblock, run_jax, run_np
 
 
 class NpSoap:
