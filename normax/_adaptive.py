@@ -136,9 +136,10 @@ def adaptive_step(
   """
   if scope not in ("global", "leaf"):
     raise ValueError(f"scope must be 'global' or 'leaf', got {scope!r}.")
-  if not d0 > 0:
+  # Only Python numbers are checked: under optax.inject_hyperparams they arrive traced.
+  if isinstance(d0, int | float) and not d0 > 0:
     raise ValueError(f"d0 must be positive (an initial under-estimate), got {d0}.")
-  if not 0 <= beta3 <= 1:
+  if isinstance(beta3, int | float) and not 0 <= beta3 <= 1:
     raise ValueError(f"beta3 must be in [0, 1], got {beta3}.")
 
   def scalars(params):

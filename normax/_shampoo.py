@@ -164,7 +164,8 @@ def scale_by_shampoo(
     Optimization for Deep Learning*, 2020 (blocking, grafting, infrequent
     roots); Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.2.
   """
-  if beta2 is not None and not 0 <= beta2 < 1:
+  # Python numbers are checked here; under optax.inject_hyperparams they arrive traced.
+  if isinstance(beta2, int | float) and not 0 <= beta2 < 1:
     raise ValueError(f"beta2 must be in [0, 1) or None (plain sums), got {beta2}.")
   if not (isinstance(precondition_every, int) and precondition_every >= 1):
     raise ValueError(f"precondition_every must be an int >= 1, got {precondition_every!r}.")

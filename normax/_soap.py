@@ -106,7 +106,7 @@ def scale_by_soap(
   """
   beta_s = b2 if shampoo_beta is None else shampoo_beta
   for name, value in (("b1", b1), ("b2", b2), ("shampoo_beta", beta_s)):
-    if not 0 <= value < 1:
+    if isinstance(value, int | float) and not 0 <= value < 1:  # (traced under inject_hyperparams)
       raise ValueError(f"{name} must be in [0, 1), got {value}.")
   if not (isinstance(precondition_every, int) and precondition_every >= 1):
     raise ValueError(f"precondition_every must be an int >= 1, got {precondition_every!r}.")

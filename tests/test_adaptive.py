@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
+from test_flax import ScanGpt, train
 
 import normax
 
@@ -237,3 +239,26 @@ def test_errors():
   with pytest.raises(ValueError, match=r"\['b'\]"):
     bare = normax.adaptive_step(normax.scale_by_lmo({"w": "sign", "v": "sign", "b": None}), None)
     bare.update(params, bare.init(params), params)
+
+
+@pytest.mark.slow  # a 30-step nnx training run
+def test_scion_free_trains_a_scanned_nnx_model_with_the_gpt_preset():
+  """No learning rate: presets.scion_gpt's radii, a scanned stack, inside nnx.Optimizer."""
+  model = ScanGpt(nnx.Rngs(0))
+  labels, specs = normax.presets.scion_gpt()
+  optimizer = nnx.Optimizer(model, normax.scion_free(specs, labels), wrt=nnx.Param)
+  losses = train(model, optimizer, 30)
+  assert losses[-1] < 0.1 * losses[0], losses
+
+
+def test_under_inject_hyperparams():
+  params = as_f32(problem()[0])
+  tx = optax.inject_hyperparams(normax.scion_free, static_args=("specs", "labels"))(
+    specs=SPECS, labels=LABELS, learning_rate=0.5
+  )
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  for _ in range(2):
+    u, state = update(params, state, params)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(u))
+  assert float(state.hyperparams["learning_rate"]) == 0.5

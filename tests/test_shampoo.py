@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
+from test_flax import ScanGpt, train
 
 import normax
 
@@ -216,3 +218,25 @@ def test_sharded_parameters_under_jit():
   got, state = jax.jit(tx.update)(gs, tx.init(gs))
   np.testing.assert_allclose(got["w"], want["w"], rtol=1e-5, atol=1e-6)
   assert state.left["w"].shape == (1, 2, 4, 4)
+
+
+@pytest.mark.slow  # a 30-step nnx training run
+def test_nnx_scanned_model_per_label():
+  """Shampoo (spectral-grafted) on hidden matrices of a scanned stack, Sign on the head."""
+  model = ScanGpt(nnx.Rngs(0))
+  labels, specs = normax.presets.scion_gpt()
+  branch = {
+    label: optax.chain(
+      normax.momentum(0.9), normax.scale_by_lmo(spec.norm), normax.scale_by_radius(spec.radius)
+    )
+    for label, spec in specs.items()
+  }
+  branch["hidden"] = optax.chain(
+    normax.scale_by_shampoo(graft=normax.Spectral(method="svd"), precondition_every=2),
+    normax.momentum(0.9),
+    normax.scale_by_radius(specs["hidden"].radius),
+  )
+  tx = optax.chain(optax.partition(branch, labels), optax.scale_by_learning_rate(2**-12))
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  losses = train(model, optimizer, 30)
+  assert losses[-1] < 0.1 * losses[0], losses
