@@ -1,6 +1,10 @@
 """normax: steepest descent under layerwise operator norms, for JAX and Optax."""
 
 from normax import presets as presets
+from normax._adaptive import AdaptiveStepState as AdaptiveStepState
+from normax._adaptive import adaptive_step as adaptive_step
+from normax._adaptive import muon_free as muon_free
+from normax._adaptive import scion_free as scion_free
 from normax._base import Norm as Norm
 from normax._decay import add_constrained_decay as add_constrained_decay
 from normax._dual_norm import scale_by_dual_norm as scale_by_dual_norm
@@ -40,6 +44,10 @@ from normax._registry import available_norms as available_norms
 from normax._registry import get_norm as get_norm
 from normax._registry import register_norm as register_norm
 from normax._scion import scion as scion
+from normax._shampoo import ShampooState as ShampooState
+from normax._shampoo import scale_by_shampoo as scale_by_shampoo
+from normax._soap import SoapState as SoapState
+from normax._soap import scale_by_soap as scale_by_soap
 from normax._spec import LayerSpec as LayerSpec
 from normax._spectral import Spectral as Spectral
 from normax._spectral import SpectralConv as SpectralConv
@@ -47,6 +55,7 @@ from normax._spectral import SpectralConv as SpectralConv
 __version__ = "0.1.0"
 
 __all__ = (
+  "AdaptiveStepState",
   "BiasRMS",
   "CUBIC",
   "ColNorm",
@@ -60,9 +69,12 @@ __all__ = (
   "QUINTIC",
   "RowNorm",
   "Rule",
+  "ShampooState",
   "Sign",
+  "SoapState",
   "Spectral",
   "SpectralConv",
+  "adaptive_step",
   "add_constrained_decay",
   "available_norms",
   "get_norm",
@@ -72,6 +84,7 @@ __all__ = (
   "label_table",
   "momentum",
   "muon",
+  "muon_free",
   "newton_schulz",
   "normalized_sgd",
   "orthogonalize_svd",
@@ -85,8 +98,11 @@ __all__ = (
   "scale_by_dual_norm",
   "scale_by_lmo",
   "scale_by_radius",
+  "scale_by_shampoo",
+  "scale_by_soap",
   "schedule_bound",
   "scion",
+  "scion_free",
   "sign_descent",
   "steepest_descent",
   "tree_paths",

@@ -43,6 +43,8 @@ def test_update_ns_state_sections(bench, tmp_path):
   assert 1.0 <= state["scion (f32 momentum)"] < 1.01
   assert 0.5 <= state["scion (bf16 momentum)"] < 0.51
   assert 2.0 <= state["optax.adamw"] < 2.01
+  # LR-free Scion: momentum, the estimate's gradient sum and the initial point x₀.
+  assert 3.0 <= state["scion_free"] < 3.02
 
 
 @pytest.mark.slow

@@ -1,0 +1,480 @@
+"""Learning-rate-free steps: a Prodigy-style estimate of the distance to travel, in a norm."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from normax._base import where_nonzero
+from normax._decay import add_constrained_decay
+from normax._labels import Rule, checked_labels, label_by_path
+from normax._leafwise import cast_scalar, evaluate, resolve_norms, resolve_scalars
+from normax._lmo import scale_by_lmo
+from normax._momentum import momentum
+from normax._radius import scale_by_radius
+from normax._spec import LayerSpec
+from normax._spectral import Spectral
+
+_F32 = jnp.float32
+
+
+class AdaptiveStepState(NamedTuple):
+  """State of :func:`adaptive_step`.
+
+  Attributes:
+    count: Step count.
+    distance: The estimate ``d`` (one scalar, or one per leaf for
+      ``scope="leaf"``), float32.
+    numerator: ``r = Σ_k β₃^{t-k} w_k ⟨g_k, x₀ - x_k⟩`` (like ``distance``).
+    grad_sum: ``s = Σ_k β₃^{t-k} w_k g_k`` per leaf.
+    params0: The initial parameters ``x₀``.
+    inner: The wrapped transform's state.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> tx = normax.adaptive_step(normax.scale_by_lmo("sign"), "sign")
+    >>> tx.init({"w": jnp.ones((2, 2))}).distance
+    Array(1.e-06, dtype=float32)
+  """
+
+  count: jax.Array
+  distance: Any
+  numerator: Any
+  grad_sum: optax.Updates
+  params0: optax.Params
+  inner: optax.OptState
+
+
+def adaptive_step(
+  inner: optax.GradientTransformation,
+  norms: Any,
+  *,
+  learning_rate: float | optax.Schedule = 1.0,
+  scope: Literal["global", "leaf"] = "global",
+  masses: Any = None,
+  beta3: float = 0.999**0.5,
+  d0: float = 1e-6,
+  coef: float = 1.0,
+  safeguard_warmup: bool = False,
+) -> optax.GradientTransformation:
+  r"""Multiplies ``inner``'s direction by a self-estimated step size (D-Adaptation / Prodigy).
+
+  With raw gradients ``g_k``, parameters ``x_k``, schedule ``λ_k``
+  (``learning_rate``, 1 by default) and weights ``w_k = λ_k d_k² / d₀``, the
+  state accumulates
+
+  .. math::
+    s_t = β_3 s_{t-1} + w_t g_t, \qquad
+    r_t = β_3 r_{t-1} + w_t ⟨g_t, x_0 - x_t⟩, \qquad
+    d_{t+1} = \max\Big(d_t,\ c\, \frac{r_t}{\sum_l m_l \|s_{t,l}\|^†_l}\Big),
+
+  and the output is ``λ_t d_t · inner(g_t)``. ``‖·‖†_l`` is the dual norm of
+  leaf ``l``'s :class:`normax.Norm` (every tensor of a stacked leaf counted),
+  ``m_l`` its mass. ``inner`` should emit a direction of norm ``m_l`` in
+  each layer (e.g. ``scale_by_lmo`` then ``scale_by_radius(m_l)``).
+
+  **What is estimated, in which norm.** ``d`` estimates the distance
+  ``D = ‖x₀ - x*‖`` from the start to a minimizer in the modular norm
+  ``‖x‖ = max_l ‖x_l‖_l / m_l`` (``scope="global"``: one step for the whole
+  tree) or, with ``scope="leaf"``, ``D_l = ‖x₀,l - x*_l‖_l / m_l`` in each
+  leaf's own norm (one step per leaf). The step ``λ d m_l dualize_l`` then
+  travels ``λ d`` in that norm. **Guarantee inherited.** For a convex loss,
+  ``⟨g_k, x_k - x*⟩ ≥ 0`` and Hölder's inequality in the norm give
+  ``r_t ≤ ⟨s_t, x₀ - x*⟩ ≤ (Σ_l m_l‖s_{t,l}‖†) · D``, so ``d_t ≤ D``
+  (times ``c``) at every step: the estimate never overshoots the true
+  distance — the lower bound on which the D-Adaptation and Prodigy rates
+  rest. With the elementwise ℓ∞ norm (``normax.Sign(normalized=False)``,
+  ``scope="global"``, unit masses) around ``scale_by_lmo`` of the same norm
+  this is exactly ``optax.contrib.prodigy`` with ``betas=(0, 0)`` and
+  ``eps=0`` (Prodigy with its moving averages off is sign descent,
+  Bernstein & Newhouse Sec. 3.1), and it inherits Prodigy's guarantee; for
+  other norms only the lower bound is claimed.
+
+  The estimate uses the raw incoming gradients; ``inner`` sees them too (put
+  the momentum inside ``inner``). Per-label estimates come from placing the
+  transform inside each ``optax.partition`` branch with ``scope="global"``.
+
+  Args:
+    inner: The direction, e.g. ``optax.chain(normax.momentum(0.9),
+      normax.scale_by_lmo(norms))``; gradient-aligned.
+    norms: Norm per leaf, as in :func:`normax.scale_by_lmo` (a norm, a name,
+      a pytree or a callable on the updates); its dual norm measures ``s``.
+    learning_rate: ``λ``, a multiplier of ``d`` (float or schedule; e.g. a
+      cosine decay from 1). Not a step size to tune.
+    scope: ``"global"`` (one ``d`` under the modular norm) or ``"leaf"``.
+    masses: ``m_l``: ``None`` (all 1), a float, a pytree of floats/schedules
+      (or a prefix), or a callable on the updates returning such a pytree.
+    beta3: Decay of ``s`` and ``r`` (Prodigy's ``β₃``; 1 is D-Adaptation's
+      plain sums).
+    d0: Initial (under-)estimate ``d₀``.
+    coef: ``c``, multiplies the estimate (Prodigy's ``d_coef``).
+    safeguard_warmup: Leave ``λ`` out of the weights of ``s`` (Prodigy's
+      option for warm-up schedules).
+
+  Returns:
+    An ``optax.GradientTransformation`` (needs ``params`` in ``update``).
+
+  Examples:
+    >>> import jax.numpy as jnp, optax, normax
+    >>> tx = optax.chain(normax.adaptive_step(normax.scale_by_lmo("sign"), "sign"),
+    ...                  optax.scale(-1.0))
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> state = tx.init(params)
+    >>> u, state = tx.update({"w": jnp.ones((2, 2))}, state, params)
+    >>> u["w"][0]  # -d₀ · sign(g) / d_in on the first step
+    Array([-5.e-07, -5.e-07], dtype=float32)
+
+  References:
+    Defazio & Mishchenko, *Learning-Rate-Free Learning by D-Adaptation*,
+    2023; Mishchenko & Defazio, *Prodigy: An Expeditiously Adaptive
+    Parameter-Free Learner*, 2023, Alg. 4; Bernstein & Newhouse, *Old
+    Optimizer, New Norm*, 2024, Sec. 3.1 and Prop. 7 (modular norm).
+  """
+  if scope not in ("global", "leaf"):
+    raise ValueError(f"scope must be 'global' or 'leaf', got {scope!r}.")
+  # Only Python numbers are checked: under optax.inject_hyperparams they arrive traced.
+  if isinstance(d0, int | float) and not d0 > 0:
+    raise ValueError(f"d0 must be positive (an initial under-estimate), got {d0}.")
+  if isinstance(beta3, int | float) and not 0 <= beta3 <= 1:
+    raise ValueError(f"beta3 must be in [0, 1], got {beta3}.")
+
+  def scalars(params):
+    if scope == "global":
+      return jnp.zeros([], _F32)
+    return jax.tree.map(lambda _: jnp.zeros([], _F32), params)
+
+  def init_fn(params):
+    return AdaptiveStepState(
+      count=jnp.zeros([], jnp.int32),
+      distance=jax.tree.map(lambda z: z + d0, scalars(params)),
+      numerator=scalars(params),
+      grad_sum=optax.tree.zeros_like(params),
+      params0=jax.tree.map(jnp.asarray, params),
+      inner=inner.init(params),
+    )
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError(
+        "normax.adaptive_step needs the parameters (its estimate uses x₀ - x):"
+        " call tx.update(grads, state, params)."
+      )
+    flat, treedef = jax.tree.flatten(updates)
+    resolved = resolve_norms(norms, updates)
+    for n, path in zip(resolved, jax.tree_util.tree_flatten_with_path(updates)[0], strict=True):
+      if n is None:
+        raise ValueError(
+          f"normax.adaptive_step has no norm for the leaf at {jax.tree_util.keystr(path[0])};"
+          " every leaf needs one to measure the distance (give it a norm, or"
+          " leave it out with optax.partition)."
+        )
+    ms = resolve_scalars(
+      1.0 if masses is None else (masses(updates) if callable(masses) else masses),
+      updates,
+      state.count,
+      "mass",
+    )
+    lam = cast_scalar(evaluate(learning_rate, state.count), _F32)
+    ps = treedef.flatten_up_to(params)
+    p0s = treedef.flatten_up_to(state.params0)
+    sums = treedef.flatten_up_to(state.grad_sum)
+    ds = (
+      [state.distance] * len(flat) if scope == "global" else treedef.flatten_up_to(state.distance)
+    )
+    rs = (
+      [state.numerator] * len(flat) if scope == "global" else treedef.flatten_up_to(state.numerator)
+    )
+    b3 = cast_scalar(beta3, _F32)
+    new_sums, inner_prods, denoms = [], [], []
+    for n, g, p, p0, s, d, m in zip(resolved, flat, ps, p0s, sums, ds, ms, strict=True):
+      gf = g.astype(_F32)
+      w_s = (d * d / d0) * (1.0 if safeguard_warmup else lam)
+      s_new = b3 * s.astype(_F32) + w_s * gf
+      new_sums.append(s_new.astype(s.dtype))
+      inner_prods.append((lam * d * d / d0) * jnp.sum(gf * (p0.astype(_F32) - p.astype(_F32))))
+      denoms.append(cast_scalar(1.0 if m is None else m, _F32) * jnp.sum(n.dual_norm(s_new)))
+    if scope == "global":
+      r_new = b3 * state.numerator + sum(inner_prods)
+      d_new = jnp.maximum(state.distance, coef * where_nonzero(sum(denoms), r_new))
+      new_d, new_r = d_new, r_new
+    else:
+      r_list = [b3 * r + ip for r, ip in zip(rs, inner_prods, strict=True)]
+      d_list = [
+        jnp.maximum(d, coef * where_nonzero(den, r))
+        for d, r, den in zip(ds, r_list, denoms, strict=True)
+      ]
+      new_d, new_r = treedef.unflatten(d_list), treedef.unflatten(r_list)
+    directions, inner_state = inner.update(updates, state.inner, params)
+    dirs = treedef.flatten_up_to(directions)
+    out = [(lam * d).astype(u.dtype) * u for d, u in zip(ds, dirs, strict=True)]
+    new_state = AdaptiveStepState(
+      count=optax.safe_int32_increment(state.count),
+      distance=new_d,
+      numerator=new_r,
+      grad_sum=treedef.unflatten(new_sums),
+      params0=state.params0,
+      inner=inner_state,
+    )
+    return treedef.unflatten(out), new_state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _spec_tree(specs: Mapping[str, LayerSpec], labels: Any, attr: str):
+  """A callable ``tree -> pytree of spec.<attr>`` through the labels (for norms and masses)."""
+
+  def fn(tree):
+    lab = labels(tree) if callable(labels) else labels
+    return jax.tree.map(lambda label: getattr(specs[label], attr), lab)
+
+  return fn
+
+
+def _checked_specs(specs: Any) -> None:
+  if not isinstance(specs, Mapping) or not specs:
+    raise TypeError(f"specs must be a non-empty mapping label -> normax.LayerSpec, got {specs!r}.")
+  for label, spec in specs.items():
+    if not isinstance(spec, LayerSpec):
+      raise TypeError(
+        f"specs[{label!r}] is {spec!r}; expected normax.LayerSpec(norm, radius, decay)."
+      )
+
+
+def scion_free(
+  specs: Mapping[str, LayerSpec],
+  labels: Any,
+  *,
+  learning_rate: float | optax.Schedule = 1.0,
+  scope: Literal["global", "label", "leaf"] = "global",
+  beta: float | optax.Schedule = 0.9,
+  constrained: bool = True,
+  nesterov: bool = False,
+  momentum_init: Literal["zeros", "first_gradient"] = "zeros",
+  momentum_dtype=None,
+  beta3: float = 0.999**0.5,
+  d0: float = 1e-6,
+  coef: float = 1.0,
+  batch: bool = True,
+) -> optax.GradientTransformation:
+  r"""Learning-rate-free Scion: the step size ``γ`` estimated by :func:`normax.adaptive_step`.
+
+  Scion's update with ``γ_t = λ_t d_t``:
+
+  .. math::
+    x \leftarrow (1 - λ_t d_t μ)\, x - λ_t d_t\, ρ\, \mathrm{dualize}(d),
+
+  where ``d_t`` is the Prodigy-style estimate of the distance to a minimizer.
+  With ``scope="global"`` (default) it is measured in the modular norm
+  ``max_l ‖x_l‖_l / ρ_l`` of the specs' norms with the radii as masses, so
+  the radii keep their role (relative step sizes between roles) and only
+  Scion's learning rate is estimated; ``"label"`` gives each label its own
+  estimate (in the max of its leaves' norms), ``"leaf"`` each leaf (in its
+  own norm). ``λ`` is an optional schedule multiplying the estimate (1 by
+  default; e.g. a cosine decay from 1). The chain (``scope="global"``) is::
+
+    optax.chain(
+      normax.adaptive_step(
+        optax.chain(normax.momentum(beta, ...),
+                    optax.partition({label: optax.chain(normax.scale_by_lmo(spec.norm),
+                                                        normax.scale_by_radius(spec.radius),
+                                                        normax.add_constrained_decay(μ))
+                                     for label, spec in specs.items()}, labels)),
+        norms=<spec.norm per leaf>, masses=<spec.radius per leaf>, scope="global", ...),
+      optax.scale(-1.0))
+
+  Args:
+    specs: Mapping from label to :class:`normax.LayerSpec`, as for
+      :func:`normax.scion`.
+    labels: Label pytree or callable, as for :func:`normax.scion`.
+    learning_rate: ``λ``, a multiplier of the estimate (float or schedule).
+    scope: ``"global"``, ``"label"`` or ``"leaf"`` (see above).
+    beta: Momentum ``β``.
+    constrained: Default decay ``μ = 1`` (SCG) rather than ``0`` (uSCG).
+    nesterov: Nesterov momentum.
+    momentum_init: ``"zeros"`` or ``"first_gradient"``.
+    momentum_dtype: dtype of the momentum buffer.
+    beta3: Decay of the estimate's sums (Prodigy's ``β₃``).
+    d0: Initial estimate.
+    coef: Multiplier of the estimate.
+    batch: Batched orthogonalization (see :func:`normax.scale_by_lmo`).
+
+  Returns:
+    An ``optax.GradientTransformation`` (needs ``params`` in ``update``).
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> specs = {"hidden": normax.LayerSpec(normax.Spectral(method="svd"), radius=1.0),
+    ...          "bias": normax.LayerSpec("bias_rms", radius=0.5)}
+    >>> params = {"w": jnp.eye(4), "b": jnp.zeros(4)}
+    >>> tx = normax.scion_free(specs, {"w": "hidden", "b": "bias"})
+    >>> state = tx.init(params)
+    >>> u, state = tx.update({"w": jnp.eye(4), "b": jnp.ones(4)}, state, params)
+    >>> u["w"].diagonal()  # -d₀ (ρ·UVᵀ(0.1·g) + μ·x) on the first step
+    Array([-2.e-06, -2.e-06, -2.e-06, -2.e-06], dtype=float32)
+
+  References:
+    Pethick et al., *Training Deep Learning Models with Norm-Constrained
+    LMOs*, 2025 (Scion); Mishchenko & Defazio, *Prodigy*, 2023; Bernstein &
+    Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.1.
+  """
+  _checked_specs(specs)
+  if scope not in ("global", "label", "leaf"):
+    raise ValueError(f"scope must be 'global', 'label' or 'leaf', got {scope!r}.")
+  label_fn = checked_labels(labels, specs, "specs")
+  default_decay = 1.0 if constrained else 0.0
+
+  def direction(spec):
+    return [
+      scale_by_lmo(spec.norm, batch=batch),
+      scale_by_radius(spec.radius),
+      add_constrained_decay(default_decay if spec.decay is None else spec.decay),
+    ]
+
+  mom = momentum(beta, nesterov=nesterov, init=momentum_init, dtype=momentum_dtype)
+  estimate = dict(learning_rate=learning_rate, beta3=beta3, d0=d0, coef=coef)
+  if scope == "label":
+    branches = {
+      label: adaptive_step(
+        optax.chain(mom, *direction(spec)), spec.norm, masses=spec.radius, **estimate
+      )
+      for label, spec in specs.items()
+    }
+    return optax.chain(optax.partition(branches, label_fn), optax.scale(-1.0))
+  inner = optax.chain(
+    mom,
+    optax.partition(
+      {label: optax.chain(*direction(spec)) for label, spec in specs.items()}, label_fn
+    ),
+  )
+  step = adaptive_step(
+    inner,
+    _spec_tree(specs, label_fn, "norm"),
+    masses=_spec_tree(specs, label_fn, "radius"),
+    scope=scope,
+    **estimate,
+  )
+  return optax.chain(step, optax.scale(-1.0))
+
+
+_MUON_FREE_LABELS = {"muon": None, "adam": None}
+_default_muon_labels = label_by_path([Rule("*", "muon", ndim=2)], default="adam")
+
+
+def muon_free(
+  labels: Any = None,
+  *,
+  learning_rate: float | optax.Schedule = 1.0,
+  scope: Literal["global", "leaf"] = "global",
+  beta: float | optax.Schedule = 0.95,
+  nesterov: bool = True,
+  bias_correction: bool = True,
+  ns_steps: int = 5,
+  ns_coefficients: str | tuple = "quintic",
+  ns_method: str = "newton_schulz",
+  weight_decay: float = 0.0,
+  momentum_dtype=None,
+  adam_b1: float = 0.9,
+  adam_b2: float = 0.999,
+  adam_eps: float = 1e-8,
+  adam_weight_decay: float = 0.0,
+  beta3: float = 0.999**0.5,
+  d0: float = 1e-6,
+  coef: float = 1.0,
+  batch: bool = True,
+) -> optax.GradientTransformation:
+  r"""Learning-rate-free Muon: Prodigy-style step sizes on both of Muon's branches.
+
+  On ``"muon"`` leaves, Muon's orthogonalized Nesterov momentum with the
+  step ``λ_t d_t`` of :func:`normax.adaptive_step`, ``d_t`` estimating the
+  distance to a minimizer in the RMS→RMS operator norm (``Spectral``:
+  one estimate for all such leaves under their max norm with
+  ``scope="global"``, one per leaf with ``"leaf"``). The direction is
+  ``normax.Spectral().dualize``, ``√(d_out/d_in) UVᵀ`` (``muon``'s
+  ``shape_scaling="rms"``): a unit step in that norm, so that ``d`` is a
+  distance in it. On ``"adam"`` leaves, ``optax.contrib.prodigy`` — AdamW
+  with the same estimate taken in the elementwise ℓ∞ norm. The chain is::
+
+    optax.partition({
+      "muon": optax.chain(
+        normax.adaptive_step(
+          optax.chain(normax.momentum(beta, nesterov=..., bias_correction=...),
+                      normax.scale_by_lmo(normax.Spectral(...)),
+                      optax.add_decayed_weights(weight_decay)),
+          normax.Spectral(...), scope=scope, ...),
+        optax.scale(-1.0)),
+      "adam": optax.contrib.prodigy(learning_rate, betas=(adam_b1, adam_b2), ...)},
+      labels)
+
+  Args:
+    labels: ``"muon"``/``"adam"`` per leaf as for :func:`normax.muon`
+      (``None``: every 2-D leaf on Muon).
+    learning_rate: ``λ``, a multiplier of the estimates (float or schedule).
+    scope: ``"global"`` or ``"leaf"`` for the Muon leaves' estimate.
+    beta: Momentum ``β``.
+    nesterov: Nesterov momentum.
+    bias_correction: Adam-style bias correction of the momentum.
+    ns_steps: Newton–Schulz steps.
+    ns_coefficients: Newton–Schulz schedule.
+    ns_method: ``"newton_schulz"``, ``"gram_newton_schulz"`` or ``"svd"``.
+    weight_decay: Decoupled weight decay of the Muon leaves (times the step).
+    momentum_dtype: dtype of the Muon momentum buffer.
+    adam_b1: Prodigy's ``β₁``.
+    adam_b2: Prodigy's ``β₂``.
+    adam_eps: Prodigy's ``eps``.
+    adam_weight_decay: Prodigy's weight decay.
+    beta3: Decay of the estimate's sums (both branches; Prodigy's ``β₃``).
+    d0: Initial estimate (both branches).
+    coef: Multiplier of the estimate (both branches).
+    batch: Batched orthogonalization (see :func:`normax.scale_by_lmo`).
+
+  Returns:
+    An ``optax.GradientTransformation`` (needs ``params`` in ``update``).
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, normax
+    >>> params = {"w": jnp.ones((4, 8)), "b": jnp.zeros(8)}
+    >>> tx = normax.muon_free()
+    >>> state = tx.init(params)
+    >>> grads = {"w": jax.random.normal(jax.random.key(0), (4, 8)), "b": jnp.ones(8)}
+    >>> u, state = tx.update(grads, state, params)
+    >>> bool((u["b"] < 0).all()), bool(jnp.abs(u["w"]).max() < 1e-5)  # tiny first steps
+    (True, True)
+
+  References:
+    Jordan et al., *Muon*, 2024; Mishchenko & Defazio, *Prodigy*, 2023;
+    Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.
+  """
+  spectral = Spectral(method=ns_method, steps=ns_steps, coefficients=ns_coefficients)
+  hidden = adaptive_step(
+    optax.chain(
+      momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=momentum_dtype),
+      scale_by_lmo(spectral, batch=batch),
+      optax.add_decayed_weights(weight_decay),
+    ),
+    spectral,
+    learning_rate=learning_rate,
+    scope=scope,
+    beta3=beta3,
+    d0=d0,
+    coef=coef,
+  )
+  adam = optax.contrib.prodigy(
+    learning_rate,
+    betas=(adam_b1, adam_b2),
+    beta3=beta3,
+    eps=adam_eps,
+    estim_lr0=d0,
+    estim_lr_coef=coef,
+    weight_decay=adam_weight_decay,
+  )
+  label_fn = checked_labels(
+    _default_muon_labels if labels is None else labels,
+    _MUON_FREE_LABELS,
+    "normax.muon_free",
+    fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
+  )
+  return optax.partition({"muon": optax.chain(hidden, optax.scale(-1.0)), "adam": adam}, label_fn)

@@ -1,0 +1,246 @@
+"""Shampoo: steepest descent under a learned norm (Kronecker-factored preconditioning)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from normax._base import where_nonzero
+from normax._registry import get_norm
+
+_F32 = jnp.float32
+
+
+def block_dims(m: int, n: int, block_size: int | None) -> tuple[int, int]:
+  """The block shape ``(b_m, b_n)`` of an ``m×n`` matrix: each side capped at ``block_size``."""
+  if block_size is None:
+    return m, n
+  return min(m, block_size), min(n, block_size)
+
+
+def to_blocks(x: jax.Array, block_size: int | None) -> jax.Array:
+  """``(..., m, n) -> (..., m/b_m, n/b_n, b_m, b_n)``, zero-padding each side to a multiple."""
+  *lead, m, n = x.shape
+  bm, bn = block_dims(m, n, block_size)
+  pm, pn = -(-m // bm) * bm, -(-n // bn) * bn
+  if (pm, pn) != (m, n):
+    x = jnp.pad(x, [(0, 0)] * len(lead) + [(0, pm - m), (0, pn - n)])
+  x = x.reshape(*lead, pm // bm, bm, pn // bn, bn)
+  return jnp.swapaxes(x, -3, -2)
+
+
+def from_blocks(xb: jax.Array, m: int, n: int) -> jax.Array:
+  """Inverse of :func:`to_blocks` for an original ``m×n`` matrix (drops the padding)."""
+  *lead, nbm, nbn, bm, bn = xb.shape
+  x = jnp.swapaxes(xb, -3, -2).reshape(*lead, nbm * bm, nbn * bn)
+  return x[..., :m, :n]
+
+
+def factor_shapes(shape: tuple[int, ...], block_size: int | None):
+  """Shapes of the left and right Kronecker factors of a leaf, blocks as batch axes."""
+  *lead, m, n = shape
+  bm, bn = block_dims(m, n, block_size)
+  grid = (-(-m // bm), -(-n // bn))
+  return (*lead, *grid, bm, bm), (*lead, *grid, bn, bn)
+
+
+def mT(x: jax.Array) -> jax.Array:
+  return jnp.swapaxes(x, -1, -2)
+
+
+def matrix_leaves(params: Any, what: str) -> None:
+  """Raises a ``ValueError`` naming every leaf of rank < 2 (Kronecker factors need a matrix)."""
+  bad = [
+    (jax.tree_util.keystr(path), jnp.shape(leaf))
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+    if jnp.ndim(leaf) < 2
+  ]
+  if bad:
+    listing = ", ".join(f"{p} {s}" for p, s in bad)
+    raise ValueError(
+      f"{what} preconditions matrices (..., fan_in, fan_out); these leaves have rank < 2:"
+      f" {listing}. Give them another transform with optax.partition, e.g. label them"
+      " 'bias' and use normax.scale_by_lmo('bias_rms') there."
+    )
+
+
+def inverse_root(mat: jax.Array, exponent: float, eps: float) -> jax.Array:
+  """``(A + ε λ_max I)^{-exponent}`` of symmetric PSD matrices by eigendecomposition.
+
+  Directions with a zero regularized eigenvalue (e.g. ``A = 0``) map to 0, not inf.
+  """
+  w, q = jnp.linalg.eigh(mat)
+  w = jnp.maximum(w, 0.0)
+  den = w + eps * jnp.max(w, axis=-1, keepdims=True)
+  inv = jnp.where(den > 0, jnp.where(den > 0, den, 1.0) ** -exponent, 0.0)
+  return (q * inv[..., None, :]) @ mT(q)
+
+
+class ShampooState(NamedTuple):
+  """State of :func:`scale_by_shampoo`: the factors and their cached inverse roots.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> state = normax.scale_by_shampoo(block_size=2).init({"w": jnp.ones((4, 3))})
+    >>> state.left["w"].shape, state.right["w"].shape  # (blocks, blocks, b, b)
+    ((2, 2, 2, 2), (2, 2, 2, 2))
+  """
+
+  count: jax.Array
+  left: optax.Updates
+  right: optax.Updates
+  left_root: optax.Updates
+  right_root: optax.Updates
+
+
+def scale_by_shampoo(
+  *,
+  beta2: float | None = 0.999,
+  exponent: float = 0.25,
+  eps: float = 1e-6,
+  block_size: int | None = None,
+  precondition_every: int = 1,
+  graft: Any = None,
+) -> optax.GradientTransformation:
+  r"""Shampoo's Kronecker-factored preconditioning of each matrix (a learned norm).
+
+  For each matrix ``G`` (last two axes; leading axes and blocks are
+  independent), with ``e`` the exponent:
+
+  .. math::
+    L \leftarrow β_2 L + (1-β_2)\, G Gᵀ, \quad
+    R \leftarrow β_2 R + (1-β_2)\, Gᵀ G, \quad
+    G \mapsto \hat L^{-e}\, G\, \hat R^{-e},
+
+  with ``L̂ = L/(1-β_2^t)`` (bias-corrected) and the inverse roots taken by
+  eigendecomposition, regularized as ``(L̂ + ε λ_max(L̂) I)^{-e}``
+  (relative ``ε``; a zero factor maps to a zero update). ``beta2=None``
+  accumulates plain sums ``L ← L + GGᵀ`` (original Shampoo, Adagrad-like).
+
+  **As a norm.** Shampoo is steepest descent under the norm
+  ``‖ΔW‖ = ‖L^{e} ΔW R^{e}‖`` learned from the gradients. Without
+  accumulation (``beta2=0``, ``e = 1/4``) it is the spectral LMO: with
+  ``G = UΣVᵀ``, ``(GGᵀ)^{-1/4} G (GᵀG)^{-1/4} = UVᵀ``, the direction of
+  :class:`normax.Spectral` (which scales it by ``√(d_out/d_in)``); with
+  accumulation it searches for the norm (Bernstein & Newhouse, 2024,
+  Sec. 3.2).
+
+  Args:
+    beta2: EMA decay of the factors, or ``None`` for plain sums.
+    exponent: ``e`` of each side (``1/4``: Shampoo for matrices; ``1/2``
+      gives the "Shampoo²"/one-sided whitening variants).
+    eps: Relative regularization of the factors' eigenvalues.
+    block_size: Split each side longer than this into blocks (zero-padded to
+      a multiple), each block with its own factors: memory ``O(b²)`` per
+      block instead of ``O(d²)`` per matrix. ``None``: no blocking.
+    precondition_every: Recompute the inverse roots every this many steps
+      (the first step always); the factors are updated every step.
+    graft: Take each tensor's step size from another norm's LMO (grafting):
+      ``None`` keeps Shampoo's own; a :class:`normax.Norm` or name ``N``
+      rescales the direction ``D`` to ``‖N.dualize(G)‖_F · D / ‖D‖_F``.
+      ``"spectral"`` makes the unaccumulated case exactly
+      ``Spectral().dualize``; ``normax.Sign(normalized=False)`` grafts sign
+      descent's (RMSprop-without-EMA's) step size.
+
+  Returns:
+    An ``optax.GradientTransformation``; chain ``normax.momentum`` around it
+    and ``optax.scale_by_learning_rate`` after it.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> tx = normax.scale_by_shampoo(beta2=0.0, eps=0.0)
+    >>> g = {"w": jnp.array([[3.0, 0.0], [0.0, 0.5]])}
+    >>> u, _ = tx.update(g, tx.init(g))
+    >>> jnp.round(u["w"], 4)  # no accumulation: U Vᵀ
+    Array([[1., 0.],
+           [0., 1.]], dtype=float32)
+
+  References:
+    Gupta, Koren & Singer, *Shampoo: Preconditioned Stochastic Tensor
+    Optimization*, 2018, Alg. 1; Anil et al., *Scalable Second Order
+    Optimization for Deep Learning*, 2020 (blocking, grafting, infrequent
+    roots); Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.2.
+  """
+  # Python numbers are checked here; under optax.inject_hyperparams they arrive traced.
+  if isinstance(beta2, int | float) and not 0 <= beta2 < 1:
+    raise ValueError(f"beta2 must be in [0, 1) or None (plain sums), got {beta2}.")
+  if not (isinstance(precondition_every, int) and precondition_every >= 1):
+    raise ValueError(f"precondition_every must be an int >= 1, got {precondition_every!r}.")
+  if block_size is not None and not (isinstance(block_size, int) and block_size >= 1):
+    raise ValueError(f"block_size must be None or an int >= 1, got {block_size!r}.")
+  graft_norm = None if graft is None else get_norm(graft)
+
+  def init_fn(params):
+    matrix_leaves(params, "normax.scale_by_shampoo")
+
+    def factors(side):
+      return jax.tree.map(
+        lambda p: jnp.zeros(factor_shapes(jnp.shape(p), block_size)[side], _F32), params
+      )
+
+    return ShampooState(
+      count=jnp.zeros([], jnp.int32),
+      left=factors(0),
+      right=factors(1),
+      left_root=factors(0),
+      right_root=factors(1),
+    )
+
+  def update_fn(updates, state, params=None):
+    del params
+    matrix_leaves(updates, "normax.scale_by_shampoo")
+    count = optax.safe_int32_increment(state.count)
+    if beta2 is None:
+      decay, weight, correction = 1.0, 1.0, 1.0
+    else:
+      decay, weight = beta2, 1.0 - beta2
+      correction = 1.0 - beta2 ** count.astype(_F32)
+    refresh = state.count % precondition_every == 0
+
+    def leaf(g, left, right, left_root, right_root):
+      m, n = g.shape[-2:]
+      gb = to_blocks(g.astype(_F32), block_size)
+      left = decay * left + weight * (gb @ mT(gb))
+      right = decay * right + weight * (mT(gb) @ gb)
+
+      def roots(_):
+        return (
+          inverse_root(left / correction, exponent, eps),
+          inverse_root(right / correction, exponent, eps),
+        )
+
+      if precondition_every == 1:
+        left_root, right_root = roots(None)
+      else:
+        left_root, right_root = jax.lax.cond(
+          refresh, roots, lambda _: (left_root, right_root), None
+        )
+      d = from_blocks(left_root @ gb @ right_root, m, n)
+      if graft_norm is not None:
+        graft_norm.check(g.shape, g.dtype)
+        d = d * _fro_ratio(graft_norm.dualize(g.astype(_F32)), d)
+      return d.astype(g.dtype), left, right, left_root, right_root
+
+    flat, treedef = jax.tree.flatten(updates)
+    rest = [treedef.flatten_up_to(t) for t in state[1:]]
+    outs = [leaf(*args) for args in zip(flat, *rest, strict=True)]
+    if not outs:
+      return updates, state._replace(count=count)
+    out, left, right, left_root, right_root = (
+      treedef.unflatten(list(c)) for c in zip(*outs, strict=True)
+    )
+    return out, ShampooState(count, left, right, left_root, right_root)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _fro_ratio(target: jax.Array, d: jax.Array) -> jax.Array:
+  """``‖target‖_F / ‖d‖_F`` per matrix (last two axes), broadcastable against ``d``."""
+
+  def fro(x):
+    return jnp.sqrt(jnp.sum(jnp.square(x), axis=(-2, -1), keepdims=True))
+
+  return where_nonzero(fro(d), fro(target))

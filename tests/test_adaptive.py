@@ -1,0 +1,264 @@
+"""The adaptive step against optax's Prodigy and a float64 numpy implementation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from test_flax import ScanGpt, train
+
+import normax
+
+# A convex quadratic ½ Σ c ⊙ (x - x*)² with its minimizer far from the start.
+SHAPES = {"w": (5, 3), "v": (4, 6), "b": (3,)}
+
+
+def problem(shapes=SHAPES, seed=0):
+  rng = np.random.default_rng(seed)
+  x0 = {k: rng.standard_normal(s) for k, s in shapes.items()}
+  target = {k: x0[k] + 3.0 * rng.standard_normal(s) for k, s in shapes.items()}
+  weight = {k: rng.uniform(0.5, 2.0, s) for k, s in shapes.items()}
+  return x0, target, weight
+
+
+def jax_loss(target, weight):
+  t = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), target)
+  c = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), weight)
+  return lambda p: sum(0.5 * jnp.sum(c[k] * (p[k] - t[k]) ** 2) for k in p)
+
+
+def run(tx, params, loss, steps):
+  state = tx.init(params)
+
+  @jax.jit
+  def step(p, s):
+    u, s = tx.update(jax.grad(loss)(p), s, p)
+    return optax.apply_updates(p, u), s
+
+  for _ in range(steps):
+    params, state = step(params, state)
+  return params, state, step
+
+
+def as_f32(tree):
+  return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)
+
+
+@pytest.mark.parametrize(
+  "beta3, learning_rate, safeguard",
+  [(0.9, 1.0, False), (1.0, optax.linear_schedule(1.0, 0.2, 30), True), (0.999**0.5, 0.5, False)],
+)
+def test_elementwise_sign_case_is_prodigy(beta3, learning_rate, safeguard):
+  """Sign(normalized=False), global scope, unit masses = optax.contrib.prodigy(betas=(0, 0), eps=0).
+
+  Prodigy with β₁ = β₂ = 0 steps by d·λ·g/|g| (its bias corrections are 1),
+  and its sums are weighted by λd²/d₀ (λd²·... with ``safeguard_warmup``
+  dropping λ from ``s``): the same recursion as ``adaptive_step``.
+  """
+  x0, target, weight = problem()
+  loss = jax_loss(target, weight)
+  sign = normax.Sign(normalized=False)
+  est = dict(beta3=beta3, d0=1e-3, coef=1.0)
+  ours = optax.chain(
+    normax.adaptive_step(
+      normax.scale_by_lmo(sign),
+      sign,
+      learning_rate=learning_rate,
+      safeguard_warmup=safeguard,
+      **est,
+    ),
+    optax.scale(-1.0),
+  )
+  prodigy = optax.contrib.prodigy(
+    learning_rate,
+    betas=(0.0, 0.0),
+    beta3=beta3,
+    eps=0.0,
+    estim_lr0=est["d0"],
+    estim_lr_coef=est["coef"],
+    safeguard_warmup=safeguard,
+  )
+  p_ours, s_ours, _ = run(ours, as_f32(x0), loss, 25)
+  p_ref, s_ref, _ = run(prodigy, as_f32(x0), loss, 25)
+  assert float(s_ref.estim_lr) > 50 * est["d0"]  # the estimate did grow
+  np.testing.assert_allclose(s_ours[0].distance, s_ref.estim_lr, rtol=1e-5)
+  for k in SHAPES:
+    np.testing.assert_allclose(p_ours[k], p_ref[k], rtol=1e-5, atol=1e-5)
+
+
+# -- numpy reference under the spectral norm ------------------------------------
+
+
+def np_spectral_dualize(g):
+  u, _, vt = np.linalg.svd(g, full_matrices=False)
+  return np.sqrt(g.shape[1] / g.shape[0]) * (u @ vt)
+
+
+def np_spectral_dual_norm(g):
+  return np.sqrt(g.shape[1] / g.shape[0]) * np.linalg.svd(g, compute_uv=False).sum()
+
+
+def np_spectral_norm(w):
+  return np.sqrt(w.shape[0] / w.shape[1]) * np.linalg.svd(w, compute_uv=False).max()
+
+
+def np_adaptive_spectral(x0, target, weight, masses, scope, steps, beta3, d0):
+  """Adaptive steps of ``masses[l] · dualize_l(g_l)`` under the spectral norm, float64."""
+  keys = list(x0)
+  x = {k: x0[k].copy() for k in keys}
+  s = {k: np.zeros_like(x0[k]) for k in keys}
+  d = {k: d0 for k in keys} if scope == "leaf" else d0
+  r = {k: 0.0 for k in keys} if scope == "leaf" else 0.0
+  history = []
+  for _ in range(steps):
+    g = {k: weight[k] * (x[k] - target[k]) for k in keys}
+    dk = dict(d) if scope == "leaf" else dict.fromkeys(keys, d)
+    ips = {}
+    for k in keys:
+      w = dk[k] ** 2 / d0
+      s[k] = beta3 * s[k] + w * g[k]
+      ips[k] = w * np.sum(g[k] * (x0[k] - x[k]))
+    if scope == "leaf":
+      for k in keys:
+        r[k] = beta3 * r[k] + ips[k]
+        d[k] = max(d[k], r[k] / (masses[k] * np_spectral_dual_norm(s[k])))
+    else:
+      r = beta3 * r + sum(ips.values())
+      d = max(d, r / sum(masses[k] * np_spectral_dual_norm(s[k]) for k in keys))
+    for k in keys:
+      x[k] = x[k] - dk[k] * masses[k] * np_spectral_dualize(g[k])
+    history.append(d)
+  return x, history
+
+
+@pytest.mark.parametrize("scope", ["global", "leaf"])
+def test_spectral_matches_numpy_and_never_overshoots(scope):
+  shapes = {"w": (5, 3), "v": (4, 6)}
+  x0, target, weight = problem(shapes, seed=1)
+  masses = {"w": 1.0, "v": 0.5}
+  spectral = normax.Spectral(method="svd")
+  tx = optax.chain(
+    normax.adaptive_step(
+      optax.chain(normax.scale_by_lmo(spectral), normax.scale_by_radius(masses)),
+      spectral,
+      scope=scope,
+      masses=masses,
+      beta3=1.0,
+      d0=1e-4,
+    ),
+    optax.scale(-1.0),
+  )
+  steps = 30
+  params, state, step = run(tx, as_f32(x0), jax_loss(target, weight), steps)
+  want_x, history = np_adaptive_spectral(x0, target, weight, masses, scope, steps, 1.0, 1e-4)
+  for k in shapes:
+    np.testing.assert_allclose(params[k], want_x[k], rtol=1e-3, atol=1e-3)
+  # D-Adaptation's bound: d never exceeds the distance to the minimizer in the norm.
+  dist = {k: np_spectral_norm(x0[k] - target[k]) / masses[k] for k in shapes}
+  final = history[-1]
+  if scope == "global":
+    assert max(history) <= max(dist.values()) * (1 + 1e-9)
+    assert final > 0.2 * max(dist.values())  # and it is not vacuous: d grew from 1e-4
+    np.testing.assert_allclose(state[0].distance, final, rtol=1e-3)
+  else:
+    for k in shapes:
+      assert max(h[k] for h in history) <= dist[k] * (1 + 1e-9)
+      assert final[k] > 0.2 * dist[k]
+      np.testing.assert_allclose(state[0].distance[k], final[k], rtol=1e-3)
+  assert step._cache_size() == 1
+
+
+# -- named optimizers -------------------------------------------------------------
+
+SPECS = {
+  "hidden": normax.LayerSpec(normax.Spectral(method="svd"), radius=2.0),
+  "head": normax.LayerSpec("sign", radius=10.0),
+  "bias": normax.LayerSpec("bias_rms", radius=0.5),
+}
+LABELS = {"w": "hidden", "v": "head", "b": "bias"}
+
+
+@pytest.mark.parametrize("scope", ["global", "label", "leaf"])
+def test_scion_free_first_step_is_scion_at_d0_and_it_descends(scope):
+  x0, target, weight = problem()
+  params, loss = as_f32(x0), jax_loss(target, weight)
+  grads = jax.grad(loss)(params)
+  # Unconstrained: the minimizer lies outside the radii's balls.
+  free = normax.scion_free(SPECS, LABELS, scope=scope, d0=1e-3, constrained=False)
+  u_free, _ = free.update(grads, free.init(params), params)
+  scion = normax.scion(1e-3, SPECS, LABELS, constrained=False)
+  u_scion, _ = scion.update(grads, scion.init(params), params)
+  for k in SHAPES:
+    np.testing.assert_allclose(u_free[k], u_scion[k], rtol=1e-5, atol=1e-9)
+  final, state, step = run(free, params, loss, 60)
+  assert float(loss(final)) < 0.5 * float(loss(params))
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state))
+  assert step._cache_size() == 1
+
+
+def test_muon_free_branches():
+  """Muon leaves: -d₀·Spectral.dualize of the Nesterov momentum first; others: Prodigy."""
+  x0, target, weight = problem()
+  params, loss = as_f32(x0), jax_loss(target, weight)
+  grads = jax.grad(loss)(params)
+  labels = {"w": "muon", "v": "muon", "b": "adam"}
+  tx = normax.muon_free(labels, d0=1e-3, ns_method="svd")
+  u, _ = tx.update(grads, tx.init(params), params)
+  muon = normax.muon(1e-3, labels=labels, shape_scaling="rms", ns_method="svd")
+  u_muon, _ = muon.update(grads, muon.init(params), params)
+  for k in ("w", "v"):
+    np.testing.assert_allclose(u[k], u_muon[k], rtol=1e-5, atol=1e-9)
+  final, _, _ = run(tx, params, loss, 40)
+  b_only = optax.contrib.prodigy(1.0, estim_lr0=1e-3, beta3=0.999**0.5)
+  ref, _, _ = run(b_only, {"b": params["b"]}, lambda p: loss({**params, "b": p["b"]}), 40)
+  np.testing.assert_allclose(final["b"], ref["b"], rtol=1e-5, atol=1e-6)
+  assert float(loss(final)) < float(loss(params))
+
+
+def test_zero_gradients_give_zero_updates():
+  params = as_f32(problem()[0])
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  for scope in ("global", "leaf"):  # (unconstrained: the decay μ·x is not a gradient)
+    tx = normax.scion_free(SPECS, LABELS, scope=scope, constrained=False)
+    state = tx.init(params)
+    for _ in range(2):
+      u, state = tx.update(zeros, state, params)
+    for k in SHAPES:
+      np.testing.assert_array_equal(u[k], np.zeros(SHAPES[k]))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(state))
+
+
+def test_errors():
+  params = as_f32(problem()[0])
+  tx = normax.scion_free(SPECS, LABELS)
+  with pytest.raises(ValueError, match="needs the parameters"):
+    tx.update(params, tx.init(params))
+  with pytest.raises(ValueError, match="scope"):
+    normax.scion_free(SPECS, LABELS, scope="layer")
+  with pytest.raises(ValueError, match=r"\['b'\]"):
+    bare = normax.adaptive_step(normax.scale_by_lmo({"w": "sign", "v": "sign", "b": None}), None)
+    bare.update(params, bare.init(params), params)
+
+
+@pytest.mark.slow  # a 30-step nnx training run
+def test_scion_free_trains_a_scanned_nnx_model_with_the_gpt_preset():
+  """No learning rate: presets.scion_gpt's radii, a scanned stack, inside nnx.Optimizer."""
+  model = ScanGpt(nnx.Rngs(0))
+  labels, specs = normax.presets.scion_gpt()
+  optimizer = nnx.Optimizer(model, normax.scion_free(specs, labels), wrt=nnx.Param)
+  losses = train(model, optimizer, 30)
+  assert losses[-1] < 0.1 * losses[0], losses
+
+
+def test_under_inject_hyperparams():
+  params = as_f32(problem()[0])
+  tx = optax.inject_hyperparams(normax.scion_free, static_args=("specs", "labels"))(
+    specs=SPECS, labels=LABELS, learning_rate=0.5
+  )
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  for _ in range(2):
+    u, state = update(params, state, params)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(u))
+  assert float(state.hyperparams["learning_rate"]) == 0.5
