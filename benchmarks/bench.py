@@ -393,7 +393,7 @@ def bench_train(args) -> tuple[list[dict], dict]:
   info = {"model": str(example)}
   rows = []
   results = {}
-  for name in ("scion", "adamw"):
+  for name in args.train_optimizers:
     c = _config(
       Config,
       optimizer=name,
@@ -501,6 +501,11 @@ def parse(argv=None):
     choices=["newton_schulz", "gram_newton_schulz"],
     help="train section: Scion's Newton–Schulz form (the example's ns_method)",
   )
+  p.add_argument(
+    "--train-optimizers",
+    default="scion,adamw",
+    help="train section: comma-separated subset of the example's optimizers (adamw included)",
+  )
   p.add_argument("--train-width", type=int, default=256)
   p.add_argument("--train-depth", type=int, default=4)
   p.add_argument("--block-size", type=int, default=128)
@@ -509,6 +514,9 @@ def parse(argv=None):
   args = p.parse_args(argv)
   args.optimizers = args.optimizers.split(",")
   args.trees = args.trees.split(",")
+  args.train_optimizers = args.train_optimizers.split(",")
+  if "adamw" not in args.train_optimizers:
+    p.error("--train-optimizers must include adamw (the step times are reported relative to it)")
   unknown = set(args.optimizers) - set(OPTIMIZERS)
   if unknown:
     p.error(f"--optimizers: unknown {sorted(unknown)}; choose from {list(OPTIMIZERS)}")

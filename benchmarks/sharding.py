@@ -1,12 +1,23 @@
-"""Time of the spectral LMO update on sharded parameters, per strategy.
+"""Collectives and time of the spectral LMO update on sharded parameters, per strategy.
 
-Times ``normax.scale_by_lmo(normax.Spectral(sharding=...))`` (the jitted
-update alone) on a GPT-like tree of hidden matrices (per layer four d×d
+Two sections, on a GPT-like tree of hidden matrices (per layer four d×d
 attention matrices, a d×4d and a 4d×d MLP pair; as separate leaves, or as a
-scanned stack) sharded over a device mesh, against the same update on one
-device. Prints a table and writes JSON.
+scanned stack) sharded over a device mesh:
 
-  python benchmarks/sharding.py                  # 8 host CPU devices
+* ``hlo``: compiles the jitted ``normax.scale_by_lmo(normax.Spectral(sharding=...))``
+  update and counts the collectives of the compiled HLO (all-gather,
+  all-reduce, all-to-all, reduce-scatter, collective-permute) and their bytes
+  per device, inside the orthogonalization (ops under the named scope
+  ``normax_orthogonalize``: the Newton–Schulz iteration and its Frobenius
+  normalization) and outside it (the resharding around it), for every
+  strategy on FSDP, tensor-parallel (row or column), 2-D and scanned layouts.
+  Nothing is timed, so the table is the same on any machine.
+* ``time``: the update's median time against the same update on one device.
+
+Prints tables and writes JSON.
+
+  python benchmarks/sharding.py                  # 8 host CPU devices, both sections
+  python benchmarks/sharding.py --sections hlo   # collective counts only
   python benchmarks/sharding.py --devices 0      # whatever devices exist
 
 ``--devices N`` (N > 0) sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
@@ -21,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -32,7 +44,11 @@ def parse():
   p.add_argument("--width", type=int, nargs="+", default=[256, 512])
   p.add_argument("--depth", type=int, default=4)
   p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--sections", default="hlo,time", help="comma-separated: hlo, time")
+  p.add_argument("--hlo-width", type=int, default=128, help="d of the hlo section's tree")
+  p.add_argument("--hlo-depth", type=int, default=2)
   p.add_argument("--out", default="benchmarks/sharding.json")
+  p.add_argument("--markdown", default=None, help="also write the hlo table here")
   return p.parse_args()
 
 
@@ -48,6 +64,133 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 import normax  # noqa: E402
 
 STRATEGIES = ("partition", "gather", "distribute")
+HLO_STRATEGIES = ("auto", *STRATEGIES)
+COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "reduce-scatter", "collective-permute")
+SCOPE = "normax_orthogonalize"  # normax's named scope around the orthogonalization.
+_BYTES = {"f64": 8, "f32": 4, "s32": 4, "u32": 4, "bf16": 2, "f16": 2, "s8": 1, "u8": 1, "pred": 1}
+_LINE = re.compile(r"=\s*(?P<type>.*?)\s(?P<op>" + "|".join(COLLECTIVES) + r")(?P<start>-start)?\(")
+_SHAPE = re.compile(r"\b(?P<dtype>[a-z]+[0-9]*)\[(?P<dims>[0-9,]*)\]")
+
+
+def hlo_collectives(text: str) -> list[dict]:
+  """The collectives of a compiled HLO module's text, one dict per instruction.
+
+  ``op``: the collective's kind; ``bytes``: the size of its result on one
+  device (HLO shapes are per device after partitioning; an async ``-start``
+  counts its output half only, its ``-done`` not at all); ``inside``:
+  whether its ``op_name`` metadata lies in normax's orthogonalization scope.
+  """
+  out = []
+  for line in text.splitlines():
+    m = _LINE.search(line)
+    if m is None or "-done" in line.split("(")[0]:
+      continue
+    shapes = [
+      _BYTES.get(s["dtype"], 4) * math_prod(int(d) for d in s["dims"].split(",") if d)
+      for s in _SHAPE.finditer(m["type"])
+    ]
+    if m["start"] and m["op"] in ("all-gather", "collective-permute") and len(shapes) > 1:
+      shapes = shapes[len(shapes) // 2 :]  # (operands, outputs) of the async form.
+    name = re.search(r'op_name="([^"]*)"', line)
+    out.append(
+      {
+        "op": m["op"],
+        "bytes": sum(shapes),
+        "inside": bool(name) and SCOPE in name.group(1),
+      }
+    )
+  return out
+
+
+def math_prod(values) -> int:
+  p = 1
+  for v in values:
+    p *= v
+  return p
+
+
+def summarize(colls: list[dict]) -> dict:
+  """Counts and bytes per kind, inside and outside the orthogonalization."""
+  row = {}
+  for where in ("inside", "outside"):
+    sel = [c for c in colls if c["inside"] == (where == "inside")]
+    row[f"{where}_count"] = len(sel)
+    row[f"{where}_bytes"] = sum(c["bytes"] for c in sel)
+    row[f"{where}_ops"] = {op: sum(c["op"] == op for c in sel) for op in COLLECTIVES}
+  return row
+
+
+def hlo_layout_specs(tree, layout: str, axes: tuple[str, ...]):
+  """PartitionSpecs of the hlo section's layouts.
+
+  ``fsdp``: each matrix's first axis over every device. ``tp_in``: the
+  fan-in axis over "model" (row parallel). ``tp_out``: the fan-out axis over
+  "model" (column parallel). ``2d``: Megatron (q, k, v, up column parallel,
+  o, down row parallel) over "model" and FSDP over "data" on the other axis.
+  A scanned stack's layer axis is not sharded.
+  """
+  if layout == "2d":
+    return layout_specs(tree, "tp", axes)
+
+  def spec(leaf):
+    lead = (None,) * (leaf.ndim - 2)
+    return P(
+      *lead, *{"fsdp": (axes, None), "tp_in": ("model", None), "tp_out": (None, "model")}[layout]
+    )
+
+  return jax.tree.map(spec, tree)
+
+
+def hlo_case(tree, specs, strategy: str, mesh) -> dict:
+  """Compiles the sharded update once and summarizes its collectives.
+
+  ``bytes / matrices``: collective bytes per device over the bytes of all
+  the orthogonalized matrices (each matrix moved in and out once, and no
+  more, gives at most 2).
+  """
+  tx = normax.scale_by_lmo(normax.Spectral(sharding=strategy))
+  update = jax.jit(lambda g: tx.update(g, tx.init(g))[0])
+  x = jax.tree.map(lambda v, s: jax.device_put(v, NamedSharding(mesh, s)), tree, specs)
+  with jax.set_mesh(mesh):
+    text = update.lower(x).compile().as_text()
+  row = summarize(hlo_collectives(text))
+  matrix_bytes = sum(v.size * v.dtype.itemsize for v in jax.tree.leaves(tree))
+  row["matrix_bytes"] = matrix_bytes
+  row["bytes / matrices"] = (row["inside_bytes"] + row["outside_bytes"]) / matrix_bytes
+  return row
+
+
+def hlo_rows(width: int, depth: int, mesh, strategies=HLO_STRATEGIES, layouts=None) -> list[dict]:
+  """``hlo_case`` for each tree (list, scanned), layout and strategy."""
+  axes = tuple(mesh.axis_names)
+  rows = []
+  for scanned in (False, True):
+    tree = gpt_tree(width, depth, scanned)
+    for layout in layouts or ("fsdp", "tp_in", "tp_out", "2d"):
+      specs = hlo_layout_specs(tree, layout, axes)
+      for strategy in strategies:
+        row = {"width": width, "depth": depth, "tree": "scan" if scanned else "list"}
+        row |= {"layout": layout, "strategy": strategy}
+        rows.append(row | hlo_case(tree, specs, strategy, mesh))
+  return rows
+
+
+def _ops(counts: dict) -> str:
+  short = {"all-gather": "AG", "all-reduce": "AR", "all-to-all": "A2A"}
+  short |= {"reduce-scatter": "RS", "collective-permute": "CP"}
+  return " ".join(f"{n}{short[op]}" for op, n in counts.items() if n) or "—"
+
+
+def hlo_markdown(rows: list[dict]) -> str:
+  head = "| tree | layout | strategy | inside: collectives | inside KiB | outside: collectives"
+  head += " | outside KiB | bytes / matrices |\n|---|---|---|---|---|---|---|---|\n"
+  lines = [
+    f"| {r['tree']} | {r['layout']} | {r['strategy']} | {_ops(r['inside_ops'])}"
+    f" | {r['inside_bytes'] / 1024:.0f} | {_ops(r['outside_ops'])}"
+    f" | {r['outside_bytes'] / 1024:.0f} | {r['bytes / matrices']:.2f} |"
+    for r in rows
+  ]
+  return head + "\n".join(lines) + "\n"
 
 
 def gpt_tree(width: int, depth: int, scanned: bool):
@@ -105,8 +248,17 @@ def main(args):
   shape = (2, n // 2) if n % 2 == 0 and n > 1 else (1, n)
   axes = ("data", "model")
   mesh = jax.make_mesh(shape, axes, axis_types=(AxisType.Explicit,) * 2)
+  sections = args.sections.split(",")
+  hlo = []
+  if "hlo" in sections:
+    hlo = hlo_rows(args.hlo_width, args.hlo_depth, mesh)
+    table = hlo_markdown(hlo)
+    print(table, flush=True)
+    if args.markdown:
+      with open(args.markdown, "w") as f:
+        f.write(table)
   rows = []
-  for width in args.width:
+  for width in args.width if "time" in sections else ():
     for scanned in (False, True):
       tree = gpt_tree(width, args.depth, scanned)
       base = None
@@ -151,6 +303,7 @@ def main(args):
       "jax": jax.__version__,
     },
     "rows": rows,
+    "hlo": hlo,
   }
   os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
   with open(args.out, "w") as f:

@@ -42,7 +42,7 @@ def muon(
   ns_steps: int = 5,
   ns_coefficients: str | tuple = "quintic",
   ns_method: str = "newton_schulz",
-  ns_sharding: str = "partition",
+  ns_sharding: str = "auto",
   shape_scaling: Literal["muon", "rms"] = "muon",
   weight_decay: float | optax.Schedule = 0.0,
   weight_decay_mask: Any = None,
@@ -95,7 +95,7 @@ def muon(
     ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (fewer FLOPs on
       rectangular matrices), see :class:`normax.Spectral`.
     ns_sharding: Where Newton–Schulz runs on sharded parameters:
-      ``"partition"``, ``"gather"`` or ``"distribute"`` (the ``sharding``
+      ``"auto"``, ``"partition"``, ``"gather"`` or ``"distribute"`` (the ``sharding``
       option of :class:`normax.Spectral`; see ``docs/sharding.md``).
     shape_scaling: ``"muon"`` or ``"rms"``, see above.
     weight_decay: Decoupled weight decay of the Muon leaves.

@@ -52,12 +52,14 @@ class Spectral(Norm):
       GPU/TPU (products accumulate in float32). ``None``: float32.
     precision: ``jax.lax.Precision`` of the Newton–Schulz matmuls.
     sharding: Where the iteration runs on sharded parameters (see
-      ``docs/sharding.md``): ``"partition"`` (default; GSPMD splits each
-      matmul as the matrix is sharded), ``"gather"`` (replicate each matrix,
-      every device computes it) or ``"distribute"`` (spread the whole
-      matrices of a batch over the devices of the ``jax.set_mesh`` mesh).
-      The result is the same up to float rounding and keeps the input's
-      sharding.
+      ``docs/sharding.md``): ``"auto"`` (default; per group of matrices,
+      ``"distribute"`` for a batch, ``"gather"`` for a lone matrix,
+      ``"partition"`` only for a matrix too big for one device; no
+      collective inside the iteration otherwise), ``"partition"`` (GSPMD
+      splits each matmul as the matrix is sharded), ``"gather"`` (replicate
+      each matrix, every device computes it) or ``"distribute"`` (spread the
+      whole matrices of a batch over the devices of the mesh). The result is
+      the same up to float rounding and keeps the input's sharding.
     normalized: ``s = √(d_out/d_in)`` (default) rather than ``√d_out``.
     max: ``s = max(1, ·)`` of the above.
 
@@ -78,7 +80,7 @@ class Spectral(Norm):
   coefficients: str | tuple = "quintic"
   compute_dtype: str | None = None
   precision: str | None = None
-  sharding: Strategy = "partition"
+  sharding: Strategy = "auto"
   normalized: bool = True
   max: bool = False
   name = "spectral"

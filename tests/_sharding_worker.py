@@ -105,8 +105,8 @@ def explicit_cases(results):
   strategy and batch setting; the updates must keep the gradients' shardings."""
   mesh = jax.make_mesh((2, 4), AXES, axis_types=(AxisType.Explicit,) * 2)
   g = tree(jax.random.key(0))
-  for strategy in ("partition", "gather", "distribute"):
-    for batch in (True, False):
+  for strategy in ("auto", "partition", "gather", "distribute"):
+    for batch in (True, False) if strategy != "auto" else (True,):
       tx = normax.scale_by_lmo(normax.Spectral(sharding=strategy), batch=batch)
       ref = jax.jit(lambda u, tx=tx: tx.update(u, tx.init(u))[0])(g)
       for layout in LAYOUTS if batch else ("2d",):
@@ -274,11 +274,29 @@ def docs_case(results):
   }
 
 
+def hlo_cases(results):
+  """Collectives of the compiled default (``"auto"``) update on a GPT-like tree of
+  hidden matrices, per layout (``benchmarks/sharding.py``'s counter), and of
+  ``"partition"`` on FSDP as a control that the counter sees in-loop collectives."""
+  import importlib.util
+  import pathlib
+
+  path = pathlib.Path(__file__).parent.parent / "benchmarks" / "sharding.py"
+  spec = importlib.util.spec_from_file_location("_normax_bench_sharding", path)
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  mesh = jax.make_mesh((2, 4), AXES, axis_types=(AxisType.Explicit,) * 2)
+  for row in bench.hlo_rows(32, 2, mesh, strategies=("auto",)):
+    results[f"hlo/{row['tree']}/{row['layout']}/auto"] = row
+  for row in bench.hlo_rows(32, 2, mesh, strategies=("partition",), layouts=("fsdp",)):
+    results[f"hlo/{row['tree']}/{row['layout']}/partition"] = row
+
+
 def main():
   if jax.device_count() < 8:
     sys.exit(f"need 8 devices, got {jax.device_count()}: set XLA_FLAGS before JAX starts")
   results = {}
-  groups = sys.argv[1:] or ["lmo", "explicit", "optimizers", "train", "docs"]
+  groups = sys.argv[1:] or ["lmo", "explicit", "optimizers", "train", "docs", "hlo"]
   if "lmo" in groups:
     lmo_cases(results)
   if "explicit" in groups:
@@ -289,6 +307,8 @@ def main():
     training_case(results)
   if "docs" in groups:
     docs_case(results)
+  if "hlo" in groups:
+    hlo_cases(results)
   print(json.dumps(results))
 
 

@@ -60,3 +60,58 @@ def test_train_section(bench, ns_method, tmp_path):
     assert r["compilations"] == 1  # No recompilation after the first step.
     assert r["ms/step"] > 0 and r["peak MB"] > 0
   assert rows["scion"]["state MB"] < rows["adamw"]["state MB"]
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+  spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_gpu_check_fails_soft(gpu_check, tmp_path, monkeypatch):
+  def broken(args):
+    raise RuntimeError("no such piece here")
+
+  monkeypatch.setattr(gpu_check, "check_numerics", broken)
+  skip = "tests,update,ns,train"
+  out = gpu_check.main(["--quick", "--out-dir", str(tmp_path), "--skip", skip])
+  assert out["pieces"]["numerics"]["status"] == "error"
+  assert "no such piece here" in out["pieces"]["numerics"]["error"]
+  assert {out["pieces"][k]["status"] for k in skip.split(",")} == {"skipped"}
+  saved = json.loads((tmp_path / "gpu_check.json").read_text())
+  assert saved["pieces"]["numerics"]["status"] == "error"
+  assert "numerics: error" in (tmp_path / "gpu_check.md").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_end_to_end(gpu_check, tmp_path):
+  # Every piece but the test subset (a pytest run inside this one) on tiny sizes.
+  out = gpu_check.main(["--quick", "--out-dir", str(tmp_path), "--skip", "tests"])
+  for name in ("numerics", "update", "ns", "train"):
+    assert out["pieces"][name]["status"] == "ok", out["pieces"][name]
+  assert {r["optimizer"] for r in out["pieces"]["train"]["result"]} == {"scion", "muon", "adamw"}
+  update = out["pieces"]["update"]["result"]
+  assert {r["width"] for r in update} == {32}
+  assert all(r["ms"] > 0 for r in update)
+  text = (tmp_path / "gpu_check.md").read_text()
+  assert "## train" in text and "## Numerics on the device" in text
+
+
+@pytest.mark.slow
+def test_equal_quality_quick(tmp_path):
+  spec = importlib.util.spec_from_file_location("eq", ROOT / "benchmarks" / "equal_quality.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  argv = ["--quick", "--no-time", "--json", str(tmp_path / "q.json")]
+  out = mod.main([*argv, "--markdown", str(tmp_path / "q.md")])
+  rows = {(r["method"], r["steps"]): r for r in out["rows"]}
+  target = out["target"]["max |σ−1|"]
+  assert 0 < target < 1
+  # The same quintic in normax and optax: the same quality up to float rounding.
+  assert rows[("normax quintic", 5)]["reaches target"]
+  assert abs(rows[("normax quintic", 5)]["max |σ−1|"] - target) < 1e-3
+  # One Polar Express step cannot orthogonalize a real gradient.
+  assert not rows[("normax polar_express", 1)]["reaches target"]
+  assert "| method | fewest steps at target" in (tmp_path / "q.md").read_text()
