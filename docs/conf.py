@@ -132,8 +132,8 @@ def unicode_to_tex(line: str) -> str:
       return r"_{\mathrm{" + sub_word + "}}"
     return _word(word)
 
-  line = _TOKEN.sub(sub, line)
   line = re.sub(r"(?<=\S) {2,}(?=\S)", r" \\qquad ", line)  # Wide gaps separate formulas.
+  line = _TOKEN.sub(sub, line)
   line = re.sub(r"(?<=\}) (?=\\mathrm)", r"\\ ", line)  # Keep spaces between words.
   return "".join(_SYMBOLS.get(c, c) for c in line)
 
