@@ -1,7 +1,7 @@
 """Every norm against an independent numpy reference, the LMO identities, and edge cases.
 
-The references below follow DESIGN.md's table of norms (with its dimension factors) and are
-computed in float64 numpy, with ``np.linalg.svd`` for the spectral norms, from the very input
+The references below follow the table of norms in docs/design.md (with its dimension factors) and
+are computed in float64 numpy, with ``np.linalg.svd`` for the spectral norms, from the very input
 the norm saw (bfloat16 inputs are rounded first, so only the norm's own rounding is tolerated).
 """
 
@@ -47,7 +47,7 @@ def _lp_maximizer(g, q, axis):
 
 
 def _svd_parts(norm, g):
-  """(matrices, dualize scale) of DESIGN.md's table for Spectral / SpectralConv."""
+  """(matrices, dualize scale) of docs/design.md's table for Spectral / SpectralConv."""
   if isinstance(norm, normax.SpectralConv):
     core = g.ndim if norm.spatial_dims is None else norm.spatial_dims + 2
     batch, spatial = g.shape[: g.ndim - core], g.shape[g.ndim - core : -2]
@@ -68,7 +68,7 @@ def ns_scalar_map(coefficients, steps, x):
 
 
 def reference(norm, g):
-  """(dualize, dual_norm, norm) of ``g`` under ``norm`` per DESIGN.md, in float64 numpy."""
+  """(dualize, dual_norm, norm) of ``g`` under ``norm`` per docs/design.md, in float64 numpy."""
   g = np.asarray(g, np.float64)
   if isinstance(norm, normax.Spectral):
     mats, scale = _svd_parts(norm, g)
