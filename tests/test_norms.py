@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _reference import scalar_map
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,15 +59,6 @@ def _svd_parts(norm, g):
   return g, math.sqrt(d_out / d_in)
 
 
-def ns_scalar_map(coefficients, steps, x):
-  """The composed Newton–Schulz polynomial on normalized singular values, float64."""
-  from normax._newton_schulz import resolve_coefficients
-
-  for a, b, c in resolve_coefficients(coefficients, steps):
-    x = a * x + b * x**3 + c * x**5
-  return x
-
-
 def reference(norm, g):
   """(dualize, dual_norm, norm) of ``g`` under ``norm`` per docs/design.md, in float64 numpy."""
   g = np.asarray(g, np.float64)
@@ -77,7 +69,7 @@ def reference(norm, g):
       ps = np.ones_like(s)
     else:
       fro = np.sqrt((s**2).sum(-1, keepdims=True))
-      ps = ns_scalar_map(norm.coefficients, norm.steps, s / fro)
+      ps = scalar_map(norm.coefficients, norm.steps, s / fro)
     d = scale * (u * ps[..., None, :]) @ vt
     return d.reshape(g.shape), scale * s.sum(-1), s.max(-1) / scale
   if isinstance(norm, normax.Sign):
