@@ -25,8 +25,7 @@ def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
   and before ``optax.scale_by_learning_rate(γ)``, the step becomes
 
   .. math::
-    x \leftarrow x - γ\,(ρ\,\mathrm{dualize}(d) + μ x)
-      = (1 - γμ)\, x - γρ\, \mathrm{dualize}(d).
+    x ← x − γ·(ρ·dualize(d) + μ·x) = (1 − γμ)·x − γρ·dualize(d).
 
   ``μ = 1`` is the constrained SCG of Scion: a convex combination of ``x``
   and ``-(ρ/μ)·dualize(d)``, which lies in the ball of radius ``ρ/μ``, so a

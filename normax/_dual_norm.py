@@ -36,7 +36,7 @@ def scale_by_dual_norm(
   sharpness ``λ``:
 
   .. math::
-    g \mapsto \frac{\|g\|^†}{λ}\, \mathrm{dualize}(g),
+    g ↦ (‖g‖† / λ)·dualize(g),
 
   the minimizer of ``⟨g, Δ⟩ + (λ/2)‖Δ‖²`` up to sign (leading batch axes of
   a leaf are separate tensors, each with its own factor).
@@ -48,8 +48,7 @@ def scale_by_dual_norm(
   layer scales ``s_l = 1/m_l``) is
 
   .. math::
-    G_l \mapsto \frac{1}{λ} \Big(\sum_k m_k \|G_k\|^†_k\Big)\, m_l\,
-    \mathrm{dualize}_l(G_l):
+    G_l ↦ (1/λ)·(Σₖ m_k·‖G_k‖†_k)·m_l·dualize_l(G_l):
 
   one global factor, the mass-weighted sum of the layers' dual norms, and
   each layer's own dualized direction scaled by its mass.

@@ -416,9 +416,12 @@ def resolve_specs(params: Any, labels: Any, specs: Mapping[str, Any]) -> Any:
   """Each parameter's :class:`normax.LayerSpec`, checked against its shape.
 
   Labels every parameter, looks each label up in ``specs`` and checks that
-  the label's norm accepts the parameter's shape and dtype. Optimizers call
-  it to fail early with errors that name paths; users can call it to see
-  what a configuration does (or use :func:`label_table`).
+  the label's norm accepts the parameter's shape and dtype. Optimizers do
+  not call it (:func:`normax.scion` rejects unknown labels when
+  ``optax.partition`` labels the tree, and each norm checks its leaf when
+  the update is traced); call it before training to fail early, with errors
+  that name paths, and to see what a configuration does (or use
+  :func:`label_table`).
 
   Args:
     params: A params pytree (or updates, or ``jax.ShapeDtypeStruct``\\ s).

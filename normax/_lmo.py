@@ -42,8 +42,7 @@ def scale_by_lmo(norms: Any, *, batch: bool = True) -> optax.GradientTransformat
   Per leaf, with ``d`` the incoming update (e.g. a momentum):
 
   .. math::
-    d \mapsto \mathrm{dualize}(d) = \operatorname{argmax}_{\|t\| \le 1}
-    \langle d, t \rangle = -\mathrm{lmo}(d).
+    d ↦ dualize(d) = argmax_(‖t‖ ≤ 1) ⟨d, t⟩ = −lmo(d).
 
   The output is gradient-aligned, so the final
   ``optax.scale_by_learning_rate`` turns it into Scion's
@@ -63,9 +62,12 @@ def scale_by_lmo(norms: Any, *, batch: bool = True) -> optax.GradientTransformat
       (``d×4d`` with ``4d×d``) and a dtype in one batched call, instead of
       one call per leaf. The result is the per-leaf one up to float rounding.
       Grouping stacks the leaves (a copy) and transposes the minority
-      orientation; for sharded parameters (FSDP, tensor parallel) pass
-      ``batch=False`` so that every leaf keeps its own sharding and no
-      resharding is introduced by the stacking.
+      orientation. It suits sharded parameters too: on an ``Explicit`` mesh
+      every update keeps its leaf's sharding, and under
+      ``Spectral(sharding="distribute")`` the stack is what is spread over
+      the devices (``docs/sharding.md``). ``batch=False`` keeps one call per
+      leaf, e.g. so that ``"partition"`` works inside each leaf's own layout
+      when same-shape leaves are sharded very differently.
 
   Returns:
     A stateless ``optax.GradientTransformation``.

@@ -42,9 +42,9 @@ def momentum(
   With gradient ``g_t`` and ``β`` (Scion's ``α = 1 - β``):
 
   .. math::
-    d_t = β\, d_{t-1} + (1-β)\, g_t, \qquad
-    \text{output} = \begin{cases} β\, d_t + (1-β)\, g_t & \text{Nesterov} \\
-    d_t & \text{otherwise.} \end{cases}
+    d_t = β·d_(t−1) + (1 − β)·g_t,
+
+    output = β·d_t + (1 − β)·g_t  with Nesterov,  d_t  otherwise.
 
   ``init="zeros"`` starts from ``d_0 = 0``; ``init="first_gradient"`` sets
   ``d_1 = g_1`` (no warm-up from zero). ``bias_correction`` divides by

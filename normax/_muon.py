@@ -60,7 +60,7 @@ def muon(
   On leaves labelled ``"muon"`` (with ``d`` from :func:`normax.momentum`):
 
   .. math::
-    x \leftarrow x - γ\,\big(s(d_{in}, d_{out})\, U Vᵀ(d) + λ_{wd}\, x\big),
+    x ← x − γ·(s(d_in, d_out)·U Vᵀ(d) + λ_wd·x),
 
   where ``U Vᵀ`` is the Newton–Schulz polar factor and ``s`` is
   ``max(1, √(d_out/d_in))`` (``shape_scaling="muon"``, Jordan's Muon and
@@ -108,7 +108,8 @@ def muon(
     adam_eps_root: AdamW ``eps_root``.
     adam_weight_decay: AdamW weight decay.
     batch: Orthogonalize same-shape matrices in one batched call (see
-      :func:`normax.scale_by_lmo`); ``False`` for sharded parameters.
+      :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
+      either way, ``docs/sharding.md``).
 
   Returns:
     An ``optax.GradientTransformation``.

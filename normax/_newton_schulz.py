@@ -200,7 +200,7 @@ def newton_schulz(
   most 1), then each step applies an odd quintic to the singular values,
 
   .. math::
-    A = X Xᵀ, \qquad X \leftarrow a X + (b A + c A^2) X,
+    A = X Xᵀ,  X ← a·X + (b·A + c·A²)·X,
 
   with ``A`` formed on the short side of the matrix (``XᵀX`` for tall ones, so
   no transpose is materialized). Singular vectors are untouched, so the result

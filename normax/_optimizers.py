@@ -27,8 +27,7 @@ def steepest_descent(
   r"""Steepest descent under a norm, with sharpness ``λ`` (no momentum).
 
   .. math::
-    Δw = -\frac{γ}{λ}\, \|g\|^†\, \mathrm{dualize}(g)
-    = \operatorname{argmin}_{Δw} \langle g, Δw \rangle + \tfrac{λ}{2γ}\|Δw\|^2
+    Δw = −(γ/λ)·‖g‖†·dualize(g) = argmin_(Δw) ⟨g, Δw⟩ + (λ/2γ)·‖Δw‖²
 
   per leaf, or with ``modular=True`` the modular-norm version of
   :func:`normax.scale_by_dual_norm`. The chain is
@@ -83,7 +82,7 @@ def sign_descent(
   r"""Sign descent (``beta = 0``) or Signum (``beta > 0``).
 
   .. math::
-    d \leftarrow β d + (1-β) g, \qquad x \leftarrow x - γ\, \mathrm{sign}(d)
+    d ← β·d + (1 − β)·g,  x ← x − γ·sign(d)
 
   (divided by ``fan_in`` per matrix with ``normalized=True``, Scion's
   ``Sign``). The chain is ``optax.chain(normax.momentum(beta),
@@ -131,7 +130,7 @@ def normalized_sgd(
   r"""Normalized SGD: each leaf's (momentum) update divided by its Frobenius norm.
 
   .. math::
-    d \leftarrow β d + (1-β) g, \qquad x \leftarrow x - γ\, d / \|d\|_F
+    d ← β·d + (1 − β)·g,  x ← x − γ·d / ‖d‖_F
 
   per leaf (per matrix for stacked leaves). The chain is
   ``optax.chain(normax.momentum(beta), normax.scale_by_lmo(normax.Frobenius()),

@@ -146,7 +146,7 @@ def project_to_norm_ball(
   Optax transforms return updates, so this one returns
 
   .. math::
-    u \mapsto P(x + u) - x,
+    u ↦ P(x + u) − x,
 
   with ``P`` the per-leaf projection of :func:`normax.project`. Put it
   **last** in a chain, after the learning rate, so that

@@ -22,7 +22,7 @@ def scale_by_radius(radius: Any) -> optax.GradientTransformation:
   r"""Scales each update by its layer's radius ``ρ`` (Scion's per-layer scale).
 
   .. math::
-    u \mapsto ρ\, u,
+    u ↦ ρ·u,
 
   so after :func:`normax.scale_by_lmo` the step ``-γρ·dualize(d)`` has norm
   ``γρ`` in that layer's norm.

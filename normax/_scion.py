@@ -33,9 +33,9 @@ def scion(
   decay ``μ`` from ``specs[label]``:
 
   .. math::
-    d \leftarrow β d + (1-β) g, \qquad
-    x \leftarrow (1 - γμ)\, x - γρ\, \mathrm{dualize}(d)
-      = (1 - γμ)\, x + γρ\, \mathrm{lmo}(d).
+    d ← β·d + (1 − β)·g,
+
+    x ← (1 − γμ)·x − γρ·dualize(d) = (1 − γμ)·x + γρ·lmo(d).
 
   ``μ`` is ``spec.decay`` if set, else ``1`` when ``constrained`` (SCG: a
   layer inside its ball ``‖x‖ ≤ ρ`` stays inside for ``γ ≤ 1``) and ``0``
@@ -62,7 +62,8 @@ def scion(
     momentum_init: ``"zeros"`` or ``"first_gradient"``.
     momentum_dtype: dtype of the momentum buffer (e.g. ``jnp.bfloat16``).
     batch: Orthogonalize same-shape matrices in one batched call (see
-      :func:`normax.scale_by_lmo`); ``False`` for sharded parameters.
+      :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
+      either way, ``docs/sharding.md``).
 
   Returns:
     An ``optax.GradientTransformation``.

@@ -24,9 +24,11 @@ class Spectral(Norm):
   axes are a batch of independent matrices), with ``G = U Σ Vᵀ``:
 
   .. math::
-    \mathrm{dualize}(G) = \sqrt{d_{out}/d_{in}}\, U Vᵀ, \quad
-    \|G\|^† = \sqrt{d_{out}/d_{in}}\, \textstyle\sum_i σ_i, \quad
-    \|W\| = \sqrt{d_{in}/d_{out}}\, σ_{max}(W).
+    dualize(G) = √(d_out/d_in)·U Vᵀ,
+
+    ‖G‖† = √(d_out/d_in)·Σᵢ σᵢ,
+
+    ‖W‖ = √(d_in/d_out)·σ_max(W).
 
   Steepest descent under it is Shampoo without accumulation (Bernstein &
   Newhouse, 2024, Sec. 3.2) and, with momentum, Muon.
@@ -178,9 +180,11 @@ class SpectralConv(Spectral):
   ``k = prod(spatial)`` taps, and
 
   .. math::
-    \mathrm{dualize}(G) = \frac{\sqrt{c_{out}/c_{in}}}{k}\, U Vᵀ, \quad
-    \|G\|^† = \frac{\sqrt{c_{out}/c_{in}}}{k} \textstyle\sum_i σ_i, \quad
-    \|W\| = k \sqrt{c_{in}/c_{out}}\, σ_{max}(W),
+    dualize(G) = (√(c_out/c_in) / k)·U Vᵀ,
+
+    ‖G‖† = (√(c_out/c_in) / k)·Σᵢ σᵢ,
+
+    ‖W‖ = k·√(c_in/c_out)·σ_max(W),
 
   with ``U Σ Vᵀ`` the SVD of that reshape. This is Scion's convolution
   scaling (``Spectral`` on the flattened kernel, divided by the number of

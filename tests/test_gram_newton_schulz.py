@@ -4,18 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _reference import newton_schulz as plain_reference
 
 import normax
-from normax._newton_schulz import newton_schulz, resolve_coefficients
-
-
-def plain_reference(x, coefficients, steps):
-  x = np.asarray(x, np.float64)
-  x = x / np.linalg.norm(x, axis=(-2, -1), keepdims=True)
-  for a, b, c in resolve_coefficients(coefficients, steps):
-    gram = x @ np.swapaxes(x, -1, -2)
-    x = a * x + (b * gram + c * gram @ gram) @ x
-  return x
+from normax._newton_schulz import newton_schulz
 
 
 def conditioned(shape, lowest, seed=0):

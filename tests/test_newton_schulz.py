@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _reference import newton_schulz as numpy_newton_schulz
+from _reference import scalar_map
 
 import normax
 from normax._newton_schulz import resolve_coefficients
@@ -16,22 +18,6 @@ SCHEDULES = {  # name -> (coefficients, steps)
   "user_triple": ((3.0, -3.2, 1.2), 6),
   "user_per_step": (((4.0, -4.0, 1.0), (3.0, -2.5, 0.5), (1.875, -1.25, 0.375)), 5),
 }
-
-
-def numpy_newton_schulz(g, coefficients, steps):
-  """The iteration written from its definition, in float64: X ← aX + (bXXᵀ + c(XXᵀ)²)X."""
-  x = np.asarray(g, np.float64)
-  x = x / max(np.linalg.norm(x), 1e-300)
-  for a, b, c in resolve_coefficients(coefficients, steps):
-    gram = x @ x.T
-    x = a * x + (b * gram + c * gram @ gram) @ x
-  return x
-
-
-def scalar_map(coefficients, steps, s):
-  for a, b, c in resolve_coefficients(coefficients, steps):
-    s = a * s + b * s**3 + c * s**5
-  return s
 
 
 def matrix(kind, seed=0):

@@ -1,7 +1,7 @@
 """Every norm against an independent numpy reference, the LMO identities, and edge cases.
 
-The references below follow DESIGN.md's table of norms (with its dimension factors) and are
-computed in float64 numpy, with ``np.linalg.svd`` for the spectral norms, from the very input
+The references below follow the table of norms in docs/design.md (with its dimension factors) and
+are computed in float64 numpy, with ``np.linalg.svd`` for the spectral norms, from the very input
 the norm saw (bfloat16 inputs are rounded first, so only the norm's own rounding is tolerated).
 """
 
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _reference import scalar_map
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -47,7 +48,7 @@ def _lp_maximizer(g, q, axis):
 
 
 def _svd_parts(norm, g):
-  """(matrices, dualize scale) of DESIGN.md's table for Spectral / SpectralConv."""
+  """(matrices, dualize scale) of docs/design.md's table for Spectral / SpectralConv."""
   if isinstance(norm, normax.SpectralConv):
     core = g.ndim if norm.spatial_dims is None else norm.spatial_dims + 2
     batch, spatial = g.shape[: g.ndim - core], g.shape[g.ndim - core : -2]
@@ -58,17 +59,8 @@ def _svd_parts(norm, g):
   return g, math.sqrt(d_out / d_in)
 
 
-def ns_scalar_map(coefficients, steps, x):
-  """The composed Newton–Schulz polynomial on normalized singular values, float64."""
-  from normax._newton_schulz import resolve_coefficients
-
-  for a, b, c in resolve_coefficients(coefficients, steps):
-    x = a * x + b * x**3 + c * x**5
-  return x
-
-
 def reference(norm, g):
-  """(dualize, dual_norm, norm) of ``g`` under ``norm`` per DESIGN.md, in float64 numpy."""
+  """(dualize, dual_norm, norm) of ``g`` under ``norm`` per docs/design.md, in float64 numpy."""
   g = np.asarray(g, np.float64)
   if isinstance(norm, normax.Spectral):
     mats, scale = _svd_parts(norm, g)
@@ -77,7 +69,7 @@ def reference(norm, g):
       ps = np.ones_like(s)
     else:
       fro = np.sqrt((s**2).sum(-1, keepdims=True))
-      ps = ns_scalar_map(norm.coefficients, norm.steps, s / fro)
+      ps = scalar_map(norm.coefficients, norm.steps, s / fro)
     d = scale * (u * ps[..., None, :]) @ vt
     return d.reshape(g.shape), scale * s.sum(-1), s.max(-1) / scale
   if isinstance(norm, normax.Sign):

@@ -20,8 +20,11 @@ def _cells(notebook):
   return [(cell.cell_type, cell.source) for cell in notebook.cells]
 
 
-def test_there_are_notebooks():
-  assert len(SOURCES) >= 3
+def test_every_notebook_has_its_source():
+  orphans = sorted(
+    p.name for p in (ROOT / "notebooks").glob("*.ipynb") if not p.with_suffix(".py").exists()
+  )
+  assert not orphans, f"Notebooks without a py:percent source in notebooks/: {orphans}"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)

@@ -1,0 +1,159 @@
+"""Sphinx configuration of normax's documentation site.
+
+Build it with ``python -m sphinx -W -b html docs docs/_build/html`` (``pip install -e ".[docs]"``).
+The pages are Markdown (MyST); the API reference comes from the docstrings (autodoc + napoleon);
+the notebooks are rendered from their committed ``.ipynb`` without running them.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import shutil
+import sys
+
+DOCS = pathlib.Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(ROOT))  # Document this checkout, not another installed copy.
+
+project = "normax"
+author = "the normax authors"
+copyright = "2026, the normax authors"
+
+extensions = [
+  "sphinx.ext.autodoc",
+  "sphinx.ext.napoleon",
+  "sphinx.ext.mathjax",
+  "sphinx.ext.viewcode",
+  "myst_nb",
+]
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = ["_build", "_readme.md", "Thumbs.db", ".DS_Store"]
+root_doc = "index"
+
+# -- notebooks: the committed .ipynb, copied in, rendered as they are (never executed) --
+nb_execution_mode = "off"
+NOTEBOOKS = DOCS / "notebooks"
+NOTEBOOKS.mkdir(exist_ok=True)
+for _nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+  shutil.copyfile(_nb, NOTEBOOKS / _nb.name)
+
+# -- the README as the guide -----------------------------------------------------
+# guide.md includes _readme.md: the README with its links rewritten for the site (links to
+# docs/*.md become page links, images and other repository files point out of docs/, the
+# latter as downloads). Fenced code is left alone.
+_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def _site_link(m: re.Match) -> str:
+  bang, text, target = m.groups()
+  if "://" in target or target.startswith("#"):
+    return m.group(0)
+  path, hash_, anchor = target.partition("#")
+  if bang:
+    return f"![{text}](../{path})"
+  if path.startswith("docs/") and path.endswith(".md"):
+    return f"[{text}]({path.removeprefix('docs/')}{hash_}{anchor})"
+  return "{download}`" + text.replace("`", "") + f" <../{path}>`"
+
+
+def readme_for_site(text: str) -> str:
+  parts = re.split(r"(^```.*?^```)", text, flags=re.DOTALL | re.MULTILINE)
+  return "".join(p if p.startswith("```") else _LINK.sub(_site_link, p) for p in parts)
+
+
+(DOCS / "_readme.md").write_text(readme_for_site((ROOT / "README.md").read_text()))
+
+# -- Markdown ----------------------------------------------------------------
+myst_enable_extensions = ["dollarmath", "colon_fence"]
+myst_heading_anchors = 3
+
+# -- API reference -----------------------------------------------------------
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+
+html_theme = "furo"
+html_title = "normax"
+
+# -- docstring math: readable in help(), rendered by MathJax here --------------
+# Docstrings write their formulas in plain Unicode inside ``.. math::`` blocks, e.g.
+# ``x ← (1 − γμ)·x − γρ·dualize(d)``, so that ``help()`` shows them as they read. Here
+# each such block is rewritten into TeX for MathJax: words become upright text,
+# ``d_out`` a subscript, ``√(…)`` a root, ``‖·‖``, ``†``, ``ᵀ``, ``←`` their TeX forms.
+
+_SYMBOLS = {
+  "‖": r"\|",
+  "←": r"\leftarrow ",
+  "↦": r"\mapsto ",
+  "·": r"\cdot ",
+  "†": r"^{\dagger}",
+  "ᵀ": r"^{\top}",
+  "²": "^{2}",
+  "³": "^{3}",
+  "⁵": "^{5}",
+  "ᵢ": "_{i}",
+  "ⱼ": "_{j}",
+  "ₖ": "_{k}",
+  "ₗ": "_{l}",
+  "⟨": r"\langle ",
+  "⟩": r"\rangle ",
+  "−": "-",
+  "∈": r"\in ",
+  "≤": r"\le ",
+  "…": r"\dots ",
+}
+_TOKEN = re.compile(
+  r"√\(([^()]*)\)|([_^])\(([^()]*)\)|_([A-Za-z]{2,})|(?<![\\A-Za-z])([A-Za-z]{2,})"
+)
+
+
+def _word(w: str) -> str:
+  return (
+    r"\operatorname{" + w + "}"
+    if w in ("argmax", "argmin", "max", "min")
+    else (r"\mathrm{" + w + "}")
+  )
+
+
+def unicode_to_tex(line: str) -> str:
+  """One line of a docstring's Unicode formula as TeX (see the note above)."""
+
+  def sub(m: re.Match) -> str:
+    root, op, group, sub_word, word = m.groups()
+    if root is not None:
+      return r"\sqrt{" + unicode_to_tex(root) + "}"
+    if op is not None:
+      return op + "{" + unicode_to_tex(group) + "}"
+    if sub_word is not None:
+      return r"_{\mathrm{" + sub_word + "}}"
+    return _word(word)
+
+  line = re.sub(r"(?<=\S) {2,}(?=\S)", r" \\qquad ", line)  # Wide gaps separate formulas.
+  line = _TOKEN.sub(sub, line)
+  line = re.sub(r"(?<=\}) (?=\\mathrm)", r"\\ ", line)  # Keep spaces between words.
+  return "".join(_SYMBOLS.get(c, c) for c in line)
+
+
+def _math_blocks_to_tex(app, what, name, obj, options, lines):
+  del app, what, name, obj, options
+  i = 0
+  while i < len(lines):
+    if lines[i].strip() != ".. math::":
+      i += 1
+      continue
+    indent = len(lines[i]) - len(lines[i].lstrip())
+    i += 1
+    while i < len(lines) and (
+      not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > indent
+    ):
+      if lines[i].strip():
+        lines[i] = unicode_to_tex(lines[i])
+      i += 1
+
+
+def setup(app):
+  app.connect("autodoc-process-docstring", _math_blocks_to_tex)
