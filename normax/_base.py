@@ -15,6 +15,33 @@ def where_nonzero(den: jax.Array, num: jax.Array) -> jax.Array:
   return num / jnp.where(den == 0, jnp.ones_like(den), den)
 
 
+def scaled_by_max(x: jax.Array, axis) -> tuple[jax.Array, jax.Array]:
+  """``(x / m, m)`` with ``m = max |x|`` over ``axis`` (kept; ``1`` where ``m = 0``).
+
+  Every entry of ``x / m`` lies in ``[-1, 1]`` and the largest has size 1, so a
+  sum of squares of it neither overflows nor underflows whatever the scale of
+  ``x``: normalize by it before any ℓ2 norm or Newton–Schulz step, and the
+  result does not depend on the scale of the input. Non-finite input stays
+  visible: a NaN makes ``m`` NaN, an inf makes ``m`` inf and ``inf / inf``
+  NaN, so the whole slice comes out NaN. Zero-size slices give ``m = 1``.
+  """
+  m = jnp.max(jnp.abs(x), axis=axis, keepdims=True, initial=0)
+  m = jnp.where(m == 0, jnp.ones_like(m), m)
+  return x / m, m
+
+
+def unit_l2(x: jax.Array, axis) -> jax.Array:
+  """``x / ‖x‖₂`` over ``axis`` (0 where ``x`` is 0), computed without overflow."""
+  r, _ = scaled_by_max(x, axis)
+  return where_nonzero(jnp.sqrt(jnp.sum(jnp.square(r), axis=axis, keepdims=True)), r)
+
+
+def l2_norm(x: jax.Array, axis) -> jax.Array:
+  """``‖x‖₂`` over ``axis`` (kept), finite wherever the result is representable."""
+  r, m = scaled_by_max(x, axis)
+  return m * jnp.sqrt(jnp.sum(jnp.square(r), axis=axis, keepdims=True))
+
+
 def svd_safe(x: jax.Array) -> jax.Array:
   """``x`` with ±inf replaced by NaN: LAPACK's SVD never returns on an inf entry (CPU),
   while NaN comes back as NaN singular values, so non-finite input stays visible."""

@@ -9,7 +9,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from normax._base import Norm, compute_dtype, describe, svd_safe
+from normax._base import Norm, compute_dtype, describe, scaled_by_max, svd_safe
 from normax._newton_schulz import newton_schulz, orthogonalize_svd, resolve_coefficients
 from normax._sharding import Strategy, check_strategy, run_sharded, with_auto_axes
 
@@ -128,15 +128,19 @@ class Spectral(Norm):
     out = self.orthogonalize(mats)
     return (out.astype(compute_dtype(g)) * scale).astype(g.dtype).reshape(g.shape)
 
+  def _singular_values(self, x):
+    """Singular values of each matrix and the dualize scale; exact at any scale."""
+    mats, scale = self._as_matrices(x)
+    r, m = scaled_by_max(svd_safe(mats.astype(compute_dtype(x))), (-2, -1))
+    return m[..., 0] * jnp.linalg.svd(r, compute_uv=False), scale
+
   def _dual_norm(self, g):
-    mats, scale = self._as_matrices(g)
-    s = jnp.linalg.svd(svd_safe(mats.astype(compute_dtype(g))), compute_uv=False)
+    s, scale = self._singular_values(g)
     return scale * jnp.sum(s, axis=-1)
 
   def _norm(self, w):
-    mats, scale = self._as_matrices(w)
-    s = jnp.linalg.svd(svd_safe(mats.astype(compute_dtype(w))), compute_uv=False)
-    return jnp.max(s, axis=-1) / scale
+    s, scale = self._singular_values(w)
+    return jnp.max(s, axis=-1, initial=0) / scale
 
   def dual_norm(self, g):
     g = self._checked(g)

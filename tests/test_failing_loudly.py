@@ -1,0 +1,109 @@
+"""Bad or extreme input fails loudly: scale-free LMOs, checked values, unambiguous labels.
+
+Each test here is a case that used to fail silently (a zero or a tiny update, a wrong
+label, a misleading error) and now gives the right answer or an error that says what to do.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import normax
+
+# name -> (norm, shape of one leaf)
+SCALE_CASES = {
+  "spectral_ns": (normax.Spectral(), (6, 4)),
+  "spectral_gram": (normax.Spectral(method="gram_newton_schulz"), (4, 12)),
+  "spectral_svd": (normax.Spectral(method="svd"), (6, 4)),
+  "spectral_conv": (normax.SpectralConv(), (3, 3, 4, 5)),
+  "colnorm": (normax.ColNorm(), (6, 4)),
+  "rownorm": (normax.RowNorm(), (6, 4)),
+  "bias_rms": (normax.BiasRMS(), (7,)),
+  "frobenius": (normax.Frobenius(), (6, 4)),
+  "sign": (normax.Sign(), (6, 4)),
+  "l1_to_l2": (normax.L1ToLp(2.0), (6, 4)),
+  "l1_to_l3": (normax.L1ToLp(3.0), (6, 4)),
+  "l3_to_linf": (normax.LpToLinf(3.0), (6, 4)),
+}
+DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+
+
+def _powers_of_ten(dtype):
+  """Every k with 10^k·[0.5, 2] inside the dtype's normal range."""
+  fi = jnp.finfo(dtype)
+  lo = math.ceil(math.log10(float(fi.tiny) / 0.5))
+  hi = math.floor(math.log10(float(fi.max) / 4))
+  return np.arange(lo, hi + 1)
+
+
+def _gradient(shape, seed=0):
+  """Entries of size 0.5 to 2 with random signs: scaled by 10^k they stay normal numbers."""
+  rng = np.random.default_rng(seed)
+  return rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(SCALE_CASES))
+def test_dualize_does_not_depend_on_the_gradients_scale(name, dtype):
+  norm, shape = SCALE_CASES[name]
+  g = _gradient(shape)
+  ks = _powers_of_ten(dtype)
+  # Scaled in float64 and rounded once to the dtype: one leaf per power of ten.
+  stack = jnp.asarray(np.stack([g * 10.0**k for k in ks]), dtype)
+  got = np.asarray(jax.jit(jax.vmap(norm.dualize))(stack), np.float64)
+  want = np.asarray(norm.dualize(jnp.asarray(g, dtype)), np.float64)
+  assert np.abs(want).max() > 0
+  tol = (1e-4 if dtype == jnp.float32 else 3e-2) * np.abs(want).max()
+  for k, d in zip(ks, got, strict=True):
+    np.testing.assert_allclose(d, want, rtol=0, atol=tol, err_msg=f"{name} at 10^{k}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(SCALE_CASES))
+def test_zero_stays_zero_and_nan_or_inf_come_out_as_nan(name, dtype):
+  norm, shape = SCALE_CASES[name]
+  np.testing.assert_array_equal(np.asarray(norm.dualize(jnp.zeros(shape, dtype)), np.float32), 0)
+  g = jnp.asarray(_gradient(shape), dtype)
+  for bad in (np.nan, np.inf, -np.inf):
+    d = np.asarray(norm.dualize(g.at[(0,) * len(shape)].set(bad)), np.float32)
+    assert np.isnan(d).any() and not np.isinf(d).any(), (name, bad, d)
+
+
+@pytest.mark.parametrize(
+  "norm,shape",
+  [
+    (normax.Spectral(), (6, 4)),
+    (normax.SpectralConv(), (3, 3, 4, 5)),
+    (normax.ColNorm(), (6, 4)),
+    (normax.RowNorm(), (6, 4)),
+    (normax.BiasRMS(), (7,)),
+    (normax.Frobenius(), (6, 4)),
+    (normax.L1ToLp(3.0), (6, 4)),
+  ],
+)
+def test_dual_norm_and_norm_scale_linearly_instead_of_overflowing(norm, shape):
+  g = _gradient(shape)
+  for c in (1e-30, 1e20, 1e36):
+    x = jnp.asarray(g * c, jnp.float32)
+    for fn in (norm.dual_norm, norm.norm):
+      want = float(fn(jnp.asarray(g, jnp.float32)))
+      np.testing.assert_allclose(float(fn(x)) / c, want, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", (jnp.float32, jnp.bfloat16), ids=lambda d: jnp.dtype(d).name)
+def test_muon_step_on_a_matrix_does_not_depend_on_the_gradients_scale(dtype):
+  params = {"w": jnp.zeros((6, 4), dtype)}
+  tx = normax.muon(0.1)
+  g = _gradient((6, 4))
+
+  def step(scale):
+    grads = {"w": jnp.asarray(g * scale, dtype)}
+    return tx.update(grads, tx.init(params), params)[0]["w"]
+
+  want = np.asarray(step(1.0), np.float64)
+  tol = (1e-4 if dtype == jnp.float32 else 3e-2) * np.abs(want).max()
+  for k in (-30, -20, -10, 10, 20, 30):
+    np.testing.assert_allclose(np.asarray(step(10.0**k), np.float64), want, atol=tol, err_msg=k)
