@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
+import math
 from typing import ClassVar
 
 import jax
@@ -69,6 +71,23 @@ def describe(path: str | None) -> str:
   return f" at {path!r}" if path else ""
 
 
+def _zero_size_safe(fn, method: str):
+  """Wraps a norm's ``method`` so that a zero-size input gives zeros after the checks."""
+
+  @functools.wraps(fn)
+  def wrapper(self, x):
+    if math.prod(jnp.shape(x)) != 0:
+      return fn(self, x)
+    x = self._checked(x)  # Rank and dtype errors still apply.
+    if method == "dualize":
+      return jnp.zeros_like(x)
+    keep = x.ndim - self.core_ndim(x.ndim)
+    return jnp.zeros(x.shape[:keep], compute_dtype(x))
+
+  wrapper._zero_size_safe = True
+  return wrapper
+
+
 @dataclasses.dataclass(frozen=True)
 class Norm(abc.ABC):
   """A norm on parameter tensors, with its linear minimization oracle.
@@ -108,6 +127,16 @@ class Norm(abc.ABC):
     >>> MaxNorm().lmo(g), MaxNorm().dual_norm(g)
     (Array([-1.,  1., -1.], dtype=float32), Array(4.5, dtype=float32))
   """
+
+  def __init_subclass__(cls, **kwargs):
+    # Every norm, a user's included, maps a zero-size leaf (a (0, 4) kernel, a
+    # stack of no layers) to zeros: there is nothing to normalize, and no
+    # dimension factor should divide by its zero-length axis.
+    super().__init_subclass__(**kwargs)
+    for method in ("dualize", "dual_norm", "norm"):
+      fn = cls.__dict__.get(method)
+      if fn is not None and not getattr(fn, "_zero_size_safe", False):
+        setattr(cls, method, _zero_size_safe(fn, method))
 
   #: Registry name (``normax.get_norm(name)``).
   name: ClassVar[str] = ""

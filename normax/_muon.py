@@ -27,7 +27,11 @@ def _scale_by_fan(factor) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    return jax.tree.map(lambda u: u * jnp.asarray(factor(*u.shape[-2:]), u.dtype), updates), state
+
+    def scale(u):  # A zero-size leaf has no fan to divide by: its update stays empty.
+      return u * jnp.asarray(factor(*u.shape[-2:]), u.dtype) if u.size else u
+
+    return jax.tree.map(scale, updates), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 

@@ -36,6 +36,8 @@ def _clip(x: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
 
 def project_leaf(norm: Norm, w: jax.Array, radius: Any, sphere: bool = False) -> jax.Array:
   """Projects one tensor onto ``‖w‖ ≤ radius`` (or ``= radius``) in ``norm``."""
+  if w.size == 0:  # Nothing to project (and no dimension factor to divide by).
+    return w
   x = w.astype(acc_dtype(w.dtype))
   r = jnp.asarray(radius).astype(x.dtype)
   if isinstance(norm, Spectral):  # Also SpectralConv: clip singular values.

@@ -107,3 +107,45 @@ def test_muon_step_on_a_matrix_does_not_depend_on_the_gradients_scale(dtype):
   tol = (1e-4 if dtype == jnp.float32 else 3e-2) * np.abs(want).max()
   for k in (-30, -20, -10, 10, 20, 30):
     np.testing.assert_allclose(np.asarray(step(10.0**k), np.float64), want, atol=tol, err_msg=k)
+
+
+# -- zero-size leaves -----------------------------------------------------------
+
+ZERO_SIZE = {"a": jnp.zeros((0, 4)), "b": jnp.zeros((2, 0, 4)), "c": jnp.zeros((4, 0))}
+
+
+@pytest.mark.parametrize("name", sorted(SCALE_CASES))
+def test_a_zero_size_leaf_dualizes_to_an_empty_update(name):
+  norm, shape = SCALE_CASES[name]
+  empty = jnp.zeros((*shape[:-2], 0, shape[-1]) if len(shape) >= 2 else (0,))
+  for x in (empty, jnp.zeros((2, *empty.shape))):
+    d = norm.dualize(x)
+    assert d.shape == x.shape and d.dtype == x.dtype
+    batch = x.shape[: x.ndim - norm.core_ndim(x.ndim)]
+    np.testing.assert_array_equal(norm.dual_norm(x), np.zeros(batch))
+    np.testing.assert_array_equal(norm.norm(x), np.zeros(batch))
+
+
+def _named_optimizers():
+  specs = {"m": normax.LayerSpec("spectral", radius=2.0)}
+  return {
+    "scion": normax.scion(0.1, specs, lambda p: jax.tree.map(lambda _: "m", p)),
+    "muon": normax.muon(0.1),
+    "sign_descent": normax.sign_descent(0.1, beta=0.9, normalized=True),
+    "normalized_sgd": normax.normalized_sgd(0.1),
+    "steepest_descent": normax.steepest_descent(0.1, "rownorm"),
+    "lmo_batched": normax.scale_by_lmo("spectral"),
+    "project": normax.project_to_norm_ball("spectral", 1.0),
+  }
+
+
+@pytest.mark.parametrize("name", sorted(_named_optimizers()))
+def test_zero_size_leaves_get_an_empty_update_from_every_optimizer(name):
+  tx = _named_optimizers()[name]
+  params = {**ZERO_SIZE, "w": jnp.ones((4, 4)), "w2": jnp.ones((4, 4))}
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  for key, x in params.items():
+    assert updates[key].shape == x.shape
+  assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+  np.testing.assert_array_equal(normax.project(ZERO_SIZE, "sign")["b"], ZERO_SIZE["b"])
