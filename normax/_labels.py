@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from normax._base import Norm
+from normax._leafwise import check_nonnegative
 from normax._paths import path_to_str
 from normax._spec import LayerSpec
 
@@ -444,6 +445,9 @@ def resolve_specs(params: Any, labels: Any, specs: Mapping[str, Any]) -> Any:
   leaves, treedef, flat_labels, subtrees = _labelled(params, labels)
   _check_known(leaves, specs, "specs")
   resolved = {label: _as_spec(label, spec) for label, spec in specs.items()}
+  for label, spec in resolved.items():
+    check_nonnegative(spec.radius, f"specs[{label!r}].radius")
+    check_nonnegative(spec.decay, f"specs[{label!r}].decay")
   for leaf in leaves:
     resolved[leaf.label].norm.check(leaf.shape, leaf.dtype, leaf.path)
   return treedef.unflatten(

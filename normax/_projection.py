@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from normax._base import Norm, svd_safe
-from normax._leafwise import acc_dtype, resolve_norms, resolve_scalars
+from normax._leafwise import acc_dtype, check_nonnegative, resolve_norms, resolve_scalars
 from normax._momentum import _safe_increment
 from normax._newton_schulz import orthogonalize_svd
 from normax._norms import BiasRMS, ColNorm, Frobenius, L1ToLp, LpToLinf, RowNorm, Sign
@@ -116,6 +116,7 @@ def project(params: optax.Params, norms: Any, radius: Any = 1.0, *, sphere: bool
     Learning on the Hypersphere*, 2024; Pethick et al., 2025, Sec. 3
     (norm-ball constraints).
   """
+  check_nonnegative(radius, "normax.project radius")
   flat, treedef = jax.tree.flatten(params)
   resolved = resolve_norms(norms, params)
   radii = resolve_scalars(radius, params, jnp.zeros([], jnp.int32), "radius")
@@ -172,6 +173,8 @@ def project_to_norm_ball(
   References:
     Loshchilov et al., *nGPT*, 2024 (normalize weights after each step).
   """
+
+  check_nonnegative(radius, "normax.project_to_norm_ball radius")
 
   def init_fn(params):
     del params

@@ -9,6 +9,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import normax
@@ -149,3 +150,49 @@ def test_zero_size_leaves_get_an_empty_update_from_every_optimizer(name):
     assert updates[key].shape == x.shape
   assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
   np.testing.assert_array_equal(normax.project(ZERO_SIZE, "sign")["b"], ZERO_SIZE["b"])
+
+
+# -- values checked ---------------------------------------------------------------
+
+BAD_NUMBERS = (-1.0, float("nan"), float("inf"), -float("inf"))
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS)
+def test_scion_rejects_a_bad_radius_decay_or_learning_rate_naming_the_label(bad):
+  labels = {"w": "hidden"}
+  ok = normax.LayerSpec("spectral", radius=1.0)
+  for field in ("radius", "decay"):
+    specs = {"hidden": ok, "head": normax.LayerSpec("sign", **{field: bad})}
+    with pytest.raises(ValueError, match=rf"specs\['head'\]\.{field} must be a finite number >= 0"):
+      normax.scion(0.1, specs, labels)
+    with pytest.raises(ValueError, match=rf"specs\['head'\]\.{field}"):
+      normax.resolve_specs({"w": jnp.zeros((2, 2))}, labels, specs)
+  with pytest.raises(ValueError, match="scion learning_rate must be a finite number >= 0"):
+    normax.scion(bad, {"hidden": ok}, labels)
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS)
+def test_every_transform_rejects_a_bad_number_naming_the_argument(bad):
+  cases = {
+    "muon learning_rate": lambda: normax.muon(bad),
+    "muon adam_learning_rate": lambda: normax.muon(0.1, adam_learning_rate=bad),
+    "muon weight_decay": lambda: normax.muon(0.1, weight_decay=bad),
+    "sign_descent learning_rate": lambda: normax.sign_descent(bad),
+    "normalized_sgd learning_rate": lambda: normax.normalized_sgd(bad),
+    "steepest_descent learning_rate": lambda: normax.steepest_descent(bad, "spectral"),
+    "scale_by_radius radius at 'b'": lambda: normax.scale_by_radius({"a": 1.0, "b": bad}),
+    "add_constrained_decay decay": lambda: normax.add_constrained_decay(bad),
+    "project_to_norm_ball radius": lambda: normax.project_to_norm_ball("sign", bad),
+    "project radius": lambda: normax.project(jnp.ones((2, 2)), "sign", bad),
+  }
+  for what, make in cases.items():
+    with pytest.raises(ValueError, match=f"{what} must be a finite number >= 0"):
+      make()
+
+
+def test_schedules_zero_and_traced_values_are_accepted():
+  normax.scion(lambda t: 0.1, {"h": normax.LayerSpec("sign", radius=lambda t: 1.0, decay=0)}, "h")
+  tx = optax.inject_hyperparams(normax.sign_descent)(learning_rate=0.5)
+  params = {"w": jnp.ones((2, 2))}
+  updates, _ = jax.jit(tx.update)(params, tx.init(params), params)
+  np.testing.assert_allclose(updates["w"], -0.5)
