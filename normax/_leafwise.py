@@ -16,7 +16,7 @@ import numpy as np
 
 from normax._base import Norm
 from normax._base import acc_dtype as acc_dtype
-from normax._paths import path_to_str
+from normax._paths import path_to_str, structure_mismatch
 from normax._registry import get_norm
 
 
@@ -69,12 +69,12 @@ def broadcast_spec(
     boxed = jax.tree.map(
       lambda s, sub: jax.tree.map(lambda _: _Box(s), sub), spec, tree, is_leaf=is_leaf
     )
-  except (ValueError, TypeError) as e:
+  except (ValueError, TypeError):
     raise ValueError(
-      f"The {what} tree does not match the parameters. It must be a single"
-      f" value, or a pytree with the parameters' structure (or a prefix of it)"
-      f" whose leaves are {what} values or None. Parameter paths:"
-      f" {leaf_paths(tree)}. JAX said: {e}"
+      f"The {what} tree does not match the parameters: it has"
+      f" {structure_mismatch(spec, tree, is_leaf)}. It must be a single value, or a"
+      f" pytree with the parameters' structure (or a prefix of it) whose leaves are"
+      f" {what} values or None."
     ) from None
   return [b.value for b in jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, _Box))]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Literal
 
 import jax
@@ -14,6 +15,12 @@ from normax._newton_schulz import newton_schulz, orthogonalize_svd, resolve_coef
 from normax._sharding import Strategy, check_strategy, run_sharded, with_auto_axes
 
 Method = Literal["newton_schulz", "gram_newton_schulz", "svd"]
+
+#: Paths of parameters in a convolution module: the parameter's parent module
+#: has "conv" in its name, any case (Linen's ``Conv_0/kernel``, ``conv1/kernel``,
+#: ``blocks/conv/kernel``). Shapes alone cannot tell a 1-D conv kernel
+#: ``(width, c_in, c_out)`` from a stack of dense kernels ``(layers, d_in, d_out)``.
+CONV_PATH = re.compile(r"(?i)(?:.*/)?[^/]*conv[^/]*/[^/]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +34,10 @@ class Spectral(Norm):
     \mathrm{dualize}(G) = \sqrt{d_{out}/d_{in}}\, U Vᵀ, \quad
     \|G\|^† = \sqrt{d_{out}/d_{in}}\, \textstyle\sum_i σ_i, \quad
     \|W\| = \sqrt{d_{in}/d_{out}}\, σ_{max}(W).
+
+  A leaf of rank >= 3 in a module whose name contains ``conv`` (any case,
+  e.g. ``Conv_0/kernel``) is an error: its leading axes are spatial taps,
+  not layers; use :class:`SpectralConv` for it.
 
   Steepest descent under it is Shampoo without accumulation (Bernstein &
   Newhouse, 2024, Sec. 3.2) and, with momentum, Muon.
@@ -88,6 +99,22 @@ class Spectral(Norm):
     check_strategy(self.sharding)
     if self.compute_dtype is not None:
       object.__setattr__(self, "compute_dtype", jnp.dtype(self.compute_dtype).name)
+
+  def check(self, shape, dtype=None, path=None):
+    super().check(shape, dtype, path)
+    self._check_layout(tuple(shape), path)
+
+  def _check_layout(self, shape, path) -> None:
+    """Refuses to read a conv kernel's spatial axes as a batch of matrices."""
+    if len(shape) >= 3 and path and CONV_PATH.fullmatch(path):
+      raise ValueError(
+        f"{self!r} got shape {shape}{describe(path)}, which looks like a convolution"
+        " kernel (*spatial, c_in, c_out): Spectral would orthogonalize each spatial tap"
+        " separately, as a batch of independent matrices. Use normax.SpectralConv() for"
+        " it (spatial_dims=... for a scanned stack of conv kernels). If its leading axes"
+        " really are a stack of dense layers, put them in a module whose name does not"
+        " contain 'conv'."
+      )
 
   # -- matrix view ------------------------------------------------------------
 
@@ -207,8 +234,7 @@ class SpectralConv(Spectral):
   def _layout(self) -> str:
     return "(*spatial, c_in, c_out)"
 
-  def check(self, shape, dtype=None, path=None):
-    super().check(shape, dtype, path)
+  def _check_layout(self, shape, path) -> None:
     if self.spatial_dims is None and len(shape) > 5:
       raise ValueError(
         f"{self!r} got shape {tuple(shape)}{describe(path)}: more than 3 spatial"

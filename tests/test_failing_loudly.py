@@ -196,3 +196,109 @@ def test_schedules_zero_and_traced_values_are_accepted():
   params = {"w": jnp.ones((2, 2))}
   updates, _ = jax.jit(tx.update)(params, tx.init(params), params)
   np.testing.assert_allclose(updates["w"], -0.5)
+
+
+# -- labels that cannot silently mis-route ------------------------------------------
+
+
+def test_scion_image_refuses_to_guess_between_a_dense_stack_and_a_1d_conv():
+  params = {"stack": {"kernel": jnp.zeros((3, 16, 16))}, "head": {"kernel": jnp.zeros((16, 4))}}
+  labels, specs = normax.presets.scion_image()
+  with pytest.raises(ValueError, match=r"(?s)stack/kernel  \(3, 16, 16\).*Pass spatial_dims"):
+    labels(params)
+  labels, specs = normax.presets.scion_image(spatial_dims=2)  # Now rank 3 is a dense stack.
+  assert labels(params)["stack"]["kernel"] == "hidden"
+  assert normax.resolve_specs(params, labels, specs)["stack"]["kernel"].norm == normax.Spectral()
+
+
+def test_spectral_refuses_a_kernel_of_a_conv_module():
+  grads = {"Conv_0": {"kernel": jnp.ones((3, 3, 4, 8))}}
+  with pytest.raises(ValueError, match=r"'Conv_0/kernel'.*normax\.SpectralConv\(\)"):
+    normax.scale_by_lmo("spectral").update(grads, optax.EmptyState())
+  # SpectralConv takes it; a dense stack elsewhere and a direct call (no path) stay batches.
+  normax.scale_by_lmo("spectral_conv").update(grads, optax.EmptyState())
+  normax.scale_by_lmo("spectral").update({"blocks": {"mlp": jnp.ones((3, 4, 8))}}, None)
+  normax.Spectral().dualize(jnp.ones((3, 4, 8)))
+
+
+def test_a_rule_is_a_label_or_an_error():
+  with pytest.raises(TypeError, match="exactly one of a label or an error"):
+    normax.Rule("*", "hidden", error="ambiguous")
+  with pytest.raises(TypeError, match="exactly one of a label or an error"):
+    normax.Rule("*", None)
+
+
+# -- optax.inject_hyperparams ---------------------------------------------------------
+
+
+def _gpt_params():
+  return {
+    "embed": {"embedding": jnp.ones((11, 8))},
+    "mlp": {"kernel": jnp.ones((8, 8)), "bias": jnp.ones(8)},
+    "lm_head": {"kernel": jnp.ones((8, 11))},
+  }
+
+
+def test_inject_hyperparams_takes_a_preset_label_function_without_static_args():
+  labels, specs = normax.presets.scion_gpt()
+  params = _gpt_params()
+  grads = jax.tree.map(lambda x: 0.1 * x, params)
+  plain = normax.scion(0.01, specs, labels)
+  tx = optax.inject_hyperparams(normax.scion)(learning_rate=0.01, specs=specs, labels=labels)
+  state = tx.init(params)
+  step = jax.jit(tx.update)
+  for _ in range(2):  # The second step reuses the state the first one returned.
+    updates, state = step(grads, state, params)
+  want, plain_state = plain.update(grads, plain.init(params), params)
+  want, _ = plain.update(grads, plain_state, params)
+  for got, ref in zip(jax.tree.leaves(updates), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7)
+  state.hyperparams["learning_rate"] = jnp.asarray(0.0)  # Schedulable as usual.
+  updates, _ = step(grads, state, params)
+  assert all(float(jnp.abs(u).max()) == 0 for u in jax.tree.leaves(updates))
+
+
+def test_inject_hyperparams_inside_nnx_optimizer():
+  nnx = pytest.importorskip("flax.nnx")
+
+  class Model(nnx.Module):
+    def __init__(self, rngs):
+      self.mlp = nnx.Linear(4, 4, rngs=rngs)
+      self.lm_head = nnx.Linear(4, 3, rngs=rngs)
+
+  labels, specs = normax.presets.scion_gpt()
+  muon_labels = normax.label_by_path([("mlp/kernel", "muon")], default="adam")
+  with pytest.raises(TypeError, match=r"static_args=\('ns_steps',\)"):  # An unrolled loop.
+    optax.inject_hyperparams(normax.muon)(learning_rate=0.1, labels=muon_labels).init({})
+  txs = {
+    "scion": optax.inject_hyperparams(normax.scion)(learning_rate=0.1, specs=specs, labels=labels),
+    "muon": optax.inject_hyperparams(normax.muon, static_args=("ns_steps",))(
+      learning_rate=0.1, labels=muon_labels
+    ),
+  }
+  for tx in txs.values():
+    model = Model(nnx.Rngs(0))
+    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    before = model.mlp.kernel.get_value()
+    grads = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
+    nnx.jit(lambda m, o, g: o.update(m, g))(model, opt, grads)
+    assert not np.allclose(model.mlp.kernel.get_value(), before)
+
+
+# -- structure errors name paths, never values -------------------------------------
+
+
+def test_label_and_hyperparameter_structure_errors_name_missing_and_extra_paths():
+  params = {"a": {"w": jnp.full((2, 2), 1234.5)}, "b": jnp.full(3, 1234.5)}
+  with pytest.raises(ValueError) as labels_info:
+    normax.resolve_specs(params, {"a": {"w": "h", "x": "h"}}, {"h": "spectral"})
+  labels_message = str(labels_info.value)
+  assert "no entry for parameter path(s) ['b']" in labels_message
+  assert "entries at ['a/x'] that match no parameter" in labels_message
+  tx = normax.scale_by_radius({"a": {"w": 1.0, "x": 2.0}, "c": 1.0})
+  with pytest.raises(ValueError) as radius_info:
+    tx.update(params, tx.init(params))
+  radius_message = str(radius_info.value)
+  assert "The radius tree does not match" in radius_message and "['a/x', 'c']" in radius_message
+  for message in (labels_message, radius_message):
+    assert "1234" not in message and "Array" not in message and "metadata" not in message
