@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
+import math
 from typing import ClassVar
 
 import jax
@@ -13,6 +15,33 @@ import jax.numpy as jnp
 def where_nonzero(den: jax.Array, num: jax.Array) -> jax.Array:
   """``num / den`` where ``den != 0``, else 0; NaN/inf denominators propagate."""
   return num / jnp.where(den == 0, jnp.ones_like(den), den)
+
+
+def scaled_by_max(x: jax.Array, axis) -> tuple[jax.Array, jax.Array]:
+  """``(x / m, m)`` with ``m = max |x|`` over ``axis`` (kept; ``1`` where ``m = 0``).
+
+  Every entry of ``x / m`` lies in ``[-1, 1]`` and the largest has size 1, so a
+  sum of squares of it neither overflows nor underflows whatever the scale of
+  ``x``: normalize by it before any ℓ2 norm or Newton–Schulz step, and the
+  result does not depend on the scale of the input. Non-finite input stays
+  visible: a NaN makes ``m`` NaN, an inf makes ``m`` inf and ``inf / inf``
+  NaN, so the whole slice comes out NaN. Zero-size slices give ``m = 1``.
+  """
+  m = jnp.max(jnp.abs(x), axis=axis, keepdims=True, initial=0)
+  m = jnp.where(m == 0, jnp.ones_like(m), m)
+  return x / m, m
+
+
+def unit_l2(x: jax.Array, axis) -> jax.Array:
+  """``x / ‖x‖₂`` over ``axis`` (0 where ``x`` is 0), computed without overflow."""
+  r, _ = scaled_by_max(x, axis)
+  return where_nonzero(jnp.sqrt(jnp.sum(jnp.square(r), axis=axis, keepdims=True)), r)
+
+
+def l2_norm(x: jax.Array, axis) -> jax.Array:
+  """``‖x‖₂`` over ``axis`` (kept), finite wherever the result is representable."""
+  r, m = scaled_by_max(x, axis)
+  return m * jnp.sqrt(jnp.sum(jnp.square(r), axis=axis, keepdims=True))
 
 
 def svd_safe(x: jax.Array) -> jax.Array:
@@ -40,6 +69,23 @@ def compute_dtype(x: jax.Array) -> jnp.dtype:
 
 def describe(path: str | None) -> str:
   return f" at {path!r}" if path else ""
+
+
+def _zero_size_safe(fn, method: str):
+  """Wraps a norm's ``method`` so that a zero-size input gives zeros after the checks."""
+
+  @functools.wraps(fn)
+  def wrapper(self, x):
+    if math.prod(jnp.shape(x)) != 0:
+      return fn(self, x)
+    x = self._checked(x)  # Rank and dtype errors still apply.
+    if method == "dualize":
+      return jnp.zeros_like(x)
+    keep = x.ndim - self.core_ndim(x.ndim)
+    return jnp.zeros(x.shape[:keep], compute_dtype(x))
+
+  wrapper._zero_size_safe = True
+  return wrapper
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +127,16 @@ class Norm(abc.ABC):
     >>> MaxNorm().lmo(g), MaxNorm().dual_norm(g)
     (Array([-1.,  1., -1.], dtype=float32), Array(4.5, dtype=float32))
   """
+
+  def __init_subclass__(cls, **kwargs):
+    # Every norm, a user's included, maps a zero-size leaf (a (0, 4) kernel, a
+    # stack of no layers) to zeros: there is nothing to normalize, and no
+    # dimension factor should divide by its zero-length axis.
+    super().__init_subclass__(**kwargs)
+    for method in ("dualize", "dual_norm", "norm"):
+      fn = cls.__dict__.get(method)
+      if fn is not None and not getattr(fn, "_zero_size_safe", False):
+        setattr(cls, method, _zero_size_safe(fn, method))
 
   #: Registry name (``normax.get_norm(name)``).
   name: ClassVar[str] = ""

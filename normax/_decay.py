@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._leafwise import cast_scalar, leaf_paths, resolve_scalars
+from normax._leafwise import cast_scalar, check_nonnegative, leaf_paths, resolve_scalars
 from normax._momentum import _safe_increment
 
 
@@ -54,6 +54,7 @@ def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
     Pethick et al., *Training Deep Learning Models with Norm-Constrained
     LMOs*, 2025, Sec. 3, Algorithm 1 (SCG: ``x ← (1-γ)x + γρ·lmo(d)``).
   """
+  check_nonnegative(decay, "normax.add_constrained_decay decay")
 
   def init_fn(params):
     del params

@@ -50,7 +50,7 @@ def dualize_leaves(norms: Sequence[Norm | None], leaves: Sequence[jax.Array]) ->
   for i, (norm, leaf) in enumerate(zip(norms, leaves, strict=True)):
     if norm is None:
       continue
-    if isinstance(norm, Spectral):
+    if isinstance(norm, Spectral) and leaf.size:  # A zero-size leaf has no matrix to share.
       norm._checked(leaf)
       plan = _plan(norm, leaf)
       groups.setdefault(plan[2], []).append((i, plan))

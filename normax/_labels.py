@@ -25,7 +25,8 @@ import jax
 import numpy as np
 
 from normax._base import Norm
-from normax._paths import path_to_str
+from normax._leafwise import check_nonnegative
+from normax._paths import path_to_str, structure_mismatch
 from normax._spec import LayerSpec
 
 Shape = tuple[int, ...]
@@ -43,24 +44,37 @@ class Rule:
     pattern: A glob (``fnmatch``, case-sensitive; ``*`` also crosses ``/``,
       so ``"*kernel"`` matches every kernel) or a compiled ``re.Pattern``,
       which must match the whole path (``re.fullmatch``).
-    label: The label given to matching parameters.
+    label: The label given to matching parameters (``None`` with ``error``).
     ndim: Accepted rank(s): an int or a collection such as ``(3, 4, 5)`` or
       ``range(2, 8)``. ``None`` accepts any rank.
     where: An extra predicate on the shape, ``shape -> bool``.
+    error: Marks parameters this rule matches as ambiguous: instead of
+      guessing a label, the label function raises one ``ValueError`` listing
+      every such path and shape, followed by this text (which should say how
+      to disambiguate). Rules placed before it still label those paths.
 
   Examples:
-    >>> import re, normax
+    >>> import re, jax.numpy as jnp, normax
     >>> rule = normax.Rule("*kernel", "conv", ndim=(3, 4, 5))
     >>> rule.matches("conv1/kernel", (3, 3, 8, 16)), rule.matches("dense/kernel", (8, 16))
     (True, False)
     >>> normax.Rule(re.compile(r"layers/\\d+/.*"), "hidden").matches("layers/12/w", (4, 4))
     True
+    >>> fn = normax.label_by_path([normax.Rule("*", None, ndim=3, error="Say which.")])
+    >>> try:
+    ...   fn({"w": jnp.zeros((3, 4, 4))})
+    ... except ValueError as e:
+    ...   print(*str(e).splitlines()[:3], sep="\\n")
+    1 parameter(s) are ambiguous under these rules:
+      w  (3, 4, 4)  float32
+    Say which.
   """
 
   pattern: str | re.Pattern
-  label: str
+  label: str | None
   ndim: int | Collection[int] | None = None
   where: Callable[[Shape], bool] | None = None
+  error: str | None = None
 
   def __post_init__(self):
     if not isinstance(self.pattern, str | re.Pattern):
@@ -74,6 +88,11 @@ class Rule:
       object.__setattr__(self, "ndim", tuple(self.ndim))
     elif self.ndim is not None and not isinstance(self.ndim, int):
       raise TypeError(f"Rule ndim must be an int or a collection of ints, got {self.ndim!r}.")
+    if (self.label is None) == (self.error is None):
+      raise TypeError(
+        f"A rule needs exactly one of a label or an error, got label={self.label!r} and"
+        f" error={self.error!r}."
+      )
 
   def matches(self, path: str, shape: Shape) -> bool:
     """Whether this rule applies to a parameter at ``path`` of ``shape``."""
@@ -99,7 +118,7 @@ class Rule:
     if self.where is not None:
       conditions.append("where=...")
     suffix = f" [{', '.join(conditions)}]" if conditions else ""
-    return f"{pattern!r}{suffix} -> {self.label!r}"
+    return f"{pattern!r}{suffix} -> {'error' if self.error else repr(self.label)}"
 
 
 def _as_rules(rules: Any) -> tuple[Rule, ...]:
@@ -178,6 +197,19 @@ def _table(rows: Iterable[Iterable[str]], indent: str = "") -> str:
 # -- the label function --------------------------------------------------------
 
 
+def _is_step_count(x: Any) -> bool:
+  """A scalar integer: what ``optax.inject_hyperparams`` calls a "schedule" with."""
+  if isinstance(x, bool):
+    return False
+  if isinstance(x, int | np.integer):
+    return True
+  dtype = getattr(x, "dtype", None)
+  return np.ndim(x) == 0 and dtype is not None and np.issubdtype(dtype, np.integer)
+
+
+# A static pytree (no leaves, itself the aux data), so that a label function may sit
+# in an optimizer state: see LabelFn.__call__ on optax.inject_hyperparams.
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class LabelFn:
   """A label function built by :func:`label_by_path`; call it on a params pytree.
@@ -185,6 +217,14 @@ class LabelFn:
   It returns a pytree of label strings with the structure of ``params``
   (one label per ``nnx.Param``, wrapped or not), so it can be passed wherever
   optax takes labels (``optax.partition``, :func:`normax.scion`).
+
+  ``optax.inject_hyperparams`` takes every callable argument for a schedule
+  and calls it with the step count; called with a scalar integer, a
+  ``LabelFn`` returns itself (and it is a leafless pytree, so it can sit in
+  the optimizer state), so ``optax.inject_hyperparams(normax.scion)(lr,
+  specs, labels)`` works without ``static_args``. A plain Python label
+  function cannot do this: pass ``static_args=("labels",)`` for one, or build
+  it with :func:`normax.label_by_path`.
 
   Examples:
     >>> import jax.numpy as jnp, normax
@@ -199,26 +239,39 @@ class LabelFn:
   default: str | None = None
   required: tuple[str, ...] = ()
 
+  def _rule_for(self, path: str, shape: Shape) -> Rule | None:
+    return next((rule for rule in self.rules if rule.matches(path, shape)), None)
+
   def label_of(self, path: str, shape: Shape) -> str | None:
-    """The label of the first rule matching ``(path, shape)``, else ``default``."""
-    for rule in self.rules:
-      if rule.matches(path, shape):
-        return rule.label
-    return self.default
+    """The label of the first rule matching ``(path, shape)``, else ``default``.
+
+    ``None`` where an ``error`` rule matches first (an ambiguous parameter).
+    """
+    rule = self._rule_for(path, shape)
+    return self.default if rule is None else rule.label
 
   def __call__(self, params: Any) -> Any:
+    if _is_step_count(params):  # optax.inject_hyperparams evaluating a "schedule".
+      return self
     unmatched: list[tuple[str, Shape, Any]] = []
+    ambiguous: list[tuple[str, Shape, Any, Rule]] = []
     used: set[str] = set()
 
     def label(keys, x):
       path, shape = path_to_str(keys), _shape(x)
-      lab = self.label_of(path, shape)
+      rule = self._rule_for(path, shape)
+      if rule is not None and rule.error is not None:
+        ambiguous.append((path, shape, _dtype(x), rule))
+        return None
+      lab = self.default if rule is None else rule.label
       if lab is None:
         unmatched.append((path, shape, _dtype(x)))
       used.add(lab)
       return lab
 
     labels = jax.tree_util.tree_map_with_path(label, params, is_leaf=_is_value_wrapper)
+    if ambiguous:
+      raise ValueError(self._ambiguous_message(ambiguous))
     if unmatched:
       raise ValueError(self._unmatched_message(unmatched))
     missing = [lab for lab in self.required if lab not in used]
@@ -239,6 +292,17 @@ class LabelFn:
       f"Rules, tried in order:\n{self._rules_text()}\n"
       f"Add rules that catch them, e.g. rules=[..., {example}], or pass"
       f' default="<label>" to label everything else.'
+    )
+
+  def _ambiguous_message(self, ambiguous) -> str:
+    rows = [(p, str(s), str(d)) for p, s, d, _ in ambiguous]
+    reasons = "\n".join(dict.fromkeys(rule.error for *_, rule in ambiguous))
+    example = ", ".join(f'("{p}", "<label>")' for p, *_ in ambiguous[:4])
+    return (
+      f"{len(ambiguous)} parameter(s) are ambiguous under these rules:\n"
+      f"{_table(rows, '  ')}\n{reasons}\n"
+      f"Rules, tried in order:\n{self._rules_text()}\n"
+      f"A rule in front labels them explicitly, e.g. rules=[{example}, ...]."
     )
 
   def _missing_message(self, missing, params) -> str:
@@ -334,11 +398,11 @@ def _labelled(params: Any, labels: Any) -> tuple[list[_Resolved], Any, list[Any]
   flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
   try:
     subtrees = treedef.flatten_up_to(params)
-  except (ValueError, TypeError) as e:
-    paths = [path_to_str(k) for k, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  except (ValueError, TypeError):
     raise ValueError(
-      "The labels must have the structure of the params (or a prefix of it), one label per"
-      f" parameter. Parameter paths: {paths}. JAX said: {e}"
+      f"The labels do not fit the params: they have {structure_mismatch(tree, params)}."
+      " They must have the structure of the params (or a prefix of it), one label per"
+      " parameter (or per subtree)."
     ) from None
   out = []
   for (keys, label), sub in zip(flat, subtrees, strict=True):
@@ -458,6 +522,9 @@ def resolve_specs(params: Any, labels: Any, specs: Mapping[str, Any]) -> Any:
   leaves, treedef, flat_labels, subtrees = _labelled(params, labels)
   _check_known(leaves, specs, "specs")
   resolved = {label: _as_spec(label, spec) for label, spec in specs.items()}
+  for label, spec in resolved.items():
+    check_nonnegative(spec.radius, f"specs[{label!r}].radius")
+    check_nonnegative(spec.decay, f"specs[{label!r}].decay")
   for leaf in leaves:
     resolved[leaf.label].norm.check(leaf.shape, leaf.dtype, leaf.path)
   return treedef.unflatten(

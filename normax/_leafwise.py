@@ -16,7 +16,7 @@ import numpy as np
 
 from normax._base import Norm
 from normax._base import acc_dtype as acc_dtype
-from normax._paths import path_to_str
+from normax._paths import path_to_str, structure_mismatch
 from normax._registry import get_norm
 
 
@@ -69,12 +69,12 @@ def broadcast_spec(
     boxed = jax.tree.map(
       lambda s, sub: jax.tree.map(lambda _: _Box(s), sub), spec, tree, is_leaf=is_leaf
     )
-  except (ValueError, TypeError) as e:
+  except (ValueError, TypeError):
     raise ValueError(
-      f"The {what} tree does not match the parameters. It must be a single"
-      f" value, or a pytree with the parameters' structure (or a prefix of it)"
-      f" whose leaves are {what} values or None. Parameter paths:"
-      f" {leaf_paths(tree)}. JAX said: {e}"
+      f"The {what} tree does not match the parameters: it has"
+      f" {structure_mismatch(spec, tree, is_leaf)}. It must be a single value, or a"
+      f" pytree with the parameters' structure (or a prefix of it) whose leaves are"
+      f" {what} values or None."
     ) from None
   return [b.value for b in jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, _Box))]
 
@@ -119,6 +119,28 @@ def has_schedule(value: Any) -> bool:
   if is_scalar_hyperparam(value):
     return callable(value)
   return any(callable(v) for v in jax.tree.leaves(value, is_leaf=is_scalar_hyperparam))
+
+
+def check_nonnegative(value: Any, what: str) -> None:
+  """Raises a ``ValueError`` naming ``what`` if a number in ``value`` is NaN, inf or < 0.
+
+  ``value`` is a hyperparameter as the transforms take it: a number, a
+  schedule, ``None`` or a pytree of them. Schedules and traced values (as
+  ``optax.inject_hyperparams`` passes inside ``jit``) are not checked here.
+  A negative radius or learning rate would silently turn descent into ascent.
+  """
+  flat = jax.tree_util.tree_flatten_with_path(value, is_leaf=is_scalar_hyperparam)[0]
+  for keys, x in flat:
+    if callable(x) or x is None or isinstance(x, jax.core.Tracer):
+      continue
+    if not is_scalar_hyperparam(x):
+      continue  # Not a number: the transform's own checks name what it expected.
+    v = float(np.asarray(x))
+    if not (np.isfinite(v) and v >= 0):
+      where = f" at {path_to_str(keys)!r}" if keys else ""
+      raise ValueError(
+        f"{what}{where} must be a finite number >= 0 (or an optax.Schedule), got {x!r}."
+      )
 
 
 def cast_scalar(x: Any, dtype) -> jax.Array:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from normax._labels import Rule, checked_labels, label_by_path
+from normax._leafwise import check_nonnegative
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._spectral import Spectral
@@ -27,7 +28,11 @@ def _scale_by_fan(factor) -> optax.GradientTransformation:
 
   def update_fn(updates, state, params=None):
     del params
-    return jax.tree.map(lambda u: u * jnp.asarray(factor(*u.shape[-2:]), u.dtype), updates), state
+
+    def scale(u):  # A zero-size leaf has no fan to divide by: its update stays empty.
+      return u * jnp.asarray(factor(*u.shape[-2:]), u.dtype) if u.size else u
+
+    return jax.tree.map(scale, updates), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
@@ -131,6 +136,13 @@ def muon(
   """
   if shape_scaling not in ("muon", "rms"):
     raise ValueError(f"shape_scaling must be 'muon' or 'rms', got {shape_scaling!r}.")
+  for what, value in (
+    ("learning_rate", learning_rate),
+    ("adam_learning_rate", adam_learning_rate),
+    ("weight_decay", weight_decay),
+    ("adam_weight_decay", adam_weight_decay),
+  ):
+    check_nonnegative(value, f"normax.muon {what}")
   if not isinstance(ns_steps, int):
     raise TypeError(
       f"ns_steps must be a Python int (the Newton–Schulz loop is unrolled), got"

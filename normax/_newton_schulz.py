@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from normax._base import acc_dtype, svd_safe
+from normax._base import acc_dtype, scaled_by_max, svd_safe
 
 Coefficients = tuple[tuple[float, float, float], ...]
 
@@ -197,7 +197,9 @@ def newton_schulz(
   r"""Approximate polar factor ``U Vᵀ`` of each matrix by Newton–Schulz.
 
   The matrix is divided by its Frobenius norm (so every singular value is at
-  most 1), then each step applies an odd quintic to the singular values,
+  most 1; computed after dividing by the largest entry, so the result is the
+  same at any scale of ``x`` and NaN if ``x`` holds a NaN or an inf), then
+  each step applies an odd quintic to the singular values,
 
   .. math::
     A = X Xᵀ,  X ← a·X + (b·A + c·A²)·X,
@@ -257,9 +259,11 @@ def newton_schulz(
   cdt = acc if compute_dtype is None else jnp.dtype(compute_dtype)
   m, n = x.shape[-2:]
   tall = m > n
-  xf = x.astype(acc)
+  # Dividing by the largest entry first keeps the sum of squares finite and
+  # nonzero at any scale (the result is scale-invariant); zero matrices stay
+  # zero and NaN/inf entries make the whole matrix NaN.
+  xf, _ = scaled_by_max(x.astype(acc), (-2, -1))
   fro = jnp.sqrt(jnp.sum(jnp.square(xf), axis=(-2, -1), keepdims=True))
-  # Zero matrices stay zero; NaN/inf norms propagate (NaN != 0).
   xf = xf / jnp.where(fro == 0, 1, fro)
   X = xf.astype(cdt)
   if gram is None:
@@ -325,7 +329,7 @@ def orthogonalize_svd(x: jax.Array) -> jax.Array:
            [0., 0.]], dtype=float32)
   """
   acc = acc_dtype(x.dtype)
-  xf = x.astype(acc)
+  xf, _ = scaled_by_max(x.astype(acc), (-2, -1))  # The polar factor is scale-free.
   u, s, vt = jnp.linalg.svd(svd_safe(xf), full_matrices=False)
   tol = jnp.max(s, axis=-1, keepdims=True) * (max(x.shape[-2:]) * jnp.finfo(acc).eps)
   keep = (s > tol).astype(acc)

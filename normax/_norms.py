@@ -13,7 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from normax._base import Norm, compute_dtype, where_nonzero
+from normax._base import Norm, compute_dtype, l2_norm, scaled_by_max, unit_l2, where_nonzero
 
 
 def _nan_where_inf(g: jax.Array, out: jax.Array) -> jax.Array:
@@ -29,9 +29,8 @@ def _lp_norm(x: jax.Array, p: float, axis: int) -> jax.Array:
   if p == 1:
     return jnp.sum(a, axis=axis, keepdims=True)
   if p == 2:
-    return jnp.sqrt(jnp.sum(jnp.square(a), axis=axis, keepdims=True))
-  m = jnp.max(a, axis=axis, keepdims=True)
-  r = where_nonzero(m, a)
+    return l2_norm(a, axis)
+  r, m = scaled_by_max(a, axis)
   return m * jnp.sum(r**p, axis=axis, keepdims=True) ** (1.0 / p)
 
 
@@ -41,9 +40,9 @@ def _lp_dual_maximizer(g: jax.Array, q: float, axis: int) -> jax.Array:
   if q == 1:  # ball of ℓ∞: the sign vector.
     return _nan_where_inf(g, jnp.sign(g))
   if q == 2:
-    return where_nonzero(_lp_norm(g, 2, axis), g)
+    return unit_l2(g, axis)
   a = jnp.abs(g)
-  m = jnp.max(a, axis=axis, keepdims=True)
+  m = jnp.max(a, axis=axis, keepdims=True, initial=0)
   if q == math.inf:  # ball of ℓ1: one signed vertex at the largest entry.
     idx = jnp.argmax(a, axis=axis, keepdims=True)
     onehot = (
@@ -51,7 +50,7 @@ def _lp_dual_maximizer(g: jax.Array, q: float, axis: int) -> jax.Array:
       == idx
     )
     return jnp.where(onehot, jnp.sign(g), 0) + 0 * m  # 0 * m keeps NaN/inf visible.
-  r = where_nonzero(m, a)
+  r, _ = scaled_by_max(a, axis)
   t = jnp.sign(g) * r ** (q - 1)
   return where_nonzero(_lp_norm(r, q, axis) ** (q - 1), t)
 
@@ -191,7 +190,7 @@ class ColNorm(Norm):
   def dualize(self, g):
     g = self._checked(g)
     x, scale = self._view(g)
-    out = scale * where_nonzero(_lp_norm(x, 2, -1), x)
+    out = scale * unit_l2(x, -1)
     return (jnp.swapaxes(out, -1, -2) if self.transpose else out).astype(g.dtype)
 
   def dual_norm(self, g):
@@ -246,7 +245,7 @@ class RowNorm(Norm):
   def dualize(self, g):
     g = self._checked(g)
     x, scale = self._view(g)
-    out = scale * where_nonzero(_lp_norm(x, 2, -2), x)
+    out = scale * unit_l2(x, -2)
     return (jnp.swapaxes(out, -1, -2) if self.transpose else out).astype(g.dtype)
 
   def dual_norm(self, g):
@@ -293,7 +292,7 @@ class BiasRMS(Norm):
     if g.ndim == 0:
       return _nan_where_inf(x, jnp.sign(x)).astype(g.dtype)
     n = g.shape[-1]
-    return (math.sqrt(n) * where_nonzero(_lp_norm(x, 2, -1), x)).astype(g.dtype)
+    return (math.sqrt(n) * unit_l2(x, -1)).astype(g.dtype)
 
   def dual_norm(self, g):
     g = self._checked(g)
@@ -334,13 +333,12 @@ class Frobenius(Norm):
     return min(ndim, 2)
 
   def _fro(self, x):
-    axes = self.core_axes(x.ndim)
-    return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))
+    return l2_norm(x, self.core_axes(x.ndim))
 
   def dualize(self, g):
     g = self._checked(g)
     x = g.astype(compute_dtype(g))
-    return where_nonzero(self._fro(x), x).astype(g.dtype)
+    return unit_l2(x, self.core_axes(x.ndim)).astype(g.dtype)
 
   def dual_norm(self, g):
     return self.norm(g)

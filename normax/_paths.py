@@ -47,3 +47,33 @@ def tree_paths(tree: Any, is_leaf=None) -> Any:
     {'head': {'bias': 'head/bias', 'kernel': 'head/kernel'}}
   """
   return jax.tree_util.tree_map_with_path(lambda p, _: path_to_str(p), tree, is_leaf=is_leaf)
+
+
+def _is_prefix(prefix: str, path: str) -> bool:
+  return prefix == "" or path == prefix or path.startswith(prefix + "/")
+
+
+def structure_mismatch(prefix_tree: Any, tree: Any, is_leaf=None, limit: int = 10) -> str:
+  """Says how ``prefix_tree`` fails to be ``tree`` or a prefix of it, by parameter path.
+
+  Lists the paths of ``tree`` that no entry of ``prefix_tree`` covers (missing)
+  and the entries of ``prefix_tree`` that match no path of ``tree`` (extra),
+  at most ``limit`` of each; never any leaf's value.
+  """
+  spec = [path_to_str(k) for k, _ in jax.tree_util.tree_flatten_with_path(prefix_tree, is_leaf)[0]]
+  full = [path_to_str(k) for k, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+  missing = [p for p in full if not any(_is_prefix(s, p) for s in spec)]
+  extra = [s for s in spec if not any(_is_prefix(s, p) for p in full)]
+
+  def show(paths):
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return f"{paths[:limit]}{more}"
+
+  parts = []
+  if missing:
+    parts.append(f"no entry for parameter path(s) {show(missing)}")
+  if extra:
+    parts.append(f"entries at {show(extra)} that match no parameter")
+  if not parts:
+    parts.append("the same paths as the parameters but other container types (a list for a tuple?)")
+  return " and ".join(parts)

@@ -35,7 +35,7 @@ from normax._base import Norm
 from normax._labels import LabelFn, Rule, label_by_path
 from normax._norms import BiasRMS, ColNorm, Sign
 from normax._spec import LayerSpec
-from normax._spectral import Spectral, SpectralConv
+from normax._spectral import CONV_PATH, Spectral, SpectralConv
 
 #: Globs naming an output layer: a module called ``head``, ``lm_head``,
 #: ``cls_head``, ``classifier`` or ``logits`` (its matrices only).
@@ -45,6 +45,22 @@ HEAD_PATTERNS: tuple[str, ...] = ("*head/*", "head/*", "*classifier/*", "*logits
 BIAS_PATTERNS: tuple[str, ...] = ("*bias", "*scale")
 
 _MATRIX = range(2, 64)  # "rank >= 2".
+
+# Shapes and paths the presets refuse to guess a label for (see Rule's error).
+_GPT_CONV = (
+  "These look like convolution kernels (their module's name contains 'conv'), and"
+  " scion_gpt has no conv role: as 'hidden' each spatial tap would be orthogonalized"
+  " on its own. Give them one, e.g. rules=[('*conv*/kernel', 'conv')] and"
+  " specs['conv'] = normax.LayerSpec(normax.SpectralConv(), radius=...)."
+)
+_IMAGE_RANK = (
+  "With spatial_dims=None a rank-4 array is a 2-D conv kernel, but ranks 3 and 5 are"
+  " ambiguous: rank 3 is a 1-D conv kernel (width, c_in, c_out) or a scanned stack of"
+  " dense kernels (layers, d_in, d_out), rank 5 a 3-D conv kernel or a stack of 2-D"
+  " ones. Pass spatial_dims (every conv kernel's number of spatial axes: arrays of"
+  " rank >= spatial_dims + 2 are conv kernels, any extra leading axes a stack, and"
+  " lower ranks dense), or put rules for these paths in front."
+)
 
 
 def _globs(patterns: str | re.Pattern | Iterable[str | re.Pattern] | None) -> tuple:
@@ -99,7 +115,9 @@ def scion_gpt(
   Scanned layer stacks need nothing special: their kernels (rank 3) are
   hidden matrices batched over the layer axis. At least one parameter must
   match ``head``, so a misnamed output layer is an error, not a silently
-  spectral head.
+  spectral head; and a rank >= 3 array in a module whose name contains
+  ``conv`` (any case) is an error, not a conv kernel orthogonalized tap by
+  tap.
 
   Args:
     head: Glob(s) or regex(es) matching the output layer's matrix, e.g.
@@ -143,6 +161,7 @@ def scion_gpt(
     *_role_rules(head, "head", ndim=_MATRIX),
     *_role_rules(embed, "embed", ndim=_MATRIX),
     *_bias_rules(),
+    Rule(CONV_PATH, None, ndim=range(3, 64), error=_GPT_CONV),
     Rule("*", "hidden", ndim=_MATRIX),
   ]
   specs = {
@@ -337,7 +356,7 @@ def scion_cnn(
   label     matches                                  norm                 radius
   ========  =======================================  ===================  ========
   head      ``head`` globs, rank >= 2                ``Sign()``           128
-  conv      rank 3-5 arrays (a 1-3 D conv kernel)    ``SpectralConv()``   8
+  conv      rank-4 arrays (a 2-D conv kernel)        ``SpectralConv()``   8
   bias      ``*bias``, ``*scale``, any rank 0/1      ``BiasRMS()``        8
   hidden    every other rank >= 2 array              ``Spectral()``       8
   ========  =======================================  ===================  ========
@@ -346,16 +365,18 @@ def scion_cnn(
   ``beta=0.5``) are the Scion authors' airbench CIFAR-10 configuration
   (github.com/LIONS-EPFL/scion, ``examples/airbench``).
 
-  A conv kernel is recognised by rank, which is ambiguous once layers are
-  stacked: for scanned stacks pass ``spatial_dims`` (2 for ``Conv`` with a
+  A conv kernel is recognised by rank, which is ambiguous for ranks 3 and 5 (a
+  1-D conv or a stack of dense kernels; a 3-D conv or a stack of 2-D ones):
+  those are an error until you pass ``spatial_dims`` (2 for ``Conv`` with a
   2-D kernel), and kernels of rank >= ``spatial_dims + 2`` are conv kernels
   with their leading axes as a batch, lower ranks dense.
 
   Args:
     head: Glob(s) or regex(es) matching the classifier's matrix, e.g.
       ``"params/Dense_1/*"`` for an unnamed Linen layer.
-    spatial_dims: ``None``: every rank-3 to 5 array is an unstacked conv
-      kernel. An int: the number of spatial axes of every conv kernel.
+    spatial_dims: ``None``: every rank-4 array is an unstacked 2-D conv
+      kernel, and rank-3 and rank-5 arrays are an error (ambiguous). An int:
+      the number of spatial axes of every conv kernel.
     radius: ρ of conv kernels and hidden matrices.
     head_radius: ρ of the head.
     bias_radius: ρ of biases and gains; ``None`` uses ``radius``.
@@ -382,13 +403,15 @@ def scion_cnn(
     code's airbench configuration.
   """
   if spatial_dims is None:
-    conv_ndim, conv = (3, 4, 5), SpectralConv()
+    conv_rules = [Rule("*", "conv", ndim=4), Rule("*", None, ndim=(3, 5), error=_IMAGE_RANK)]
+    conv = SpectralConv()
   else:
-    conv_ndim, conv = range(spatial_dims + 2, 64), SpectralConv(spatial_dims=spatial_dims)
+    conv_rules = [Rule("*", "conv", ndim=range(spatial_dims + 2, 64))]
+    conv = SpectralConv(spatial_dims=spatial_dims)
   label_rules = [
     *_as_rule_list(rules),
     *_role_rules(head, "head", ndim=_MATRIX),
-    Rule("*", "conv", ndim=conv_ndim),
+    *conv_rules,
     *_bias_rules(),
     Rule("*", "hidden", ndim=_MATRIX),
   ]

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from normax._base import Norm, svd_safe
-from normax._leafwise import acc_dtype, resolve_norms, resolve_scalars
+from normax._leafwise import acc_dtype, check_nonnegative, resolve_norms, resolve_scalars
 from normax._momentum import _safe_increment
 from normax._newton_schulz import orthogonalize_svd
 from normax._norms import BiasRMS, ColNorm, Frobenius, L1ToLp, LpToLinf, RowNorm, Sign
@@ -36,6 +36,8 @@ def _clip(x: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
 
 def project_leaf(norm: Norm, w: jax.Array, radius: Any, sphere: bool = False) -> jax.Array:
   """Projects one tensor onto ``‖w‖ ≤ radius`` (or ``= radius``) in ``norm``."""
+  if w.size == 0:  # Nothing to project (and no dimension factor to divide by).
+    return w
   x = w.astype(acc_dtype(w.dtype))
   r = jnp.asarray(radius).astype(x.dtype)
   if isinstance(norm, Spectral):  # Also SpectralConv: clip singular values.
@@ -122,6 +124,7 @@ def project(params: optax.Params, norms: Any, radius: Any = 1.0, *, sphere: bool
     Learning on the Hypersphere*, 2024; Pethick et al., 2025, Sec. 3
     (norm-ball constraints).
   """
+  check_nonnegative(radius, "normax.project radius")
   flat, treedef = jax.tree.flatten(params)
   resolved = resolve_norms(norms, params)
   radii = resolve_scalars(radius, params, jnp.zeros([], jnp.int32), "radius")
@@ -178,6 +181,8 @@ def project_to_norm_ball(
   References:
     Loshchilov et al., *nGPT*, 2024 (normalize weights after each step).
   """
+
+  check_nonnegative(radius, "normax.project_to_norm_ball radius")
 
   def init_fn(params):
     del params

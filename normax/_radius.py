@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._leafwise import cast_scalar, resolve_scalars
+from normax._leafwise import cast_scalar, check_nonnegative, resolve_scalars
 from normax._momentum import _safe_increment
 
 
@@ -49,6 +49,7 @@ def scale_by_radius(radius: Any) -> optax.GradientTransformation:
     Pethick et al., *Training Deep Learning Models with Norm-Constrained
     LMOs*, 2025, Sec. 3 (radius ρ) and Sec. 5 (per-layer radii).
   """
+  check_nonnegative(radius, "normax.scale_by_radius radius")
 
   def init_fn(params):
     del params

@@ -9,6 +9,7 @@ import optax
 
 from normax._decay import add_constrained_decay
 from normax._labels import checked_labels
+from normax._leafwise import check_nonnegative
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._radius import scale_by_radius
@@ -92,6 +93,9 @@ def scion(
       raise TypeError(
         f"specs[{label!r}] is {spec!r}; expected normax.LayerSpec(norm, radius, decay)."
       )
+    check_nonnegative(spec.radius, f"specs[{label!r}].radius")
+    check_nonnegative(spec.decay, f"specs[{label!r}].decay")
+  check_nonnegative(learning_rate, "normax.scion learning_rate")
   default_decay = 1.0 if constrained else 0.0
   branches = {
     label: optax.chain(

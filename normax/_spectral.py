@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
-from normax._base import Norm, compute_dtype, describe, svd_safe
+from normax._base import Norm, compute_dtype, describe, scaled_by_max, svd_safe
 from normax._newton_schulz import newton_schulz, orthogonalize_svd, resolve_coefficients
 from normax._sharding import Strategy, check_strategy, run_sharded, with_auto_axes
 
 Method = Literal["newton_schulz", "gram_newton_schulz", "svd"]
+
+#: Paths of parameters in a convolution module: the parameter's parent module
+#: has "conv" in its name, any case (Linen's ``Conv_0/kernel``, ``conv1/kernel``,
+#: ``blocks/conv/kernel``). Shapes alone cannot tell a 1-D conv kernel
+#: ``(width, c_in, c_out)`` from a stack of dense kernels ``(layers, d_in, d_out)``.
+CONV_PATH = re.compile(r"(?i)(?:.*/)?[^/]*conv[^/]*/[^/]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +36,10 @@ class Spectral(Norm):
     ‖G‖† = √(d_out/d_in)·Σᵢ σᵢ,
 
     ‖W‖ = √(d_in/d_out)·σ_max(W).
+
+  A leaf of rank >= 3 in a module whose name contains ``conv`` (any case,
+  e.g. ``Conv_0/kernel``) is an error: its leading axes are spatial taps,
+  not layers; use :class:`SpectralConv` for it.
 
   Steepest descent under it is Shampoo without accumulation (Bernstein &
   Newhouse, 2024, Sec. 3.2) and, with momentum, Muon.
@@ -104,6 +115,22 @@ class Spectral(Norm):
     if self.compute_dtype is not None:
       object.__setattr__(self, "compute_dtype", jnp.dtype(self.compute_dtype).name)
 
+  def check(self, shape, dtype=None, path=None):
+    super().check(shape, dtype, path)
+    self._check_layout(tuple(shape), path)
+
+  def _check_layout(self, shape, path) -> None:
+    """Refuses to read a conv kernel's spatial axes as a batch of matrices."""
+    if len(shape) >= 3 and path and CONV_PATH.fullmatch(path):
+      raise ValueError(
+        f"{self!r} got shape {shape}{describe(path)}, which looks like a convolution"
+        " kernel (*spatial, c_in, c_out): Spectral would orthogonalize each spatial tap"
+        " separately, as a batch of independent matrices. Use normax.SpectralConv() for"
+        " it (spatial_dims=... for a scanned stack of conv kernels). If its leading axes"
+        " really are a stack of dense layers, put them in a module whose name does not"
+        " contain 'conv'."
+      )
+
   # -- matrix view ------------------------------------------------------------
 
   def dimension_scale(self, d_in: int, d_out: int) -> float:
@@ -148,15 +175,19 @@ class Spectral(Norm):
     out = self.orthogonalize(mats)
     return (out.astype(compute_dtype(g)) * scale).astype(g.dtype).reshape(g.shape)
 
+  def _singular_values(self, x):
+    """Singular values of each matrix and the dualize scale; exact at any scale."""
+    mats, scale = self._as_matrices(x)
+    r, m = scaled_by_max(svd_safe(mats.astype(compute_dtype(x))), (-2, -1))
+    return m[..., 0] * jnp.linalg.svd(r, compute_uv=False), scale
+
   def _dual_norm(self, g):
-    mats, scale = self._as_matrices(g)
-    s = jnp.linalg.svd(svd_safe(mats.astype(compute_dtype(g))), compute_uv=False)
+    s, scale = self._singular_values(g)
     return scale * jnp.sum(s, axis=-1)
 
   def _norm(self, w):
-    mats, scale = self._as_matrices(w)
-    s = jnp.linalg.svd(svd_safe(mats.astype(compute_dtype(w))), compute_uv=False)
-    return jnp.max(s, axis=-1) / scale
+    s, scale = self._singular_values(w)
+    return jnp.max(s, axis=-1, initial=0) / scale
 
   def dual_norm(self, g):
     g = self._checked(g)
@@ -226,8 +257,7 @@ class SpectralConv(Spectral):
   def _layout(self) -> str:
     return "(*spatial, c_in, c_out)"
 
-  def check(self, shape, dtype=None, path=None):
-    super().check(shape, dtype, path)
+  def _check_layout(self, shape, path) -> None:
     if self.spatial_dims is None and len(shape) > 5:
       raise ValueError(
         f"{self!r} got shape {tuple(shape)}{describe(path)}: more than 3 spatial"

@@ -308,8 +308,24 @@ def nnx_params():
   return nnx.state(NnxModel(nnx.Rngs(0)), nnx.Param)
 
 
-def test_nnx_wrapped_and_pure_states_get_the_same_labels():
+def gpt_with_conv():
+  """scion_gpt has no conv role: the model's 1-D conv gets one (it is an error otherwise)."""
+  labels, specs = normax.presets.scion_gpt(rules=[("*conv/kernel", "conv")])
+  specs["conv"] = normax.LayerSpec(normax.SpectralConv(), radius=50.0)
+  return labels, specs
+
+
+def test_scion_gpt_refuses_to_orthogonalize_a_conv_kernel_tap_by_tap():
   labels, _ = normax.presets.scion_gpt()
+  with pytest.raises(ValueError, match=r"1 parameter\(s\) are ambiguous") as info:
+    labels(nnx_params())
+  message = str(info.value)
+  assert "conv/kernel  (3, 8, 8)" in message and "scion_gpt has no conv role" in message
+  assert "normax.SpectralConv()" in message and "conv/bias" not in message
+
+
+def test_nnx_wrapped_and_pure_states_get_the_same_labels():
+  labels, _ = gpt_with_conv()
   wrapped = nnx_params()
   pure = nnx.as_pure(wrapped)
   assert any(
@@ -323,7 +339,7 @@ def test_nnx_wrapped_and_pure_states_get_the_same_labels():
   assert len(jax.tree.leaves(lw)) == len(jax.tree.leaves(pure))
   assert leaves_by_path(lp) == {
     "embed/embedding": "embed",
-    "conv/kernel": "hidden",  # scion_gpt has no conv role: a rank-3 kernel is a batch of matrices
+    "conv/kernel": "conv",
     "conv/bias": "bias",
     "blocks/0/norm/scale": "bias",
     "blocks/0/norm/bias": "bias",
@@ -352,7 +368,7 @@ def test_nnx_paths_drop_only_the_wrapper_value():
 
 
 def test_nnx_tables_match_for_wrapped_and_pure():
-  labels, specs = normax.presets.scion_gpt()
+  labels, specs = gpt_with_conv()
   wrapped = nnx_params()
   assert normax.label_table(wrapped, labels, specs) == normax.label_table(
     nnx.as_pure(wrapped), labels, specs
@@ -371,8 +387,12 @@ def test_presets_on_nnx_image_model():
       self.dense = nnx.Linear(16, 8, rngs=rngs)
       self.classifier = nnx.Linear(8, 10, rngs=rngs)
 
-  labels, specs = normax.presets.scion_cnn()
   state = nnx.state(Cnn(nnx.Rngs(0)), nnx.Param)
+  labels, specs = normax.presets.scion_cnn()
+  # A rank-5 kernel may be a 3-D conv or a stack of 2-D ones: an error until a rule says.
+  with pytest.raises(ValueError, match=r"(?s)conv3d/kernel  \(2, 2, 2, 1, 4\).*ranks 3 and 5"):
+    labels(state)
+  labels, specs = normax.presets.scion_cnn(rules=[("conv3d/kernel", "conv")])
   assert leaves_by_path(labels(state)) == {
     "conv1/kernel": "conv",
     "conv1/bias": "bias",
@@ -452,9 +472,18 @@ def test_scanned_conv_stack_needs_spatial_dims():
   }
   assert specs["conv"].norm == normax.SpectralConv(spatial_dims=2)
   normax.resolve_specs(params, labels, specs)
-  # Without it, the rank-5 stack reads as one 3-D conv and the dense stack as 1-D convs.
+  # Without it, the rank-5 stack (one 3-D conv?) and the dense stack (1-D convs?) are errors.
   labels, _ = normax.presets.scion_cnn()
-  assert labels(params)["dense"]["kernel"] == "conv"
+  with pytest.raises(ValueError, match="2 parameter") as info:
+    labels(params)
+  assert "convs/kernel  (4, 3, 3, 8, 8)" in str(info.value)
+  assert "dense/kernel  (4, 8, 8)" in str(info.value) and "spatial_dims" in str(info.value)
+  # A 1-D conv kernel where spatial_dims=2 says rank 3 is dense: Spectral refuses it.
+  labels, specs = normax.presets.scion_cnn(spatial_dims=2)
+  params["conv1d"] = {"kernel": jnp.zeros((3, 8, 8))}
+  assert labels(params)["conv1d"]["kernel"] == "hidden"
+  with pytest.raises(ValueError, match=r"'conv1d/kernel'.*normax.SpectralConv\(\)"):
+    normax.resolve_specs(params, labels, specs)
 
 
 def test_presets_user_rules_come_first_and_specs_are_editable():

@@ -1,0 +1,304 @@
+"""Bad or extreme input fails loudly: scale-free LMOs, checked values, unambiguous labels.
+
+Each test here is a case that used to fail silently (a zero or a tiny update, a wrong
+label, a misleading error) and now gives the right answer or an error that says what to do.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import normax
+
+# name -> (norm, shape of one leaf)
+SCALE_CASES = {
+  "spectral_ns": (normax.Spectral(), (6, 4)),
+  "spectral_gram": (normax.Spectral(method="gram_newton_schulz"), (4, 12)),
+  "spectral_svd": (normax.Spectral(method="svd"), (6, 4)),
+  "spectral_conv": (normax.SpectralConv(), (3, 3, 4, 5)),
+  "colnorm": (normax.ColNorm(), (6, 4)),
+  "rownorm": (normax.RowNorm(), (6, 4)),
+  "bias_rms": (normax.BiasRMS(), (7,)),
+  "frobenius": (normax.Frobenius(), (6, 4)),
+  "sign": (normax.Sign(), (6, 4)),
+  "l1_to_l2": (normax.L1ToLp(2.0), (6, 4)),
+  "l1_to_l3": (normax.L1ToLp(3.0), (6, 4)),
+  "l3_to_linf": (normax.LpToLinf(3.0), (6, 4)),
+}
+DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+
+
+def _powers_of_ten(dtype):
+  """Every k with 10^k·[0.5, 2] inside the dtype's normal range."""
+  fi = jnp.finfo(dtype)
+  lo = math.ceil(math.log10(float(fi.tiny) / 0.5))
+  hi = math.floor(math.log10(float(fi.max) / 4))
+  return np.arange(lo, hi + 1)
+
+
+def _gradient(shape, seed=0):
+  """Entries of size 0.5 to 2 with random signs: scaled by 10^k they stay normal numbers."""
+  rng = np.random.default_rng(seed)
+  return rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(SCALE_CASES))
+def test_dualize_does_not_depend_on_the_gradients_scale(name, dtype):
+  norm, shape = SCALE_CASES[name]
+  g = _gradient(shape)
+  ks = _powers_of_ten(dtype)
+  # Scaled in float64 and rounded once to the dtype: one leaf per power of ten.
+  stack = jnp.asarray(np.stack([g * 10.0**k for k in ks]), dtype)
+  got = np.asarray(jax.jit(jax.vmap(norm.dualize))(stack), np.float64)
+  want = np.asarray(norm.dualize(jnp.asarray(g, dtype)), np.float64)
+  assert np.abs(want).max() > 0
+  tol = (1e-4 if dtype == jnp.float32 else 3e-2) * np.abs(want).max()
+  for k, d in zip(ks, got, strict=True):
+    np.testing.assert_allclose(d, want, rtol=0, atol=tol, err_msg=f"{name} at 10^{k}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(SCALE_CASES))
+def test_zero_stays_zero_and_nan_or_inf_come_out_as_nan(name, dtype):
+  norm, shape = SCALE_CASES[name]
+  np.testing.assert_array_equal(np.asarray(norm.dualize(jnp.zeros(shape, dtype)), np.float32), 0)
+  g = jnp.asarray(_gradient(shape), dtype)
+  for bad in (np.nan, np.inf, -np.inf):
+    d = np.asarray(norm.dualize(g.at[(0,) * len(shape)].set(bad)), np.float32)
+    assert np.isnan(d).any() and not np.isinf(d).any(), (name, bad, d)
+
+
+@pytest.mark.parametrize(
+  "norm,shape",
+  [
+    (normax.Spectral(), (6, 4)),
+    (normax.SpectralConv(), (3, 3, 4, 5)),
+    (normax.ColNorm(), (6, 4)),
+    (normax.RowNorm(), (6, 4)),
+    (normax.BiasRMS(), (7,)),
+    (normax.Frobenius(), (6, 4)),
+    (normax.L1ToLp(3.0), (6, 4)),
+  ],
+)
+def test_dual_norm_and_norm_scale_linearly_instead_of_overflowing(norm, shape):
+  g = _gradient(shape)
+  for c in (1e-30, 1e20, 1e36):
+    x = jnp.asarray(g * c, jnp.float32)
+    for fn in (norm.dual_norm, norm.norm):
+      want = float(fn(jnp.asarray(g, jnp.float32)))
+      np.testing.assert_allclose(float(fn(x)) / c, want, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", (jnp.float32, jnp.bfloat16), ids=lambda d: jnp.dtype(d).name)
+def test_muon_step_on_a_matrix_does_not_depend_on_the_gradients_scale(dtype):
+  params = {"w": jnp.zeros((6, 4), dtype)}
+  tx = normax.muon(0.1)
+  g = _gradient((6, 4))
+
+  def step(scale):
+    grads = {"w": jnp.asarray(g * scale, dtype)}
+    return tx.update(grads, tx.init(params), params)[0]["w"]
+
+  want = np.asarray(step(1.0), np.float64)
+  tol = (1e-4 if dtype == jnp.float32 else 3e-2) * np.abs(want).max()
+  for k in (-30, -20, -10, 10, 20, 30):
+    np.testing.assert_allclose(np.asarray(step(10.0**k), np.float64), want, atol=tol, err_msg=k)
+
+
+# -- zero-size leaves -----------------------------------------------------------
+
+ZERO_SIZE = {"a": jnp.zeros((0, 4)), "b": jnp.zeros((2, 0, 4)), "c": jnp.zeros((4, 0))}
+
+
+@pytest.mark.parametrize("name", sorted(SCALE_CASES))
+def test_a_zero_size_leaf_dualizes_to_an_empty_update(name):
+  norm, shape = SCALE_CASES[name]
+  empty = jnp.zeros((*shape[:-2], 0, shape[-1]) if len(shape) >= 2 else (0,))
+  for x in (empty, jnp.zeros((2, *empty.shape))):
+    d = norm.dualize(x)
+    assert d.shape == x.shape and d.dtype == x.dtype
+    batch = x.shape[: x.ndim - norm.core_ndim(x.ndim)]
+    np.testing.assert_array_equal(norm.dual_norm(x), np.zeros(batch))
+    np.testing.assert_array_equal(norm.norm(x), np.zeros(batch))
+
+
+def _named_optimizers():
+  specs = {"m": normax.LayerSpec("spectral", radius=2.0)}
+  return {
+    "scion": normax.scion(0.1, specs, lambda p: jax.tree.map(lambda _: "m", p)),
+    "muon": normax.muon(0.1),
+    "sign_descent": normax.sign_descent(0.1, beta=0.9, normalized=True),
+    "normalized_sgd": normax.normalized_sgd(0.1),
+    "steepest_descent": normax.steepest_descent(0.1, "rownorm"),
+    "lmo_batched": normax.scale_by_lmo("spectral"),
+    "project": normax.project_to_norm_ball("spectral", 1.0),
+  }
+
+
+@pytest.mark.parametrize("name", sorted(_named_optimizers()))
+def test_zero_size_leaves_get_an_empty_update_from_every_optimizer(name):
+  tx = _named_optimizers()[name]
+  params = {**ZERO_SIZE, "w": jnp.ones((4, 4)), "w2": jnp.ones((4, 4))}
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  for key, x in params.items():
+    assert updates[key].shape == x.shape
+  assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+  np.testing.assert_array_equal(normax.project(ZERO_SIZE, "sign")["b"], ZERO_SIZE["b"])
+
+
+# -- values checked ---------------------------------------------------------------
+
+BAD_NUMBERS = (-1.0, float("nan"), float("inf"), -float("inf"))
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS)
+def test_scion_rejects_a_bad_radius_decay_or_learning_rate_naming_the_label(bad):
+  labels = {"w": "hidden"}
+  ok = normax.LayerSpec("spectral", radius=1.0)
+  for field in ("radius", "decay"):
+    specs = {"hidden": ok, "head": normax.LayerSpec("sign", **{field: bad})}
+    with pytest.raises(ValueError, match=rf"specs\['head'\]\.{field} must be a finite number >= 0"):
+      normax.scion(0.1, specs, labels)
+    with pytest.raises(ValueError, match=rf"specs\['head'\]\.{field}"):
+      normax.resolve_specs({"w": jnp.zeros((2, 2))}, labels, specs)
+  with pytest.raises(ValueError, match="scion learning_rate must be a finite number >= 0"):
+    normax.scion(bad, {"hidden": ok}, labels)
+
+
+@pytest.mark.parametrize("bad", BAD_NUMBERS)
+def test_every_transform_rejects_a_bad_number_naming_the_argument(bad):
+  cases = {
+    "muon learning_rate": lambda: normax.muon(bad),
+    "muon adam_learning_rate": lambda: normax.muon(0.1, adam_learning_rate=bad),
+    "muon weight_decay": lambda: normax.muon(0.1, weight_decay=bad),
+    "sign_descent learning_rate": lambda: normax.sign_descent(bad),
+    "normalized_sgd learning_rate": lambda: normax.normalized_sgd(bad),
+    "steepest_descent learning_rate": lambda: normax.steepest_descent(bad, "spectral"),
+    "scale_by_radius radius at 'b'": lambda: normax.scale_by_radius({"a": 1.0, "b": bad}),
+    "add_constrained_decay decay": lambda: normax.add_constrained_decay(bad),
+    "project_to_norm_ball radius": lambda: normax.project_to_norm_ball("sign", bad),
+    "project radius": lambda: normax.project(jnp.ones((2, 2)), "sign", bad),
+  }
+  for what, make in cases.items():
+    with pytest.raises(ValueError, match=f"{what} must be a finite number >= 0"):
+      make()
+
+
+def test_schedules_zero_and_traced_values_are_accepted():
+  normax.scion(lambda t: 0.1, {"h": normax.LayerSpec("sign", radius=lambda t: 1.0, decay=0)}, "h")
+  tx = optax.inject_hyperparams(normax.sign_descent)(learning_rate=0.5)
+  params = {"w": jnp.ones((2, 2))}
+  updates, _ = jax.jit(tx.update)(params, tx.init(params), params)
+  np.testing.assert_allclose(updates["w"], -0.5)
+
+
+# -- labels that cannot silently mis-route ------------------------------------------
+
+
+def test_scion_cnn_refuses_to_guess_between_a_dense_stack_and_a_1d_conv():
+  params = {"stack": {"kernel": jnp.zeros((3, 16, 16))}, "head": {"kernel": jnp.zeros((16, 4))}}
+  labels, specs = normax.presets.scion_cnn()
+  with pytest.raises(ValueError, match=r"(?s)stack/kernel  \(3, 16, 16\).*Pass spatial_dims"):
+    labels(params)
+  labels, specs = normax.presets.scion_cnn(spatial_dims=2)  # Now rank 3 is a dense stack.
+  assert labels(params)["stack"]["kernel"] == "hidden"
+  assert normax.resolve_specs(params, labels, specs)["stack"]["kernel"].norm == normax.Spectral()
+
+
+def test_spectral_refuses_a_kernel_of_a_conv_module():
+  grads = {"Conv_0": {"kernel": jnp.ones((3, 3, 4, 8))}}
+  with pytest.raises(ValueError, match=r"'Conv_0/kernel'.*normax\.SpectralConv\(\)"):
+    normax.scale_by_lmo("spectral").update(grads, optax.EmptyState())
+  # SpectralConv takes it; a dense stack elsewhere and a direct call (no path) stay batches.
+  normax.scale_by_lmo("spectral_conv").update(grads, optax.EmptyState())
+  normax.scale_by_lmo("spectral").update({"blocks": {"mlp": jnp.ones((3, 4, 8))}}, None)
+  normax.Spectral().dualize(jnp.ones((3, 4, 8)))
+
+
+def test_a_rule_is_a_label_or_an_error():
+  with pytest.raises(TypeError, match="exactly one of a label or an error"):
+    normax.Rule("*", "hidden", error="ambiguous")
+  with pytest.raises(TypeError, match="exactly one of a label or an error"):
+    normax.Rule("*", None)
+
+
+# -- optax.inject_hyperparams ---------------------------------------------------------
+
+
+def _gpt_params():
+  return {
+    "embed": {"embedding": jnp.ones((11, 8))},
+    "mlp": {"kernel": jnp.ones((8, 8)), "bias": jnp.ones(8)},
+    "lm_head": {"kernel": jnp.ones((8, 11))},
+  }
+
+
+def test_inject_hyperparams_takes_a_preset_label_function_without_static_args():
+  labels, specs = normax.presets.scion_gpt()
+  params = _gpt_params()
+  grads = jax.tree.map(lambda x: 0.1 * x, params)
+  plain = normax.scion(0.01, specs, labels)
+  tx = optax.inject_hyperparams(normax.scion)(learning_rate=0.01, specs=specs, labels=labels)
+  state = tx.init(params)
+  step = jax.jit(tx.update)
+  for _ in range(2):  # The second step reuses the state the first one returned.
+    updates, state = step(grads, state, params)
+  want, plain_state = plain.update(grads, plain.init(params), params)
+  want, _ = plain.update(grads, plain_state, params)
+  for got, ref in zip(jax.tree.leaves(updates), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7)
+  state.hyperparams["learning_rate"] = jnp.asarray(0.0)  # Schedulable as usual.
+  updates, _ = step(grads, state, params)
+  assert all(float(jnp.abs(u).max()) == 0 for u in jax.tree.leaves(updates))
+
+
+def test_inject_hyperparams_inside_nnx_optimizer():
+  nnx = pytest.importorskip("flax.nnx")
+
+  class Model(nnx.Module):
+    def __init__(self, rngs):
+      self.mlp = nnx.Linear(4, 4, rngs=rngs)
+      self.lm_head = nnx.Linear(4, 3, rngs=rngs)
+
+  labels, specs = normax.presets.scion_gpt()
+  muon_labels = normax.label_by_path([("mlp/kernel", "muon")], default="adam")
+  with pytest.raises(TypeError, match=r"static_args=\('ns_steps',\)"):  # An unrolled loop.
+    optax.inject_hyperparams(normax.muon)(learning_rate=0.1, labels=muon_labels).init({})
+  txs = {
+    "scion": optax.inject_hyperparams(normax.scion)(learning_rate=0.1, specs=specs, labels=labels),
+    "muon": optax.inject_hyperparams(normax.muon, static_args=("ns_steps",))(
+      learning_rate=0.1, labels=muon_labels
+    ),
+  }
+  for tx in txs.values():
+    model = Model(nnx.Rngs(0))
+    opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    before = model.mlp.kernel.get_value()
+    grads = jax.tree.map(jnp.ones_like, nnx.state(model, nnx.Param))
+    nnx.jit(lambda m, o, g: o.update(m, g))(model, opt, grads)
+    assert not np.allclose(model.mlp.kernel.get_value(), before)
+
+
+# -- structure errors name paths, never values -------------------------------------
+
+
+def test_label_and_hyperparameter_structure_errors_name_missing_and_extra_paths():
+  params = {"a": {"w": jnp.full((2, 2), 1234.5)}, "b": jnp.full(3, 1234.5)}
+  with pytest.raises(ValueError) as labels_info:
+    normax.resolve_specs(params, {"a": {"w": "h", "x": "h"}}, {"h": "spectral"})
+  labels_message = str(labels_info.value)
+  assert "no entry for parameter path(s) ['b']" in labels_message
+  assert "entries at ['a/x'] that match no parameter" in labels_message
+  tx = normax.scale_by_radius({"a": {"w": 1.0, "x": 2.0}, "c": 1.0})
+  with pytest.raises(ValueError) as radius_info:
+    tx.update(params, tx.init(params))
+  radius_message = str(radius_info.value)
+  assert "The radius tree does not match" in radius_message and "['a/x', 'c']" in radius_message
+  for message in (labels_message, radius_message):
+    assert "1234" not in message and "Array" not in message and "metadata" not in message
