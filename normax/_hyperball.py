@@ -14,7 +14,13 @@ from normax._projection import project_leaf
 
 
 class HyperballState(NamedTuple):
-  """Step count (learning-rate schedules) and each weight's radius ``R``."""
+  """Step count (learning-rate schedules) and each weight's radius ``R``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.hyperball(0.1).init({"w": 2 * jnp.eye(4)}).radius["w"]  # ‖2·I‖_F
+    Array(4., dtype=float32)
+  """
 
   count: jax.Array
   radius: optax.Updates

@@ -1,4 +1,16 @@
-"""The Muon family: a drop-in for ``optax.contrib.muon``, and its variants from normax pieces."""
+"""The Muon family: a drop-in for ``optax.contrib.muon``, and its variants from normax pieces.
+
+Examples:
+  The rule behind ``normax.muon``'s default labels:
+
+  >>> import jax.numpy as jnp, normax
+  >>> normax.DEFAULT_MUON_RULES[2]
+  Rule(pattern='*', label='muon', ndim=(2, 3), where=None)
+  >>> params = {"kernel": jnp.ones((4, 8, 8)), "bias": jnp.ones((4, 8))}
+  >>> params["conv"] = jnp.ones((3, 3, 2, 4))
+  >>> normax.label_by_path(list(normax.DEFAULT_MUON_RULES), default="adam")(params)
+  {'bias': 'adam', 'conv': 'adam', 'kernel': 'muon'}
+"""
 
 from __future__ import annotations
 

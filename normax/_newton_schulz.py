@@ -6,7 +6,9 @@ axes are independent matrices and are handled by one batched call.
 
 The named step polynomials ``p(x) = a x + b x³ + c x⁵`` are constants:
 :data:`QUINTIC` (the classic Muon quintic, steep at 0 but not convergent to 1)
-and :data:`CUBIC` (the textbook iteration, ``p(1) = 1``, slow).
+and :data:`CUBIC` (the textbook iteration, ``p(1) = 1``, slow); :data:`DION` is
+a per-step schedule. :data:`PRECONDITIONINGS` names the ways to scale the
+matrix before the first step (see :func:`precondition`).
 
 Examples:
   >>> import normax
@@ -16,6 +18,10 @@ Examples:
   0.701
   >>> normax.CUBIC, sum(normax.CUBIC)  # p(1) = 1 and p'(1) = 0
   ((1.5, -0.5, 0.0), 1.0)
+  >>> normax.DION[0], len(normax.DION)  # Dion's per-step schedule (optax's "dion")
+  ((4.0848, -6.8946, 2.927), 5)
+  >>> normax.PRECONDITIONINGS  # scalings before the first step
+  ('frobenius', 'spectral', 'aol', 'schatten')
 """
 
 from __future__ import annotations

@@ -13,7 +13,13 @@ from normax._momentum import _safe_increment
 
 
 class ScaleByNeuronRmsState(NamedTuple):
-  """Step count and the per-neuron second moments ``v`` (shape ``(..., 1, fan_out)``)."""
+  """Step count and the per-neuron second moments ``v`` (shape ``(..., 1, fan_out)``).
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> normax.scale_by_neuron_rms().init({"w": jnp.ones((3, 4, 8))}).nu["w"].shape
+    (3, 1, 8)
+  """
 
   count: jax.Array
   nu: optax.Updates
@@ -61,9 +67,10 @@ def scale_by_neuron_rms(
     >>> o = jnp.array([[1.0, 0.1], [1.0, -0.1]])  # column 1 is 10x smaller
     >>> tx = normax.scale_by_neuron_rms(b2=0.0)
     >>> u, _ = tx.update(o, tx.init(o))
-    >>> u.round(4)  # both columns now have the same RMS, and ‖u‖_F = ‖o‖_F
-    Array([[ 0.7106,  0.7106],
-           [ 0.7106, -0.7106]], dtype=float32)
+    >>> [round(float(v), 4) for v in jnp.linalg.norm(u, axis=0)]  # equal columns
+    [1.005, 1.005]
+    >>> bool(jnp.allclose(jnp.linalg.norm(u), jnp.linalg.norm(o)))  # ‖u‖_F = ‖o‖_F
+    True
 
   References:
     Li et al., *NorMuon: Making Muon more efficient and scalable*, 2025
