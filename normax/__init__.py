@@ -6,8 +6,11 @@ from normax._adaptive import adaptive_step as adaptive_step
 from normax._adaptive import muon_free as muon_free
 from normax._adaptive import scion_free as scion_free
 from normax._base import Norm as Norm
+from normax._decay import add_cautious_weight_decay as add_cautious_weight_decay
 from normax._decay import add_constrained_decay as add_constrained_decay
 from normax._dual_norm import scale_by_dual_norm as scale_by_dual_norm
+from normax._hyperball import HyperballState as HyperballState
+from normax._hyperball import hyperball as hyperball
 from normax._init import init_model as init_model
 from normax._init import init_params as init_params
 from normax._labels import LabelFn as LabelFn
@@ -16,14 +19,20 @@ from normax._labels import label_by_path as label_by_path
 from normax._labels import label_table as label_table
 from normax._labels import resolve_specs as resolve_specs
 from normax._lmo import scale_by_lmo as scale_by_lmo
+from normax._matrix_view import MuonDimensionNumbers as MuonDimensionNumbers
+from normax._matrix_view import with_matrix_view as with_matrix_view
 from normax._momentum import MomentumState as MomentumState
 from normax._momentum import momentum as momentum
+from normax._muon import DEFAULT_MUON_RULES as DEFAULT_MUON_RULES
 from normax._muon import muon as muon
 from normax._newton_schulz import CUBIC as CUBIC
+from normax._newton_schulz import DION as DION
+from normax._newton_schulz import PRECONDITIONINGS as PRECONDITIONINGS
 from normax._newton_schulz import QUINTIC as QUINTIC
 from normax._newton_schulz import newton_schulz as newton_schulz
 from normax._newton_schulz import orthogonalize_svd as orthogonalize_svd
 from normax._newton_schulz import polar_express_coefficients as polar_express_coefficients
+from normax._newton_schulz import precondition as precondition
 from normax._newton_schulz import schedule_bound as schedule_bound
 from normax._norms import BiasRMS as BiasRMS
 from normax._norms import ColNorm as ColNorm
@@ -32,6 +41,8 @@ from normax._norms import L1ToLp as L1ToLp
 from normax._norms import LpToLinf as LpToLinf
 from normax._norms import RowNorm as RowNorm
 from normax._norms import Sign as Sign
+from normax._normuon import ScaleByNeuronRmsState as ScaleByNeuronRmsState
+from normax._normuon import scale_by_neuron_rms as scale_by_neuron_rms
 from normax._optimizers import normalized_sgd as normalized_sgd
 from normax._optimizers import sign_descent as sign_descent
 from normax._optimizers import steepest_descent as steepest_descent
@@ -59,25 +70,33 @@ __all__ = (
   "BiasRMS",
   "CUBIC",
   "ColNorm",
+  "DEFAULT_MUON_RULES",
+  "DION",
   "Frobenius",
+  "HyperballState",
   "L1ToLp",
   "LabelFn",
   "LayerSpec",
   "LpToLinf",
   "MomentumState",
+  "MuonDimensionNumbers",
   "Norm",
+  "PRECONDITIONINGS",
   "QUINTIC",
   "RowNorm",
   "Rule",
+  "ScaleByNeuronRmsState",
   "ShampooState",
   "Sign",
   "SoapState",
   "Spectral",
   "SpectralConv",
   "adaptive_step",
+  "add_cautious_weight_decay",
   "add_constrained_decay",
   "available_norms",
   "get_norm",
+  "hyperball",
   "init_model",
   "init_params",
   "label_by_path",
@@ -90,6 +109,7 @@ __all__ = (
   "orthogonalize_svd",
   "path_to_str",
   "polar_express_coefficients",
+  "precondition",
   "presets",
   "project",
   "project_to_norm_ball",
@@ -97,6 +117,7 @@ __all__ = (
   "resolve_specs",
   "scale_by_dual_norm",
   "scale_by_lmo",
+  "scale_by_neuron_rms",
   "scale_by_radius",
   "scale_by_shampoo",
   "scale_by_soap",
@@ -106,4 +127,5 @@ __all__ = (
   "sign_descent",
   "steepest_descent",
   "tree_paths",
+  "with_matrix_view",
 )

@@ -81,3 +81,62 @@ def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
     return treedef.unflatten(out), AddConstrainedDecayState(count=_safe_increment(state.count))
 
   return optax.GradientTransformation(init_fn, update_fn)
+
+
+def add_cautious_weight_decay(
+  weight_decay: float | optax.Schedule = 0.0, mask: Any = None
+) -> optax.GradientTransformation:
+  r"""Decoupled weight decay applied only where the update and the weight agree in sign.
+
+  With ``u`` the incoming (gradient-aligned) update and ``λ`` the decay:
+
+  .. math::
+    u \mapsto u + λ\, \mathbb{1}[u ⊙ x \ge 0] ⊙ x,
+
+  so after ``optax.scale_by_learning_rate`` an entry is decayed toward zero
+  only when the optimizer step already moves it toward zero; where the step
+  pushes it away, decay would fight the step and is skipped. A drop-in for
+  ``optax.add_decayed_weights(weight_decay, mask)``.
+
+  Args:
+    weight_decay: ``λ``, float or schedule.
+    mask: As in ``optax.add_decayed_weights``: a pytree of bools (or a
+      prefix), or a callable ``params -> such a pytree``; ``False`` leaves get
+      no decay.
+
+  Returns:
+    An ``optax.GradientTransformation`` that needs ``params`` in ``update``.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> tx = normax.add_cautious_weight_decay(0.5)
+    >>> x = jnp.array([2.0, 2.0, -2.0])
+    >>> u, _ = tx.update(jnp.array([1.0, -1.0, -1.0]), tx.init(x), x)
+    >>> u  # decayed where sign(u) = sign(x): entries 0 and 2
+    Array([ 2., -1., -2.], dtype=float32)
+
+  References:
+    Chen et al., *Cautious Weight Decay*, 2025 (arXiv:2510.12402).
+  """
+
+  def init_fn(params):
+    del params
+    return AddConstrainedDecayState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError(
+        "normax.add_cautious_weight_decay needs the parameters: call"
+        " tx.update(grads, state, params)."
+      )
+    lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
+
+    def leaf(u, p):
+      p = p.astype(u.dtype)
+      return u + jnp.where(u * p >= 0, cast_scalar(lam, u.dtype) * p, jnp.zeros_like(p))
+
+    out = jax.tree.map(leaf, updates, params)
+    return out, AddConstrainedDecayState(count=_safe_increment(state.count))
+
+  tx = optax.GradientTransformation(init_fn, update_fn)
+  return tx if mask is None else optax.masked(tx, mask)

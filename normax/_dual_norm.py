@@ -29,6 +29,7 @@ def scale_by_dual_norm(
   *,
   modular: bool = False,
   masses: Any = None,
+  exact: bool = True,
 ) -> optax.GradientTransformation:
   r"""Steepest descent direction: dualize and scale by the dual norm over ``λ``.
 
@@ -60,6 +61,12 @@ def scale_by_dual_norm(
     modular: Use the modular (max) norm over all leaves.
     masses: ``m_l`` per leaf for ``modular``: ``None`` (all 1), one float,
       or a pytree of floats with the parameters' structure (or a prefix).
+    exact: ``True``: ``‖g‖†`` from :meth:`normax.Norm.dual_norm` (exact, an
+      SVD for spectral norms). ``False``: ``⟨g, dualize(g)⟩``, the dual norm
+      that the computed direction attains: the same for exact dualizers, the
+      first-order decrease actually obtained with an approximate one (e.g.
+      Newton–Schulz), and no SVD. ``optax.contrib.muon(adaptive=True)``
+      computes the latter.
 
   Returns:
     An ``optax.GradientTransformation`` with a step count in its state.
@@ -102,8 +109,13 @@ def scale_by_dual_norm(
         duals.append(None)
         dirs.append(None)
         continue
-      duals.append(n.dual_norm(g).astype(acc_dtype(g.dtype)))
-      dirs.append(n.dualize(g).astype(acc_dtype(g.dtype)))
+      direction = n.dualize(g).astype(acc_dtype(g.dtype))
+      if exact:
+        duals.append(n.dual_norm(g).astype(direction.dtype))
+      else:
+        core = n.core_axes(g.ndim)
+        duals.append(jnp.sum(g.astype(direction.dtype) * direction, axis=core))
+      dirs.append(direction)
     if modular:
       total = sum(
         (

@@ -34,6 +34,8 @@ def _plan(norm: Spectral, leaf: jax.Array):
     norm.compute_dtype,
     norm.precision,
     norm.sharding,
+    norm.preconditioning,
+    norm.eps,
   )
   key = (orth, min(m, n), max(m, n), jnp.dtype(leaf.dtype).name)
   return mats.reshape(-1, m, n), scale, key

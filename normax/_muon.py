@@ -1,4 +1,16 @@
-"""The Muon recipe: spectral steps with Nesterov momentum on hidden matrices, AdamW elsewhere."""
+"""The Muon family: a drop-in for ``optax.contrib.muon``, and its variants from normax pieces.
+
+Examples:
+  The rule behind ``normax.muon``'s default labels:
+
+  >>> import jax.numpy as jnp, normax
+  >>> normax.DEFAULT_MUON_RULES[2]
+  Rule(pattern='*', label='muon', ndim=(2, 3), where=None)
+  >>> params = {"kernel": jnp.ones((4, 8, 8)), "bias": jnp.ones((4, 8))}
+  >>> params["conv"] = jnp.ones((3, 3, 2, 4))
+  >>> normax.label_by_path(list(normax.DEFAULT_MUON_RULES), default="adam")(params)
+  {'bias': 'adam', 'conv': 'adam', 'kernel': 'muon'}
+"""
 
 from __future__ import annotations
 
@@ -7,20 +19,37 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from optax.contrib import MuonDimensionNumbers
 
+from normax._decay import add_cautious_weight_decay
+from normax._dual_norm import scale_by_dual_norm
+from normax._hyperball import hyperball as hyperball_step
 from normax._labels import Rule, checked_labels, label_by_path
-from normax._leafwise import check_nonnegative
+from normax._leafwise import broadcast_spec, check_nonnegative, leaf_paths
 from normax._lmo import scale_by_lmo
+from normax._matrix_view import with_matrix_view
 from normax._momentum import momentum
+from normax._newton_schulz import DION, newton_schulz
+from normax._normuon import scale_by_neuron_rms
 from normax._spectral import Spectral
 
 _MUON_LABELS = {"muon": None, "adam": None}
+_QUINTIC = (3.4445, -4.7750, 2.0315)
 
-
-# Wrapper-aware (one label per nnx.Param, not per array inside it), so the
-# AdamW branch's state never holds an nnx.Param wrapping an optax.MaskedNode.
-_default_labels = label_by_path([Rule("*", "muon", ndim=2)], default="adam")
+#: The rule behind ``normax.muon``'s default labels, first match wins: biases and
+#: norm gains (paths ending in ``bias`` or ``scale``, stacked or not) go to Adam; a
+#: 2-D leaf is a hidden matrix; a 3-D leaf is a stack of hidden matrices (scanned
+#: layers, experts) whose last two axes are ``(fan_in, fan_out)``; everything else
+#: (vectors, scalars, conv kernels of rank >= 4) goes to Adam. Wrapper-aware (one
+#: label per ``nnx.Param``), so the Adam branch never holds a wrapped ``MaskedNode``.
+DEFAULT_MUON_RULES = (
+  Rule("*bias", "adam"),
+  Rule("*scale", "adam"),
+  Rule("*", "muon", ndim=(2, 3)),
+)
+_default_labels = label_by_path(list(DEFAULT_MUON_RULES), default="adam")
 
 
 def _scale_by_fan(factor) -> optax.GradientTransformation:
@@ -29,111 +58,321 @@ def _scale_by_fan(factor) -> optax.GradientTransformation:
   def update_fn(updates, state, params=None):
     del params
 
-    def scale(u):  # A zero-size leaf has no fan to divide by: its update stays empty.
-      return u * jnp.asarray(factor(*u.shape[-2:]), u.dtype) if u.size else u
+    def leaf(u):
+      if not u.size:  # A zero-size leaf has no fan to divide by: its update stays empty.
+        return u
+      f = factor(*u.shape[-2:])
+      return u * (jnp.asarray(f).astype(u.dtype) if isinstance(f, jax.Array) else f)
 
-    return jax.tree.map(scale, updates), state
+    return jax.tree.map(leaf, updates), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
+def _traced_orthogonalization(
+  steps, coefficients, preconditioning, eps, compute_dtype, adaptive
+) -> optax.GradientTransformation:
+  """``Spectral().dualize`` (times ``⟨g, dualize(g)⟩`` if adaptive) for traced settings.
+
+  Used when ``ns_steps`` or ``eps`` are arrays (``optax.inject_hyperparams``
+  makes every numeric argument one): a frozen ``Spectral`` cannot hold them.
+  Leaf by leaf, the iteration as a ``fori_loop``.
+  """
+
+  def update_fn(updates, state, params=None):
+    del params
+
+    def leaf(g):
+      o = newton_schulz(
+        g,
+        steps=steps,
+        coefficients=coefficients,
+        compute_dtype=compute_dtype,
+        preconditioning=preconditioning,
+        eps=eps,
+      )
+      d_in, d_out = g.shape[-2:]
+      d = o * math.sqrt(d_out / d_in)
+      if adaptive:
+        d = d * jnp.sum(g * d, axis=(-2, -1), keepdims=True)
+      return d
+
+    return jax.tree.map(leaf, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def _schedule(ns_coeffs, ns_steps):
+  """optax's reading of ``(ns_coeffs, ns_steps)``: ``(coefficients, steps)`` for Spectral.
+
+  A per-step schedule (2-D, or the ``"dion"`` preset) runs its rows once each,
+  ``ns_steps`` only bounding their number; a triple or another preset runs
+  ``ns_steps`` times.
+  """
+  if isinstance(ns_coeffs, str):
+    if ns_coeffs != "dion":
+      return ns_coeffs, ns_steps
+    ns_coeffs = DION
+  arr = np.asarray(ns_coeffs, dtype=np.float64)
+  if arr.ndim == 1 or arr.ndim > 2 or arr.shape[-1] != 3:
+    if arr.shape != (3,):
+      raise ValueError(f"ns_coeffs must have shape (3,) or (n, 3), got {arr.shape}.")
+    return tuple(float(v) for v in arr), ns_steps
+  if isinstance(ns_steps, int) and arr.shape[0] > ns_steps:
+    raise ValueError(
+      f"{arr.shape[0]} Newton–Schulz coefficient rows were given for ns_steps={ns_steps};"
+      f" pass ns_steps >= {arr.shape[0]} (each row runs once, as in optax.contrib.muon)."
+    )
+  return tuple(tuple(float(v) for v in row) for row in arr), arr.shape[0]
+
+
+def _labels_from_dims(dims):
+  """optax's routing: a leaf with dimension numbers is Muon's, a ``None`` one Adam's."""
+  is_dims = lambda x: isinstance(x, MuonDimensionNumbers)  # noqa: E731
+
+  def fn(tree):
+    specs = broadcast_spec(
+      dims, tree, is_spec=is_dims, what="dimension numbers", allow_callable=True
+    )
+    flat, treedef = jax.tree.flatten(tree)
+    return treedef.unflatten(["adam" if s is None else "muon" for s in specs])
+
+  return fn
+
+
+def _dims_for_muon_leaves(dims):
+  """The dimension numbers of the leaves routed to Muon; ``None`` on one of them is an error."""
+  is_dims = lambda x: isinstance(x, MuonDimensionNumbers)  # noqa: E731
+
+  def fn(tree):
+    specs = broadcast_spec(
+      dims, tree, is_spec=is_dims, what="dimension numbers", allow_callable=True
+    )
+    missing = [p for p, s in zip(leaf_paths(tree), specs, strict=True) if s is None]
+    if missing:
+      raise ValueError(
+        f"normax.muon: {missing} are labelled 'muon' but their muon_weight_dimension_numbers"
+        " are None (optax's marker for Adam). Label them 'adam', or give them"
+        " MuonDimensionNumbers."
+      )
+    flat, treedef = jax.tree.flatten(tree)
+    return treedef.unflatten(specs)
+
+  return fn
+
+
+def _alias(new, old, new_name: str, old_name: str, default):
+  """``old`` (a keyword's former name) if given; giving both is an error."""
+  if old is None:
+    return new
+  if new is not default and new != default:
+    raise TypeError(f"Pass {new_name}= only ({old_name}= is its old name), not both.")
+  return old
+
+
+def _nonzero(x) -> bool:
+  """Whether a (possibly array) hyperparameter is known to be nonzero; schedules count."""
+  if callable(x):
+    return True
+  if isinstance(x, jax.core.Tracer):
+    return False
+  return bool(np.any(np.asarray(x) != 0))
+
+
 def muon(
   learning_rate: float | optax.Schedule,
-  *,
-  labels: Any = None,
-  beta: float | optax.Schedule = 0.95,
-  nesterov: bool = True,
-  bias_correction: bool = True,
+  ns_coeffs: str | tuple = (3.4445, -4.7750, 2.0315),
   ns_steps: int = 5,
-  ns_coefficients: str | tuple = "quintic",
-  ns_method: str = "newton_schulz",
-  ns_sharding: str = "auto",
-  shape_scaling: Literal["muon", "rms"] = "muon",
+  beta: float | optax.Schedule = 0.95,
+  eps: float = 1e-8,
   weight_decay: float | optax.Schedule = 0.0,
   weight_decay_mask: Any = None,
-  momentum_dtype=None,
-  adam_learning_rate: float | optax.Schedule | None = None,
+  mu_dtype: Any = None,
+  *,
+  nesterov: bool = True,
+  adaptive: bool = False,
+  preconditioning: Literal["frobenius", "spectral", "aol", "schatten"] = "frobenius",
   adam_b1: float = 0.9,
   adam_b2: float = 0.999,
-  adam_eps: float = 1e-8,
   adam_eps_root: float = 0.0,
   adam_weight_decay: float = 0.0,
+  adam_learning_rate: float | optax.Schedule | None = None,
+  muon_weight_dimension_numbers: Any = None,
+  consistent_rms: float | None = None,
+  labels: Any = None,
+  output_blocks: Any = None,
+  normuon: bool = False,
+  normuon_b2: float = 0.95,
+  cautious_weight_decay: bool = False,
+  hyperball: Literal["frobenius", "spectral"] | None = None,
+  hyperball_radius: float | None = None,
+  bias_correction: bool = True,
+  shape_scaling: Literal["muon", "rms"] = "muon",
+  adam_eps: float | None = None,
+  ns_method: str = "newton_schulz",
+  ns_sharding: str = "auto",
+  ns_dtype: Any = None,
   batch: bool = True,
+  ns_coefficients: Any = None,
+  momentum_dtype: Any = None,
 ) -> optax.GradientTransformation:
   r"""Muon: orthogonalized Nesterov momentum on hidden matrices, AdamW on the rest.
 
-  On leaves labelled ``"muon"`` (with ``d`` from :func:`normax.momentum`):
+  A drop-in for ``optax.contrib.muon``: the same arguments, positions and
+  defaults give the same updates (tested option by option to float
+  tolerance). On leaves routed to Muon, with ``d`` the Nesterov momentum of
+  :func:`normax.momentum` (Adam-style bias correction) and ``O = U Vᵀ(d)``
+  its Newton–Schulz polar factor on the matrix view ``(fan_in, fan_out)``:
 
   .. math::
-    x ← x − γ·(s(d_in, d_out)·U Vᵀ(d) + λ_wd·x),
+    x \leftarrow x - γ\,\big(s\, O + λ_{wd}\, x\big), \qquad
+    s = \begin{cases} \max(1, \sqrt{d_{out}/d_{in}}) & \text{(default, Jordan's Muon)}\\
+    c\,\sqrt{\max(d_{in}, d_{out})} & \text{consistent\_rms} = c \text{ (Moonlight)}
+    \end{cases}
 
-  where ``U Vᵀ`` is the Newton–Schulz polar factor and ``s`` is
-  ``max(1, √(d_out/d_in))`` (``shape_scaling="muon"``, Jordan's Muon and
-  ``optax.contrib.muon``) or ``√(d_out/d_in)`` (``"rms"``: exactly
-  ``normax.Spectral().dualize``, the RMS→RMS LMO of Scion). Leaves labelled
-  ``"adam"`` get ``optax.adamw``. The defaults reproduce
-  ``optax.contrib.muon``: ``β = 0.95``, Nesterov with Adam-style bias
-  correction, 5 quintic steps ``(3.4445, -4.7750, 2.0315)``, decoupled decay
-  after the shape scale, and Nesterov AdamW sharing ``eps`` and the momentum
-  dtype. The chain is::
+  Every other leaf gets ``optax.adamw`` (Nesterov, ``eps``, ``mu_dtype``
+  shared). The chain is::
 
     optax.partition({
       "muon": optax.chain(
-        normax.momentum(beta, nesterov=..., bias_correction=..., dtype=...),
-        normax.scale_by_lmo(normax.Spectral(steps=..., coefficients=...)),
-        <shape scale max(1, √(d_in/d_out)) when shape_scaling="muon">,
+        normax.momentum(beta, nesterov=nesterov, bias_correction=True, dtype=mu_dtype),
+        normax.with_matrix_view(optax.chain(
+          normax.scale_by_lmo(normax.Spectral(steps=..., coefficients=..., preconditioning=...)),
+          #   adaptive: normax.scale_by_dual_norm(spectral, exact=False) instead
+          #   normuon:  normax.scale_by_neuron_rms(normuon_b2)
+          <shape scale s>), muon_weight_dimension_numbers, blocks=output_blocks),
         optax.add_decayed_weights(weight_decay, weight_decay_mask),
+        #   cautious_weight_decay: normax.add_cautious_weight_decay(...) instead
         optax.scale_by_learning_rate(learning_rate)),
-      "adam": optax.adamw(adam_learning_rate, ...)}, labels)
+        #   hyperball: normax.hyperball(learning_rate, hyperball_radius) replaces the last two
+      "adam": optax.adamw(adam_learning_rate or learning_rate, ...)}, labels)
+
+  **Which leaves are Muon's.** ``labels`` (``"muon"``/``"adam"`` per leaf)
+  decide when given. Otherwise ``muon_weight_dimension_numbers`` decide as
+  in optax (a ``None`` leaf is Adam's). Otherwise the default rule
+  :data:`normax.DEFAULT_MUON_RULES`: paths ending in ``bias`` or ``scale``
+  go to Adam (also when stacked, e.g. ``(layers, d)``); a 2-D leaf is a
+  matrix and a 3-D leaf a stack of matrices (a scanned ``(layers, d_in,
+  d_out)`` kernel: each layer orthogonalized on its own); any other rank
+  goes to Adam. optax's default puts exactly the 2-D leaves on Muon, so a
+  stacked kernel goes to Adam and a stacked bias to Muon there; normax's
+  rule gives the same split on unstacked trees. When both ``labels`` and
+  dimension numbers are given, ``labels`` route and the dimension numbers
+  only describe the matrix view of the ``"muon"`` leaves; a ``"muon"`` leaf
+  whose dimension numbers are ``None`` is an error.
+
+  **The matrix view.** Without dimension numbers the last two axes are
+  ``(fan_in, fan_out)`` and leading axes a batch. ``MuonDimensionNumbers``
+  (``optax.contrib``'s, also ``normax.MuonDimensionNumbers``) name the
+  reduction and output axes (e.g. ``(0, 1, 2)`` and ``3`` for a conv kernel
+  read as one matrix); ``output_blocks`` cuts the output axis into equal
+  blocks, each its own matrix (per attention head, or the three parts of a
+  fused QKV kernel). See :func:`normax.with_matrix_view`.
+
+  **Variants** (keyword-only, composable; each is a normax piece):
+
+  - ``consistent_rms=0.2`` with ``weight_decay=0.1``: Moonlight (Liu et al.,
+    2025): update RMS 0.2, like AdamW's, so AdamW's learning rate and decay
+    carry over; decoupled decay on the Muon part.
+  - ``preconditioning="aol"`` with ``ns_steps=4``: Turbo-Muon (Boissin et
+    al., 2025); ``ns_coeffs="polar_express"`` (Amsel et al., 2025; computed
+    for ``ns_steps``), ``"dion"``, ``"standard"``/``"quintic"``,
+    ``"cubic"``; bounds in ``docs/newton_schulz.md``.
+  - ``adaptive=True``: the step scaled by the dual norm ``⟨d, O⟩`` (Bernstein
+    & Newhouse, 2024), :func:`normax.scale_by_dual_norm` with ``exact=False``.
+    Unlike optax, which takes one inner product over a whole stacked leaf,
+    each matrix of a stack gets its own.
+  - ``normuon=True``: NorMuon (Li et al., 2025),
+    :func:`normax.scale_by_neuron_rms` after the orthogonalization.
+  - ``cautious_weight_decay=True``: decay only where update and weight agree
+    in sign (Chen et al., 2025), :func:`normax.add_cautious_weight_decay`.
+  - ``hyperball="frobenius"`` (or ``"spectral"``): MuonH / Muon-Hyperball
+    (Wen et al., 2026): weights kept at their initial norm (or
+    ``hyperball_radius``), :func:`normax.hyperball`; excludes weight decay.
+  - ``output_blocks``: per-head / per-block orthogonalization (above).
 
   Args:
     learning_rate: ``γ`` of the Muon leaves, float or schedule.
-    labels: ``"muon"``/``"adam"`` per leaf: a pytree, a callable on params,
-      or ``None`` for every 2-D leaf on Muon (as ``optax.contrib.muon``).
-      The Muon recipe puts embeddings and output heads on AdamW: label them
-      ``"adam"`` (e.g. with a path-based label function).
-    beta: Momentum ``β``.
-    nesterov: Nesterov momentum (both branches).
-    bias_correction: Adam-style bias correction of the momentum.
+    ns_coeffs: Newton–Schulz coefficients: a triple run ``ns_steps`` times,
+      a sequence of per-step triples (each run once; at most ``ns_steps``
+      of them), or a preset name (above).
     ns_steps: Newton–Schulz steps.
-    ns_coefficients: Newton–Schulz schedule (see :class:`normax.Spectral`).
-    ns_method: ``"newton_schulz"`` or ``"gram_newton_schulz"`` (fewer FLOPs on
-      rectangular matrices), see :class:`normax.Spectral`.
-    ns_sharding: Where Newton–Schulz runs on sharded parameters:
-      ``"auto"``, ``"partition"``, ``"gather"`` or ``"distribute"`` (the ``sharding``
-      option of :class:`normax.Spectral`; see ``docs/sharding.md``).
-    shape_scaling: ``"muon"`` or ``"rms"``, see above.
-    weight_decay: Decoupled weight decay of the Muon leaves.
+    beta: Momentum ``β``.
+    eps: Adam's ``eps`` and the Newton–Schulz normalization's guard.
+    weight_decay: Decoupled weight decay of the Muon leaves (times ``γ``).
     weight_decay_mask: Mask for it, as in ``optax.add_decayed_weights``.
-    momentum_dtype: dtype of the momentum buffers (both branches).
-    adam_learning_rate: AdamW learning rate; ``None`` uses ``learning_rate``.
+    mu_dtype: dtype of the momentum buffers (both branches).
+    nesterov: Nesterov momentum (both branches).
+    adaptive: Scale by the dual norm (above).
+    preconditioning: ``"frobenius"``, ``"spectral"``, ``"aol"`` or
+      ``"schatten"``, see :func:`normax.newton_schulz`.
     adam_b1: AdamW ``b1``.
     adam_b2: AdamW ``b2``.
-    adam_eps: AdamW ``eps``.
     adam_eps_root: AdamW ``eps_root``.
     adam_weight_decay: AdamW weight decay.
+    adam_learning_rate: AdamW learning rate; ``None`` uses ``learning_rate``.
+    muon_weight_dimension_numbers: ``MuonDimensionNumbers`` per leaf (a
+      pytree or a prefix, ``None`` for Adam leaves) or a callable on params.
+    consistent_rms: ``c`` of the Moonlight scale; ``None``: Muon's width
+      scale.
+    labels: ``"muon"``/``"adam"`` per leaf: a pytree or a callable on params
+      (e.g. from :func:`normax.label_by_path`); ``None``: see above.
+    output_blocks: Blocks of the output axis per Muon leaf (an int, a
+      pytree or prefix of ints/``None``, or a callable).
+    normuon: NorMuon's per-neuron normalization.
+    normuon_b2: Its second-moment EMA factor.
+    cautious_weight_decay: Cautious weight decay on the Muon leaves.
+    hyperball: ``"frobenius"`` or ``"spectral"``: keep each Muon weight on a
+      sphere of that norm.
+    hyperball_radius: Its radius; ``None`` keeps each weight's initial norm.
+    bias_correction: Adam-style bias correction of the Muon momentum.
+    shape_scaling: ``"muon"`` (default; the scale ``s`` above) or ``"rms"``:
+      ``√(d_out/d_in)``, exactly ``normax.Spectral().dualize``, Scion's
+      RMS→RMS step.
+    adam_eps: AdamW ``eps`` if it should differ from ``eps``.
+    ns_method: ``"newton_schulz"``, ``"gram_newton_schulz"`` (fewer FLOPs on
+      rectangular matrices) or ``"svd"`` (exact), see :class:`normax.Spectral`.
+    ns_sharding: Where Newton–Schulz runs on sharded parameters (see
+      ``docs/sharding.md``).
+    ns_dtype: dtype of the Newton–Schulz iterate (e.g. ``jnp.bfloat16``).
     batch: Orthogonalize same-shape matrices in one batched call (see
       :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
       either way, ``docs/sharding.md``).
+    ns_coefficients: Old name of ``ns_coeffs``.
+    momentum_dtype: Old name of ``mu_dtype``.
 
   Returns:
-    An ``optax.GradientTransformation``.
+    An ``optax.GradientTransformation``. Under
+    ``optax.inject_hyperparams(normax.muon)`` every numeric argument becomes
+    a traced hyperparameter, as for optax's muon; a traced ``ns_steps`` or
+    ``eps`` runs Newton–Schulz as a ``fori_loop``, leaf by leaf (pass
+    ``static_args=("ns_steps", "eps")`` to keep it unrolled and batched).
 
   Examples:
-    >>> import jax, jax.numpy as jnp, normax
+    >>> import jax, jax.numpy as jnp, normax, optax
     >>> params = {"w": jnp.ones((4, 8)), "b": jnp.zeros(8)}
-    >>> tx = normax.muon(0.02)
-    >>> state = tx.init(params)
     >>> grads = {"w": jax.random.normal(jax.random.key(0), (4, 8)), "b": jnp.ones(8)}
-    >>> updates, state = tx.update(grads, state, params)
+    >>> tx = normax.muon(0.02)  # was optax.contrib.muon(0.02)
+    >>> updates, state = tx.update(grads, tx.init(params), params)
     >>> updates["w"].shape, bool((updates["b"] < 0).all())  # "b" is 1-D: AdamW
     ((4, 8), True)
+    >>> moonlight = normax.muon(0.02, weight_decay=0.1, consistent_rms=0.2)
+    >>> turbo = normax.muon(0.02, ns_steps=4, preconditioning="aol")
+    >>> nor = normax.muon(0.02, normuon=True)
+    >>> tx = optax.inject_hyperparams(normax.muon)(learning_rate=0.02)
+    >>> updates, state = tx.update(grads, tx.init(params), params)
 
   References:
     Jordan et al., *Muon: An optimizer for hidden layers in neural
     networks*, 2024; Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024,
-    Sec. 3.2; Pethick et al., 2025, Table 2 (``Spectral``).
+    Sec. 3.2; Liu et al., *Muon is Scalable for LLM Training*, 2025
+    (Moonlight); Boissin et al., *Turbo-Muon*, 2025; Amsel et al., *The
+    Polar Express*, 2025; Li et al., *NorMuon*, 2025; Chen et al.,
+    *Cautious Weight Decay*, 2025; Wen et al., *Hyperball Optimization*,
+    2026; ``optax.contrib.muon``.
   """
+  ns_coeffs = _alias(ns_coeffs, ns_coefficients, "ns_coeffs", "ns_coefficients", _QUINTIC)
+  mu_dtype = _alias(mu_dtype, momentum_dtype, "mu_dtype", "momentum_dtype", None)
   if shape_scaling not in ("muon", "rms"):
     raise ValueError(f"shape_scaling must be 'muon' or 'rms', got {shape_scaling!r}.")
   for what, value in (
@@ -143,36 +382,77 @@ def muon(
     ("adam_weight_decay", adam_weight_decay),
   ):
     check_nonnegative(value, f"normax.muon {what}")
-  if not isinstance(ns_steps, int):
-    raise TypeError(
-      f"ns_steps must be a Python int (the Newton–Schulz loop is unrolled), got"
-      f" {ns_steps!r}. Under optax.inject_hyperparams pass static_args=('ns_steps',)."
+  if shape_scaling == "rms" and consistent_rms is not None:
+    raise ValueError("consistent_rms sets the shape scale; it cannot be combined with 'rms'.")
+  if hyperball not in (None, "frobenius", "spectral"):
+    raise ValueError(f"hyperball must be None, 'frobenius' or 'spectral', got {hyperball!r}.")
+  if hyperball is not None and (_nonzero(weight_decay) or cautious_weight_decay):
+    raise ValueError(
+      "hyperball keeps the weights' norm fixed and replaces weight decay: pass weight_decay=0."
     )
-  spectral = Spectral(
-    method=ns_method, steps=ns_steps, coefficients=ns_coefficients, sharding=ns_sharding
-  )
+  coefficients, steps = _schedule(ns_coeffs, ns_steps)
+  traced = not isinstance(steps, int) or not isinstance(eps, int | float)
+
+  if traced:
+    orth = _traced_orthogonalization(steps, coefficients, preconditioning, eps, ns_dtype, adaptive)
+  else:
+    spectral = Spectral(
+      method=ns_method,
+      steps=steps,
+      coefficients=coefficients,
+      compute_dtype=ns_dtype,
+      sharding=ns_sharding,
+      preconditioning=preconditioning,
+      eps=float(eps),
+    )
+    orth = (
+      scale_by_dual_norm(spectral, exact=False) if adaptive else scale_by_lmo(spectral, batch=batch)
+    )
+
+  # Spectral's direction is √(d_out/d_in)·O (squared with the adaptive factor); scale to s·O.
+  power = 2 if adaptive else 1
+
+  def factor(d_in, d_out):
+    rms = math.sqrt(d_out / d_in)
+    if shape_scaling == "rms":
+      target = rms
+    elif consistent_rms is None:
+      target = max(1.0, rms)
+    else:
+      return consistent_rms * (math.sqrt(max(d_in, d_out)) / rms**power)
+    return target / rms**power
+
+  view = [orth]
+  if normuon:
+    view.append(scale_by_neuron_rms(normuon_b2))
+  view.append(_scale_by_fan(factor))
+  if hyperball is not None:
+    view.append(hyperball_step(learning_rate, hyperball_radius, norm=hyperball))
+
+  if muon_weight_dimension_numbers is None:
+    dims, route = None, _default_labels
+  else:
+    dims = _dims_for_muon_leaves(muon_weight_dimension_numbers)
+    route = _labels_from_dims(muon_weight_dimension_numbers)
   hidden = [
-    momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=momentum_dtype),
-    scale_by_lmo(spectral, batch=batch),
+    momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=mu_dtype),
+    with_matrix_view(optax.chain(*view), dims, blocks=output_blocks),
   ]
-  if shape_scaling == "muon":  # Spectral gives √(d_out/d_in); Muon wants max(1, √(d_out/d_in)).
-    hidden.append(_scale_by_fan(lambda d_in, d_out: max(1.0, math.sqrt(d_in / d_out))))
-  hidden += [
-    optax.add_decayed_weights(weight_decay, weight_decay_mask),
-    optax.scale_by_learning_rate(learning_rate),
-  ]
+  if hyperball is None:
+    decay = add_cautious_weight_decay if cautious_weight_decay else optax.add_decayed_weights
+    hidden += [decay(weight_decay, weight_decay_mask), optax.scale_by_learning_rate(learning_rate)]
   adam = optax.adamw(
     learning_rate if adam_learning_rate is None else adam_learning_rate,
     b1=adam_b1,
     b2=adam_b2,
-    eps=adam_eps,
+    eps=eps if adam_eps is None else adam_eps,
     eps_root=adam_eps_root,
     weight_decay=adam_weight_decay,
-    mu_dtype=momentum_dtype,
+    mu_dtype=mu_dtype,
     nesterov=nesterov,
   )
   label_fn = checked_labels(
-    _default_labels if labels is None else labels,
+    route if labels is None else labels,
     _MUON_LABELS,
     "normax.muon",
     fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",

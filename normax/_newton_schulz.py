@@ -6,7 +6,9 @@ axes are independent matrices and are handled by one batched call.
 
 The named step polynomials ``p(x) = a x + b x³ + c x⁵`` are constants:
 :data:`QUINTIC` (the classic Muon quintic, steep at 0 but not convergent to 1)
-and :data:`CUBIC` (the textbook iteration, ``p(1) = 1``, slow).
+and :data:`CUBIC` (the textbook iteration, ``p(1) = 1``, slow); :data:`DION` is
+a per-step schedule. :data:`PRECONDITIONINGS` names the ways to scale the
+matrix before the first step (see :func:`precondition`).
 
 Examples:
   >>> import normax
@@ -16,6 +18,10 @@ Examples:
   0.701
   >>> normax.CUBIC, sum(normax.CUBIC)  # p(1) = 1 and p'(1) = 0
   ((1.5, -0.5, 0.0), 1.0)
+  >>> normax.DION[0], len(normax.DION)  # Dion's per-step schedule (optax's "dion")
+  ((4.0848, -6.8946, 2.927), 5)
+  >>> normax.PRECONDITIONINGS  # scalings before the first step
+  ('frobenius', 'spectral', 'aol', 'schatten')
 """
 
 from __future__ import annotations
@@ -35,6 +41,16 @@ Coefficients = tuple[tuple[float, float, float], ...]
 QUINTIC: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
 #: The cubic Newton–Schulz iteration ``1.5 x - 0.5 x³``: slow but converges to 1.
 CUBIC: tuple[float, float, float] = (1.5, -0.5, 0.0)
+#: The per-step schedule of Dion (Ahn et al., 2025), ``optax.contrib.muon``'s ``"dion"`` preset.
+DION: tuple[tuple[float, float, float], ...] = (
+  (4.0848, -6.8946, 2.9270),
+  (3.9505, -6.3029, 2.6377),
+  (3.7418, -5.5913, 2.3037),
+  (2.8769, -3.1427, 1.2046),
+  (2.8366, -3.0525, 1.2012),
+)
+#: How the matrix is scaled before the first step (``optax.contrib.muon``'s ``preconditioning``).
+PRECONDITIONINGS = ("frobenius", "spectral", "aol", "schatten")
 
 
 def _minimax_quintic(lo: float, hi: float) -> tuple[float, float, float, float]:
@@ -133,7 +149,7 @@ def polar_express_coefficients(
   return tuple(out)
 
 
-_NAMED_SCHEDULES = ("quintic", "polar_express", "cubic")
+_NAMED_SCHEDULES = ("quintic", "standard", "polar_express", "dion", "cubic")
 
 
 def resolve_coefficients(
@@ -142,10 +158,11 @@ def resolve_coefficients(
   """Turns a schedule name or user coefficients into one triple per step.
 
   Args:
-    coefficients: ``"quintic"`` (classic Muon), ``"polar_express"``,
-      ``"cubic"``, one ``(a, b, c)`` triple used at every step, or a sequence
-      of triples. A sequence shorter than ``steps`` repeats its last triple; a
-      longer one is an error.
+    coefficients: ``"quintic"`` (classic Muon; ``"standard"`` is the same,
+      under ``optax.contrib.muon``'s name), ``"polar_express"``, ``"dion"``
+      (:data:`DION`, five steps), ``"cubic"``, one ``(a, b, c)`` triple used
+      at every step, or a sequence of triples. A sequence shorter than
+      ``steps`` repeats its last triple; a longer one is an error.
     steps: Number of iterations.
 
   Returns:
@@ -154,8 +171,10 @@ def resolve_coefficients(
   if steps < 0:
     raise ValueError(f"Newton–Schulz steps must be >= 0, got {steps}.")
   if isinstance(coefficients, str):
-    if coefficients == "quintic":
+    if coefficients in ("quintic", "standard"):
       return (QUINTIC,) * steps
+    if coefficients == "dion":
+      return resolve_coefficients(DION, steps)
     if coefficients == "cubic":
       return (CUBIC,) * steps
     if coefficients == "polar_express":
@@ -193,6 +212,8 @@ def newton_schulz(
   compute_dtype: jnp.dtype | None = None,
   precision: jax.lax.PrecisionLike = None,
   gram: bool | None = False,
+  preconditioning: str = "frobenius",
+  eps: float | jax.Array = 0.0,
 ) -> jax.Array:
   r"""Approximate polar factor ``U Vᵀ`` of each matrix by Newton–Schulz.
 
@@ -221,6 +242,26 @@ def newton_schulz(
       :data:`GRAM_MIN_ASPECT` times longer than short, and only when the
       iterate is at least 32-bit (16-bit floats lose the small singular
       values in the Gram matrix); ``False`` (default) never.
+    preconditioning: How ``X`` is scaled before the first step so that its
+      singular values are at most 1 (the options of ``optax.contrib.muon``):
+      ``"frobenius"`` (default) divides by ``‖X‖_F + eps``; ``"spectral"`` by
+      ``σ_max(X) + eps`` (an SVD: exact but costly); ``"schatten"`` by the
+      Schatten-4 norm ``‖X Xᵀ‖_F^{1/2}`` (Grishina et al., 2025), which is
+      closer to ``σ_max`` at no extra cost; ``"aol"`` scales each row ``i`` of
+      the short side by ``(Σ_j |X Xᵀ|_{ij})^{-1/2}`` (Turbo-Muon's almost
+      orthogonal layer rescaling, Boissin et al., 2025): ``σ_max ≤ 1`` is
+      guaranteed and the small singular values start larger, so one step
+      fewer usually reaches the same quality. ``"aol"`` multiplies ``X`` by a
+      diagonal matrix, so its polar factor is that of ``D X``, not exactly of
+      ``X``; the other three only rescale. See ``docs/newton_schulz.md``.
+    eps: Added to the ``"frobenius"``/``"spectral"`` denominators and the
+      floor of the ``"schatten"``/``"aol"`` ones, as ``optax.contrib.muon``
+      does; ``0`` (default) only guards zero matrices.
+
+  ``steps`` may be a traced integer (e.g. a hyperparameter injected by
+  ``optax.inject_hyperparams``): the iteration then runs as a
+  ``jax.lax.fori_loop`` (not unrolled, no Gram form) and ``coefficients``
+  must be a triple or a schedule whose rows do not depend on ``steps``.
 
   Gram form. Every iterate is ``X_k = Q_k X_0`` with ``Q_k`` a polynomial in
   the short-side Gram matrix ``R_0 = X_0 X_0ᵀ`` (``s×s`` for an ``s×l``
@@ -253,19 +294,19 @@ def newton_schulz(
   """
   if x.ndim < 2:
     raise ValueError(f"newton_schulz needs a matrix (..., m, n); got shape {x.shape}.")
-  schedule = resolve_coefficients(coefficients, steps)
+  dynamic = not isinstance(steps, int)
+  schedule = _dynamic_rows(coefficients) if dynamic else resolve_coefficients(coefficients, steps)
   out_dtype = x.dtype
   acc = acc_dtype(x.dtype)
   cdt = acc if compute_dtype is None else jnp.dtype(compute_dtype)
   m, n = x.shape[-2:]
   tall = m > n
-  # Dividing by the largest entry first keeps the sum of squares finite and
-  # nonzero at any scale (the result is scale-invariant); zero matrices stay
-  # zero and NaN/inf entries make the whole matrix NaN.
-  xf, _ = scaled_by_max(x.astype(acc), (-2, -1))
-  fro = jnp.sqrt(jnp.sum(jnp.square(xf), axis=(-2, -1), keepdims=True))
-  xf = xf / jnp.where(fro == 0, 1, fro)
-  X = xf.astype(cdt)
+  # precondition divides by the largest entry first, which keeps every sum of
+  # squares finite and nonzero at any scale (the result is scale-invariant);
+  # zero matrices stay zero and NaN/inf entries make the whole matrix NaN.
+  X = precondition(x.astype(acc), preconditioning, eps).astype(cdt)
+  if dynamic:
+    return _fori_newton_schulz(X, schedule, steps, tall, acc, cdt, precision).astype(out_dtype)
   if gram is None:
     gram = max(m, n) >= GRAM_MIN_ASPECT * min(m, n) and jnp.finfo(cdt).bits >= 32
   if gram and schedule:
@@ -284,6 +325,86 @@ def newton_schulz(
     XB = _matmul(X, B, acc, precision) if tall else _matmul(B, X, acc, precision)
     X = (a * X.astype(acc) + XB).astype(cdt)
   return X.astype(out_dtype)
+
+
+def _short_gram(x: jax.Array) -> jax.Array:
+  """``X Xᵀ`` on the short side of each matrix (``Xᵀ X`` for tall ones)."""
+  t = jnp.swapaxes(x, -1, -2)
+  return jnp.matmul(t, x) if x.shape[-2] > x.shape[-1] else jnp.matmul(x, t)
+
+
+def precondition(x: jax.Array, preconditioning: str = "frobenius", eps=0.0) -> jax.Array:
+  """Scales each matrix so its singular values are at most 1 (see :func:`newton_schulz`).
+
+  Zero matrices stay zero; NaN/inf propagate.
+
+  Examples:
+    >>> import jax.numpy as jnp, normax
+    >>> x = jnp.array([[3.0, 0.0], [0.0, 4.0]])
+    >>> normax.precondition(x, "frobenius")  # ÷ ‖x‖_F = 5
+    Array([[0.6, 0. ],
+           [0. , 0.8]], dtype=float32)
+    >>> normax.precondition(x, "aol")  # each row ÷ √(row sum of |x xᵀ|): orthogonal here
+    Array([[1., 0.],
+           [0., 1.]], dtype=float32)
+  """
+  if preconditioning not in PRECONDITIONINGS:
+    raise ValueError(
+      f"Unknown preconditioning {preconditioning!r}; expected one of {PRECONDITIONINGS}."
+    )
+  # Scale-free first: every entry in [-1, 1], so no sum of squares below over- or underflows
+  # (eps then guards the scaled matrix).
+  x, _ = scaled_by_max(x, (-2, -1))
+  eps = jnp.asarray(eps, x.dtype)
+  if preconditioning in ("frobenius", "spectral"):
+    if preconditioning == "frobenius":
+      size = jnp.sqrt(jnp.sum(jnp.square(x), axis=(-2, -1), keepdims=True))
+    else:
+      size = jnp.linalg.svd(svd_safe(x), compute_uv=False)[..., :1, None]
+    den = size + eps
+    return x / jnp.where(den == 0, 1, den)
+  a = _short_gram(x)
+  if preconditioning == "schatten":  # ‖x‖_S4 = ‖x xᵀ‖_F^{1/2} ≥ σ_max.
+    r = jnp.sqrt(jnp.sum(jnp.square(a), axis=(-2, -1), keepdims=True))
+  else:  # AOL: r_i = Σ_j |A_ij| bounds the spectrum of A (Gershgorin), so D A D ≼ I.
+    r = jnp.sum(jnp.abs(a), axis=-1)
+    r = r[..., None, :] if x.shape[-2] > x.shape[-1] else r[..., :, None]
+  r = jnp.maximum(r, eps)
+  return x * jax.lax.rsqrt(jnp.where(r == 0, 1, r))
+
+
+def _dynamic_rows(coefficients) -> Coefficients:
+  """The schedule rows when the step count is traced (they must not depend on it)."""
+  if isinstance(coefficients, str):
+    if coefficients == "polar_express":
+      raise TypeError(
+        "The 'polar_express' schedule depends on the number of steps, which is traced here"
+        " (an injected hyperparameter?). Make steps static, e.g."
+        " optax.inject_hyperparams(normax.muon, static_args=('ns_steps',))."
+      )
+    rows = {"dion": DION, "cubic": (CUBIC,)}.get(coefficients)
+    if rows is None:
+      return resolve_coefficients(coefficients, 1)
+    return rows
+  arr = np.asarray(coefficients, dtype=np.float64)
+  return resolve_coefficients(coefficients, 1 if arr.ndim == 1 else len(arr))
+
+
+def _fori_newton_schulz(X, schedule, steps, tall: bool, acc, cdt, precision) -> jax.Array:
+  """The plain iteration as a ``fori_loop`` over a traced step count (last row repeats)."""
+  table = jnp.asarray(schedule, acc)
+  last = len(schedule) - 1
+
+  def body(i, X):
+    a, b, c = table[jnp.minimum(i, last)]
+    t = jnp.swapaxes(X, -1, -2)
+    A = _matmul(t, X, acc, precision) if tall else _matmul(X, t, acc, precision)
+    A_c = A.astype(cdt)
+    B = (b * A + c * _matmul(A_c, A_c, acc, precision)).astype(cdt)
+    XB = _matmul(X, B, acc, precision) if tall else _matmul(B, X, acc, precision)
+    return (a * X.astype(acc) + XB).astype(cdt)
+
+  return jax.lax.fori_loop(0, jnp.asarray(steps, jnp.int32), body, X)
 
 
 #: Smallest long/short side ratio at which ``newton_schulz(gram=None)`` uses the
@@ -364,11 +485,14 @@ def schedule_bound(
 
 __all__ = [
   "CUBIC",
+  "DION",
+  "PRECONDITIONINGS",
   "GRAM_MIN_ASPECT",
   "QUINTIC",
   "newton_schulz",
   "orthogonalize_svd",
   "polar_express_coefficients",
+  "precondition",
   "resolve_coefficients",
   "schedule_bound",
 ]

@@ -153,67 +153,7 @@ def test_scion_rejects_non_spec():
     normax.scion(0.1, {"w": "spectral"}, {"w": "w"})
 
 
-# -- Muon -------------------------------------------------------------------
-
-
-def muon_tree():
-  rng = np.random.default_rng(3)
-  shapes = {"w_wide": (6, 10), "w_tall": (10, 3), "w_sq": (5, 5), "b": (10,), "scale": ()}
-  return {k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in shapes.items()}
-
-
-@pytest.mark.parametrize(
-  "kwargs",
-  [
-    {},
-    {"beta": 0.9, "weight_decay": 0.1, "adam_weight_decay": 0.01, "adam_b1": 0.8},
-    {"nesterov": False, "adam_learning_rate": 0.003},
-  ],
-)
-def test_muon_reproduces_optax_contrib_muon(kwargs):
-  params = muon_tree()
-  ref, ours = optax.contrib.muon(0.02, **kwargs), normax.muon(0.02, **kwargs)
-  s_ref, s_ours = ref.init(params), ours.init(params)
-  update_ref, update_ours = jax.jit(ref.update), jax.jit(ours.update)
-  p_ref = p_ours = params
-  for t in range(4):
-    g = random_grads(params, 10 + t)
-    u_ref, s_ref = update_ref(g, s_ref, p_ref)
-    u_ours, s_ours = update_ours(g, s_ours, p_ours)
-    for a, b in zip(jax.tree.leaves(u_ref), jax.tree.leaves(u_ours), strict=True):
-      np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
-    p_ref, p_ours = optax.apply_updates(p_ref, u_ref), optax.apply_updates(p_ours, u_ours)
-
-
-def test_muon_rms_scaling_is_scion_spectral_step():
-  # shape_scaling="rms", no Nesterov, no bias correction, β = 0: one step is -γ·√(d_out/d_in)·UVᵀ.
-  params = {"w": jnp.zeros((8, 3))}
-  g = random_grads(params, 0)
-  tx = normax.muon(
-    0.1, beta=0.0, nesterov=False, bias_correction=False, shape_scaling="rms", ns_steps=30,
-    ns_coefficients=((1.5, -0.5, 0.0),),
-  )  # fmt: skip
-  u, _ = tx.update(g, tx.init(params), params)
-  np.testing.assert_allclose(u["w"], 0.1 * np_lmo("spectral", g["w"]), atol=2e-5)
-
-
-def test_muon_labels_and_errors():
-  params = muon_tree()
-  labels = {k: "muon" if k.startswith("w") else "adam" for k in params}
-  labels["w_tall"] = "adam"
-  tx = normax.muon(0.02, labels=labels)
-  u, _ = tx.update(random_grads(params, 0), tx.init(params), params)
-  # Adam's first Nesterov step has the sign of the gradient on every adam leaf.
-  assert np.all(np.sign(u["w_tall"]) == -np.sign(random_grads(params, 0)["w_tall"]))
-  labels["b"] = "sgd"
-  with pytest.raises(
-    ValueError,
-    match=r"(?s)Label 'sgd' has no entry in normax.muon.*'adam', 'muon'.*'sgd': b \("
-    r".*'muon'.*'adam'",
-  ):
-    normax.muon(0.02, labels=labels).init(params)
-  with pytest.raises(ValueError, match="shape_scaling"):
-    normax.muon(0.02, shape_scaling="mup")
+# (Muon: tests/test_muon.py)
 
 
 # -- steepest descent, sign descent, normalized SGD --------------------------

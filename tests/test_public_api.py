@@ -38,9 +38,19 @@ def test_docstring_has_a_runnable_example(name, obj):
 
 
 def test_constants_are_documented_in_their_module():
+  import normax._muon as mu
   import normax._newton_schulz as ns
 
   constants = [name for name, obj in _public(normax) if isinstance(obj, tuple)]
-  assert constants == ["normax.CUBIC", "normax.QUINTIC"]
-  for name in constants:
-    assert f">>> {name}" in ns.__doc__, f"{name} has no example in {ns.__name__}'s docstring."
+  home = {
+    "normax.CUBIC": ns,
+    "normax.DEFAULT_MUON_RULES": mu,
+    "normax.DION": ns,
+    "normax.PRECONDITIONINGS": ns,
+    "normax.QUINTIC": ns,
+  }
+  assert constants == list(home)
+  for name, module in home.items():
+    assert f">>> {name}" in module.__doc__, (
+      f"{name} has no example in {module.__name__}'s docstring."
+    )
