@@ -298,7 +298,9 @@ def muon(
       of them), or a preset name (above).
     ns_steps: Newton–Schulz steps.
     beta: Momentum ``β``.
-    eps: Adam's ``eps`` and the Newton–Schulz normalization's guard.
+    eps: Adam's ``eps`` and the Newton–Schulz normalization's guard
+      (``G / (‖G‖ + eps)``, as in optax); ``0`` makes the Muon step
+      independent of the gradient's scale down to the smallest floats.
     weight_decay: Decoupled weight decay of the Muon leaves (times ``γ``).
     weight_decay_mask: Mask for it, as in ``optax.add_decayed_weights``.
     mu_dtype: dtype of the momentum buffers (both branches).

@@ -352,16 +352,17 @@ def precondition(x: jax.Array, preconditioning: str = "frobenius", eps=0.0) -> j
     raise ValueError(
       f"Unknown preconditioning {preconditioning!r}; expected one of {PRECONDITIONINGS}."
     )
-  # Scale-free first: every entry in [-1, 1], so no sum of squares below over- or underflows
-  # (eps then guards the scaled matrix).
-  x, _ = scaled_by_max(x, (-2, -1))
+  # Scale-free first: every entry in [-1, 1], so no sum of squares below over- or underflows.
+  # eps is rescaled with the matrix, so the result is exactly the formula on the unscaled x
+  # (and, with eps = 0, does not depend on the scale of x at all).
+  x, m = scaled_by_max(x, (-2, -1))
   eps = jnp.asarray(eps, x.dtype)
   if preconditioning in ("frobenius", "spectral"):
     if preconditioning == "frobenius":
       size = jnp.sqrt(jnp.sum(jnp.square(x), axis=(-2, -1), keepdims=True))
     else:
       size = jnp.linalg.svd(svd_safe(x), compute_uv=False)[..., :1, None]
-    den = size + eps
+    den = size + eps / m
     return x / jnp.where(den == 0, 1, den)
   a = _short_gram(x)
   if preconditioning == "schatten":  # ‖x‖_S4 = ‖x xᵀ‖_F^{1/2} ≥ σ_max.
@@ -369,7 +370,7 @@ def precondition(x: jax.Array, preconditioning: str = "frobenius", eps=0.0) -> j
   else:  # AOL: r_i = Σ_j |A_ij| bounds the spectrum of A (Gershgorin), so D A D ≼ I.
     r = jnp.sum(jnp.abs(a), axis=-1)
     r = r[..., None, :] if x.shape[-2] > x.shape[-1] else r[..., :, None]
-  r = jnp.maximum(r, eps)
+  r = jnp.maximum(r, eps / jnp.square(m))  # r scales as m².
   return x * jax.lax.rsqrt(jnp.where(r == 0, 1, r))
 
 

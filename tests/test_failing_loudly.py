@@ -97,17 +97,21 @@ def test_dual_norm_and_norm_scale_linearly_instead_of_overflowing(norm, shape):
 @pytest.mark.parametrize("dtype", (jnp.float32, jnp.bfloat16), ids=lambda d: jnp.dtype(d).name)
 def test_muon_step_on_a_matrix_does_not_depend_on_the_gradients_scale(dtype):
   params = {"w": jnp.zeros((6, 4), dtype)}
-  tx = normax.muon(0.1)
   g = _gradient((6, 4))
 
-  def step(scale):
+  def step(tx, scale):
     grads = {"w": jnp.asarray(g * scale, dtype)}
     return tx.update(grads, tx.init(params), params)[0]["w"]
 
-  want = np.asarray(step(1.0), np.float64)
-  tol = (1e-4 if dtype == jnp.float32 else 3e-2) * np.abs(want).max()
-  for k in (-30, -20, -10, 10, 20, 30):
-    np.testing.assert_allclose(np.asarray(step(10.0**k), np.float64), want, atol=tol, err_msg=k)
+  # eps = 0: scale-free at every scale. The default eps = 1e-8 (optax.contrib.muon's guard,
+  # kept for parity) only damps gradients whose Frobenius norm is near or below it.
+  for tx, scales in [(normax.muon(0.1, eps=0.0), (-30, -20, -10, 10, 20, 30)),
+                     (normax.muon(0.1), (-4, 10, 20, 30))]:  # fmt: skip
+    want = np.asarray(step(tx, 1.0), np.float64)
+    tol = (1e-4 if dtype == jnp.float32 else 3e-2) * np.abs(want).max()
+    for k in scales:
+      got = np.asarray(step(tx, 10.0**k), np.float64)
+      np.testing.assert_allclose(got, want, atol=tol, err_msg=str(k))
 
 
 # -- zero-size leaves -----------------------------------------------------------
@@ -268,11 +272,11 @@ def test_inject_hyperparams_inside_nnx_optimizer():
 
   labels, specs = normax.presets.scion_gpt()
   muon_labels = normax.label_by_path([("mlp/kernel", "muon")], default="adam")
-  with pytest.raises(TypeError, match=r"static_args=\('ns_steps',\)"):  # An unrolled loop.
-    optax.inject_hyperparams(normax.muon)(learning_rate=0.1, labels=muon_labels).init({})
   txs = {
     "scion": optax.inject_hyperparams(normax.scion)(learning_rate=0.1, specs=specs, labels=labels),
-    "muon": optax.inject_hyperparams(normax.muon, static_args=("ns_steps",))(
+    # ns_steps may be injected too (traced): no static_args needed.
+    "muon": optax.inject_hyperparams(normax.muon)(learning_rate=0.1, labels=muon_labels),
+    "muon_static": optax.inject_hyperparams(normax.muon, static_args=("ns_steps",))(
       learning_rate=0.1, labels=muon_labels
     ),
   }
