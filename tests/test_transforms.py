@@ -224,11 +224,6 @@ def test_inject_hyperparams_matches_schedule(name):
     params = optax.apply_updates(params, u_direct)
 
 
-def test_muon_ns_steps_must_be_static():
-  with pytest.raises(TypeError, match="static_args"):
-    optax.inject_hyperparams(normax.muon)(learning_rate=0.1).init(make_params())
-
-
 def test_inject_constant_radius_scales_updates():
   tx = optax.inject_hyperparams(normax.scale_by_radius)(radius=0.25)
   params = make_params()
