@@ -4,8 +4,8 @@ Examples:
   The rule behind ``normax.muon``'s default labels:
 
   >>> import jax.numpy as jnp, normax
-  >>> [(r.pattern, r.label, r.ndim) for r in normax.DEFAULT_MUON_RULES][2]
-  ('*', 'muon', (2, 3))
+  >>> normax.DEFAULT_MUON_RULES[2].label, normax.DEFAULT_MUON_RULES[2].ndim
+  ('muon', (2, 3))
   >>> params = {"kernel": jnp.ones((4, 8, 8)), "bias": jnp.ones((4, 8))}
   >>> params["conv"] = jnp.ones((3, 3, 2, 4))
   >>> normax.label_by_path(list(normax.DEFAULT_MUON_RULES), default="adam")(params)
