@@ -237,7 +237,15 @@ PRESETS = {
     # radii fixed, the learning rate swept, and the same for Muon and AdamW.
     task="gpt",
     base=dict(steps=200, eval_every=25, n_layer=2),
-    sweeps=[Sweep(_only(GPT_LRS, "scion", "muon", "adamw"), widths=(32, 256), seeds=SEEDS)],
+    sweeps=[
+      Sweep(_only(GPT_LRS, "scion", "muon", "adamw"), widths=(32,), seeds=SEEDS),
+      # Width 256 costs ~6× width 32 on a CPU: 4 rates each, centred on the width-128 best.
+      Sweep(
+        {"scion": pow2(-9, -6), "muon": pow2(-7, -4), "adamw": pow2(-10, -7)},
+        widths=(256,),
+        seeds=SEEDS,
+      ),  # fmt: skip
+    ],
   ),
   "shakespeare_long": dict(
     # 4× the steps (800), around each optimizer's best rate at 200 steps.
