@@ -109,7 +109,7 @@ class Sweep:
 # Each optimizer's learning rates: powers of 2 bracketing its best on an earlier one-seed grid
 # (widened where the best landed on an edge).
 IMAGE_LRS = {
-  "scion": pow2(-9, -4),
+  "scion": pow2(-10, -5),
   "uscion": pow2(-9, -4),
   "muon": pow2(-8, -4),
   "optax_muon": (2**-6,),
@@ -165,32 +165,52 @@ PRESETS = {
   ),
   "fashion_mnist": dict(
     # The README's image protocol: an MLP 784-128-128-10, 500 steps of 128 images, 3 seeds.
-    # Measured here: ~10-20 s a run on 2 CPU cores.
+    # Measured here: ~5-20 s a run on 2 CPU cores.
     task="image",
     base=dict(dataset="fashion_mnist", model="mlp", width=128, steps=500, eval_every=50),
     sweeps=[
       # Every optimizer over its own grid (optax_muon, the same algorithm as muon, at muon's
-      # usual best rate only) ...
+      # usual best rate only); Scion with the preset's radii (input 4, hidden 2, head 2**10),
+      # the best of the radius rounds below.
       Sweep(IMAGE_LRS, seeds=SEEDS),
-      # ... and Scion's radii: the input layer at the plain √(d_out/d_in) = 0.40 scale (the
-      # old preset, before Spectral(max=True)), a smaller head, larger input and hidden.
+      # Scion's radii, round 1: the Scion authors' MLP radii (1 everywhere, head 2**10), the
+      # same with the input layer at the plain √(d_out/d_in) = 0.40 scale (normax's preset
+      # before Spectral(max=True)), a smaller head, larger input and hidden.
       Sweep(
-        {"scion": IMAGE_LRS["scion"]},
-        radii=("input=0.404", "head=256", "hidden=2,input=2"),
+        {"scion": pow2(-9, -4)},
+        radii=(
+          "hidden=1,input=1",
+          "hidden=1,input=0.404",
+          "head=256,hidden=1,input=1",
+          "hidden=2,input=2",
+        ),
         seeds=SEEDS,
       ),
-      # A second round around the first's best (hidden and input 2): larger still, and a
-      # larger head.
+      # Round 2, around round 1's best (hidden and input 2): larger still, and a larger head.
       Sweep(
         {"scion": pow2(-10, -5)},
         radii=(
           "hidden=4,input=4",
-          "hidden=2,input=4",
           "head=4096,hidden=2,input=2",
           "head=4096,hidden=4,input=4",
         ),
         seeds=SEEDS,
-      ),  # fmt: skip
+      ),
+    ],
+  ),
+  "digits_cnn": dict(
+    # The CNN preset (scion_cnn: the Scion authors' airbench radii, conv/dense 8, head 128)
+    # against this example's earlier choice (4 and 2**10) and a smaller set, on sklearn's
+    # digits: 300 steps of 128 images, 3 seeds.
+    task="image",
+    base=dict(dataset="digits", model="cnn", width=64, steps=300, eval_every=50),
+    sweeps=[
+      Sweep(
+        {"scion": pow2(-9, -4)},
+        radii=(None, "bias=4,conv=4,head=1024,hidden=4", "bias=1,conv=1,head=16,hidden=1"),
+        seeds=SEEDS,
+      ),
+      Sweep({"adamw": pow2(-10, -5), "muon": pow2(-8, -3)}, seeds=SEEDS),
     ],
   ),
   "shakespeare_proxy": dict(
@@ -218,11 +238,19 @@ PRESETS = {
     sweeps=[Sweep(_only(GPT_LRS, "scion"), seeds=SEEDS)],
   ),
   "shakespeare_width": dict(
-    # Learning-rate transfer across width (32 -> 256, with 128 from "shakespeare"): Scion's
+    # Learning-rate transfer across width (32 -> 256, 8×, with 128 from "shakespeare"): Scion's
     # radii fixed, the learning rate swept, and the same for Muon and AdamW.
     task="gpt",
     base=dict(steps=200, eval_every=25, n_layer=2),
-    sweeps=[Sweep(_only(GPT_LRS, "scion", "muon", "adamw"), widths=(32, 64, 256), seeds=SEEDS)],
+    sweeps=[
+      Sweep(_only(GPT_LRS, "scion", "muon", "adamw"), widths=(32,), seeds=SEEDS),
+      # Width 256 costs ~6× width 32 on a CPU: 4 rates each, centred on the width-128 best.
+      Sweep(
+        {"scion": pow2(-9, -6), "muon": pow2(-7, -4), "adamw": pow2(-10, -7)},
+        widths=(256,),
+        seeds=SEEDS,
+      ),  # fmt: skip
+    ],
   ),
   "shakespeare_long": dict(
     # 4× the steps (800), around each optimizer's best rate at 200 steps.

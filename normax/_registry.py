@@ -65,8 +65,8 @@ def get_norm(norm: str | Norm, **kwargs) -> Norm:
     >>> import normax
     >>> normax.get_norm("spectral", steps=6).steps
     6
-    >>> normax.get_norm("sign_unnormalized")
-    Sign(normalized=False)
+    >>> normax.get_norm("sign_unnormalized").normalized
+    False
   """
   if isinstance(norm, Norm):
     if kwargs:

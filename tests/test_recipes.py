@@ -28,13 +28,13 @@ def test_init_params_puts_every_layer_on_its_sphere_times_its_radius():
   new = normax.init_params(jax.random.key(0), params, labels, specs, keep=("bias",))
   # Independent checks with numpy: singular values, row norms, entry magnitudes.
   fc = np.asarray(new["blocks"]["fc"]["kernel"], np.float64)
-  for layer in fc:  # Each stacked matrix: all singular values = ρ·√(d_out/d_in) = 3·2.
-    np.testing.assert_allclose(np.linalg.svd(layer, compute_uv=False), 3.0 * 2.0, rtol=1e-5)
-  for name in ("tok_embed", "pos_embed"):  # ColNorm ρ = 1: every token vector has RMS 1.
+  for layer in fc:  # Each stacked matrix: all singular values = ρ·√(d_out/d_in) = 10·2.
+    np.testing.assert_allclose(np.linalg.svd(layer, compute_uv=False), 10.0 * 2.0, rtol=1e-5)
+  for name in ("tok_embed", "pos_embed"):  # ColNorm ρ = 3: every token vector has RMS 3.
     rows = np.asarray(new[name]["embedding"], np.float64)
-    np.testing.assert_allclose(np.sqrt(np.mean(rows**2, axis=-1)), 1.0, rtol=1e-5)
-  head = np.asarray(new["lm_head"]["kernel"])  # Sign ρ = 10: entries ±10/d_in.
-  np.testing.assert_allclose(np.abs(head), 10.0 / 16, rtol=1e-6)
+    np.testing.assert_allclose(np.sqrt(np.mean(rows**2, axis=-1)), 3.0, rtol=1e-5)
+  head = np.asarray(new["lm_head"]["kernel"])  # Sign ρ = 30: entries ±30/d_in.
+  np.testing.assert_allclose(np.abs(head), 30.0 / 16, rtol=1e-6)
   assert 0.3 < np.mean(head > 0) < 0.7
   np.testing.assert_array_equal(new["blocks"]["norm"]["scale"], 1.0)  # Kept.
   # Different layers of the stack and different leaves get different draws.
@@ -121,7 +121,7 @@ def test_constrained_scion_keeps_a_boundary_initialized_layer_inside_its_ball():
 def test_preset_families_and_their_radii():
   labels, specs = normax.presets.scion_gpt()
   assert {k: v.radius for k, v in specs.items()} == {
-    "embed": 1.0, "hidden": 3.0, "head": 10.0, "bias": 1.0
+    "embed": 3.0, "hidden": 10.0, "head": 30.0, "bias": 1.0
   }  # fmt: skip
   labels, specs = normax.presets.scion_gpt_tied()
   params = gpt_params()
