@@ -5,8 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
-from test_flax import ScanGpt, train
 
 import normax
 
@@ -189,7 +187,7 @@ def test_zero_gradient_gives_zero_update():
     normax.scale_by_shampoo(graft="sign", block_size=2),
     normax.scale_by_shampoo(root_method="newton"),
   ):
-    u, _ = tx.update(g, tx.init(g))
+    u, _ = jax.jit(tx.update)(g, tx.init(g))
     np.testing.assert_array_equal(u["w"], np.zeros((4, 3)))
 
 
@@ -256,6 +254,9 @@ def test_sharded_parameters_under_jit():
 @pytest.mark.slow  # a 30-step nnx training run
 def test_nnx_scanned_model_per_label():
   """Shampoo (spectral-grafted) on hidden matrices of a scanned stack, Sign on the head."""
+  from flax import nnx  # (imported here: test_flax pulls in flax and orbax)
+  from test_flax import ScanGpt, train
+
   model = ScanGpt(nnx.Rngs(0))
   labels, specs = normax.presets.scion_gpt()
   branch = {
