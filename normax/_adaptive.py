@@ -258,6 +258,7 @@ def scion_free(
   beta3: float = 0.999**0.5,
   d0: float = 1e-6,
   coef: float = 1.0,
+  safeguard_warmup: bool = False,
   batch: bool = True,
 ) -> optax.GradientTransformation:
   r"""Learning-rate-free Scion: the step size ``γ`` estimated by :func:`normax.adaptive_step`.
@@ -300,6 +301,8 @@ def scion_free(
     beta3: Decay of the estimate's sums (Prodigy's ``β₃``).
     d0: Initial estimate.
     coef: Multiplier of the estimate.
+    safeguard_warmup: Leave ``λ`` out of the estimate's gradient sum (for a
+      ``learning_rate`` schedule with warm-up; see :func:`normax.adaptive_step`).
     batch: Batched orthogonalization (see :func:`normax.scale_by_lmo`).
 
   Returns:
@@ -335,7 +338,13 @@ def scion_free(
     ]
 
   mom = momentum(beta, nesterov=nesterov, init=momentum_init, dtype=momentum_dtype)
-  estimate = dict(learning_rate=learning_rate, beta3=beta3, d0=d0, coef=coef)
+  estimate = dict(
+    learning_rate=learning_rate,
+    beta3=beta3,
+    d0=d0,
+    coef=coef,
+    safeguard_warmup=safeguard_warmup,
+  )
   if scope == "label":
     branches = {
       label: adaptive_step(
@@ -384,6 +393,7 @@ def muon_free(
   beta3: float = 0.999**0.5,
   d0: float = 1e-6,
   coef: float = 1.0,
+  safeguard_warmup: bool = False,
   batch: bool = True,
 ) -> optax.GradientTransformation:
   r"""Learning-rate-free Muon: Prodigy-style step sizes on both of Muon's branches.
@@ -429,6 +439,7 @@ def muon_free(
     beta3: Decay of the estimate's sums (both branches; Prodigy's ``β₃``).
     d0: Initial estimate (both branches).
     coef: Multiplier of the estimate (both branches).
+    safeguard_warmup: Prodigy's warm-up safeguard (both branches).
     batch: Batched orthogonalization (see :func:`normax.scale_by_lmo`).
 
   Returns:
@@ -461,6 +472,7 @@ def muon_free(
     beta3=beta3,
     d0=d0,
     coef=coef,
+    safeguard_warmup=safeguard_warmup,
   )
   adam = optax.contrib.prodigy(
     learning_rate,
@@ -470,6 +482,7 @@ def muon_free(
     estim_lr0=d0,
     estim_lr_coef=coef,
     weight_decay=adam_weight_decay,
+    safeguard_warmup=safeguard_warmup,
   )
   label_fn = checked_labels(
     _default_muon_labels if labels is None else labels,

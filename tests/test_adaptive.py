@@ -5,8 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
-from test_flax import ScanGpt, train
 
 import normax
 
@@ -244,6 +242,9 @@ def test_errors():
 @pytest.mark.slow  # a 30-step nnx training run
 def test_scion_free_trains_a_scanned_nnx_model_with_the_gpt_preset():
   """No learning rate: presets.scion_gpt's radii, a scanned stack, inside nnx.Optimizer."""
+  from flax import nnx  # (imported here: test_flax pulls in flax and orbax)
+  from test_flax import ScanGpt, train
+
   model = ScanGpt(nnx.Rngs(0))
   labels, specs = normax.presets.scion_gpt()
   optimizer = nnx.Optimizer(model, normax.scion_free(specs, labels), wrt=nnx.Param)

@@ -5,8 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
-from test_flax import ScanGpt, train
 
 import normax
 
@@ -38,7 +36,7 @@ def np_unblock(blocks, shape, bshape):
 def np_inverse_root(a, e, eps):
   w, q = np.linalg.eigh(a)
   w = np.maximum(w, 0.0)
-  den = w + eps * w.max()
+  den = w + eps * np.linalg.norm(a)
   inv = np.where(den > 0, np.where(den > 0, den, 1.0) ** -e, 0.0)
   return (q * inv) @ q.T
 
@@ -120,14 +118,24 @@ SHAPES = {"stack": (2, 5, 7), "tall": (6, 4), "square": (3, 3)}
 
 
 @pytest.mark.parametrize(
-  "beta2, block, every, graft",
-  [(0.9, None, 1, None), (0.9, 4, 2, None), (None, 3, 1, "sign")],
+  "beta2, block, every, graft, root",
+  [
+    (0.9, None, 1, None, "eigh"),
+    (0.9, 4, 2, None, "eigh"),
+    (None, 3, 1, "sign", "eigh"),
+    (0.9, 4, 2, None, "newton"),
+  ],
 )
-def test_matches_numpy(beta2, block, every, graft):
+def test_matches_numpy(beta2, block, every, graft, root):
   seq = grads_seq(SHAPES, 5)
   graft_norm = None if graft is None else normax.Sign(normalized=False)
   tx = normax.scale_by_shampoo(
-    beta2=beta2, eps=1e-2, block_size=block, precondition_every=every, graft=graft_norm
+    beta2=beta2,
+    eps=1e-2,
+    block_size=block,
+    precondition_every=every,
+    graft=graft_norm,
+    root_method=root,
   )
   got, update = run_jax(tx, seq)
   want = run_np(lambda: NpShampoo(beta2, 0.25, 1e-2, block, every, graft), seq)
@@ -153,10 +161,33 @@ def test_no_accumulation_is_the_spectral_lmo():
     np.testing.assert_allclose(v[k], lmo, atol=2e-4)
 
 
+@pytest.mark.parametrize("p", [2, 4])
+def test_newton_inverse_root_matches_eigendecomposition(p):
+  """``L = GGᵀ`` with eigenvalues spread over 3 decades, a batch of them."""
+  rng = np.random.default_rng(4)
+  q = np.linalg.qr(rng.standard_normal((3, 6, 6)))[0]
+  w = 10.0 ** rng.uniform(-3, 0, (3, 6))
+  a = (q * np.sqrt(w)[:, None, :]) @ np.swapaxes(q, -1, -2)  # a aᵀ = q w qᵀ
+  g = {"w": jnp.asarray(a, jnp.float32)}
+  want = np.stack([np_inverse_root(m @ m.T, 1 / p, 1e-6) for m in a])
+  tx = normax.scale_by_shampoo(beta2=0.0, exponent=1 / p, eps=1e-6, root_method="newton")
+  _, state = jax.jit(tx.update)(g, tx.init(g))
+  np.testing.assert_allclose(state.left_root["w"][:, 0, 0], want, rtol=1e-3, atol=1e-3)
+
+
+def test_newton_needs_an_integer_root():
+  with pytest.raises(ValueError, match="exponent=0.3"):
+    normax.scale_by_shampoo(exponent=0.3, root_method="newton")
+
+
 def test_zero_gradient_gives_zero_update():
   g = {"w": jnp.zeros((4, 3))}
-  for tx in (normax.scale_by_shampoo(), normax.scale_by_shampoo(graft="sign", block_size=2)):
-    u, _ = tx.update(g, tx.init(g))
+  for tx in (
+    normax.scale_by_shampoo(),
+    normax.scale_by_shampoo(graft="sign", block_size=2),
+    normax.scale_by_shampoo(root_method="newton"),
+  ):
+    u, _ = jax.jit(tx.update)(g, tx.init(g))
     np.testing.assert_array_equal(u["w"], np.zeros((4, 3)))
 
 
@@ -223,6 +254,9 @@ def test_sharded_parameters_under_jit():
 @pytest.mark.slow  # a 30-step nnx training run
 def test_nnx_scanned_model_per_label():
   """Shampoo (spectral-grafted) on hidden matrices of a scanned stack, Sign on the head."""
+  from flax import nnx  # (imported here: test_flax pulls in flax and orbax)
+  from test_flax import ScanGpt, train
+
   model = ScanGpt(nnx.Rngs(0))
   labels, specs = normax.presets.scion_gpt()
   branch = {

@@ -79,7 +79,7 @@ def test_no_moving_averages_is_the_spectral_lmo():
 def test_zero_gradient_gives_zero_update():
   g = {"w": jnp.zeros((4, 3))}
   tx = normax.scale_by_soap(block_size=2)
-  u, _ = tx.update(g, tx.init(g))
+  u, _ = jax.jit(tx.update)(g, tx.init(g))
   np.testing.assert_array_equal(u["w"], np.zeros((4, 3)))
 
 
