@@ -80,9 +80,8 @@ def results(tmp_path_factory):
   return data
 
 
-pytestmark = pytest.mark.slow
-
-
+# Only the tests that use the 8-device worker's results are slow (one subprocess for them all).
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_explicit_mesh_matches_one_device_and_keeps_shardings(results, layout, strategy):
@@ -91,6 +90,7 @@ def test_explicit_mesh_matches_one_device_and_keeps_shardings(results, layout, s
   assert r["sharding_kept"], "updates lost the gradients' sharding"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_explicit_mesh_unbatched(results, strategy):
   r = results[f"explicit/2d/{strategy}/batch=False"]
@@ -98,6 +98,7 @@ def test_explicit_mesh_unbatched(results, strategy):
   assert r["sharding_kept"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_auto_mesh_matches_one_device(results, layout, strategy):
@@ -106,6 +107,7 @@ def test_auto_mesh_matches_one_device(results, layout, strategy):
   assert results[f"auto/{layout}/{strategy}"]["diff"] < TOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("optimizer", ["muon", "scion"])
 def test_optimizers_three_steps(results, optimizer, strategy):
@@ -114,6 +116,7 @@ def test_optimizers_three_steps(results, optimizer, strategy):
   assert r["sharding_kept"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_training_on_data_model_mesh(results, strategy):
   ref = np.asarray(results["train/reference"]["losses"])
@@ -125,6 +128,7 @@ def test_training_on_data_model_mesh(results, strategy):
   assert r["diff"] < 5e-3  # Parameters after training (shardings pinned by out_shardings).
 
 
+@pytest.mark.slow
 def test_docs_example_trains(results):
   r = results["docs/example"]
   # 50 Scion steps fit sin(x) (variance ~0.4) to a small fraction of it.
