@@ -81,9 +81,8 @@ def results(tmp_path_factory):
   return data
 
 
-pytestmark = pytest.mark.slow
-
-
+# Only the tests that use the 8-device worker's results are slow (one subprocess for them all).
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ("auto", *STRATEGIES))
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_explicit_mesh_matches_one_device_and_keeps_shardings(results, layout, strategy):
@@ -92,6 +91,7 @@ def test_explicit_mesh_matches_one_device_and_keeps_shardings(results, layout, s
   assert r["sharding_kept"], "updates lost the gradients' sharding"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_explicit_mesh_unbatched(results, strategy):
   r = results[f"explicit/2d/{strategy}/batch=False"]
@@ -99,6 +99,7 @@ def test_explicit_mesh_unbatched(results, strategy):
   assert r["sharding_kept"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_auto_mesh_matches_one_device(results, layout, strategy):
@@ -107,6 +108,7 @@ def test_auto_mesh_matches_one_device(results, layout, strategy):
   assert results[f"auto/{layout}/{strategy}"]["diff"] < TOL
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("optimizer", ["muon", "scion"])
 def test_optimizers_three_steps(results, optimizer, strategy):
@@ -115,6 +117,7 @@ def test_optimizers_three_steps(results, optimizer, strategy):
   assert r["sharding_kept"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_training_on_data_model_mesh(results, strategy):
   ref = np.asarray(results["train/reference"]["losses"])
@@ -126,6 +129,7 @@ def test_training_on_data_model_mesh(results, strategy):
   assert r["diff"] < 5e-3  # Parameters after training (shardings pinned by out_shardings).
 
 
+@pytest.mark.slow
 def test_docs_example_trains(results):
   r = results["docs/example"]
   # 50 Scion steps fit sin(x) (variance ~0.4) to a small fraction of it.
@@ -133,6 +137,7 @@ def test_docs_example_trains(results):
   assert r["sharding_kept"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tree", ["list", "scan"])
 @pytest.mark.parametrize("layout", HLO_LAYOUTS)
 def test_default_has_no_collective_inside_the_iteration(results, tree, layout):
@@ -146,6 +151,7 @@ def test_default_has_no_collective_inside_the_iteration(results, tree, layout):
   assert r["bytes / matrices"] <= 2.0, r
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tree", ["list", "scan"])
 def test_partition_has_collectives_inside_the_iteration(results, tree):
   # The control: GSPMD splits the Newton–Schulz matmuls of a row-sharded
