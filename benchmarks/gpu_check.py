@@ -76,7 +76,7 @@ def run_tests(args, out_dir: Path) -> dict:
   import xml.etree.ElementTree as ET
 
   selection = QUICK_TESTS if args.quick else TESTS
-  timeout = args.tests_timeout or (240 if args.quick else 200)
+  timeout = args.tests_timeout or (240 if args.quick else 150)
   env = dict(os.environ)
   env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # Share the GPU with this process.
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
