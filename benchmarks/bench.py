@@ -6,10 +6,12 @@ Sections (``--sections``, default all):
   (token embedding, per layer q/k/v/o ``d×d``, MLP ``d×4d``/``4d×d``, RMSNorm
   gains, head ``d×vocab``), as a list of layers and as a scanned stack, for
   normax ``scion`` (``presets.scion_gpt``), normax ``muon`` (batched and
-  per-leaf), the learning-rate-free ``scion_free`` and ``muon_free``,
+  per-leaf, Gram form, and its variants: AOL with one Newton–Schulz step
+  fewer, Polar Express, consistent RMS, adaptive, NorMuon, cautious weight
+  decay, hyperball), the learning-rate-free ``scion_free`` and ``muon_free``,
   ``scale_by_shampoo`` and ``scale_by_soap`` on every matrix (AdamW on the
-  rest), and the baselines ``optax.contrib.muon`` and ``optax.adamw``;
-  ratios to both baselines.
+  rest), and the baselines ``optax.contrib.muon`` (also with AOL) and
+  ``optax.adamw``; ratios to both baselines.
 - ``ns``: Newton–Schulz achieved FLOP/s (plain-iteration count) against a
   large matmul measured in the same run.
 - ``train``: a full char-GPT training step (forward, backward, update) with
@@ -155,6 +157,15 @@ OPTIMIZERS = (
   "soap (basis every 10)",
   "optax.contrib.muon",
   "optax.adamw",
+  # The Muon variants (normax.muon flags) and optax's own AOL variant beside them.
+  "muon (aol -1 step)",
+  "optax.contrib.muon (aol -1 step)",
+  "muon (polar express)",
+  "muon (consistent rms)",
+  "muon (adaptive)",
+  "muon (normuon)",
+  "muon (cautious wd)",
+  "muon (hyperball)",
 )
 
 # Shampoo and SOAP split each side of a matrix longer than this into blocks.
@@ -206,6 +217,21 @@ def optimizers(ns_dtype=None, steps: int = 5) -> dict:
       lr, ns_steps=steps, muon_weight_dimension_numbers=_optax_muon_dims
     ),
     "optax.adamw": lambda: optax.adamw(lr),
+    "muon (aol -1 step)": lambda: normax.muon(
+      lr, labels=_muon_labels, ns_steps=steps - 1, preconditioning="aol"
+    ),
+    "optax.contrib.muon (aol -1 step)": lambda: optax.contrib.muon(
+      lr,
+      ns_steps=steps - 1,
+      preconditioning="aol",
+      muon_weight_dimension_numbers=_optax_muon_dims,
+    ),
+    "muon (polar express)": lambda: muon(ns_coeffs="polar_express"),
+    "muon (consistent rms)": lambda: muon(consistent_rms=0.2, weight_decay=0.1),
+    "muon (adaptive)": lambda: muon(adaptive=True),
+    "muon (normuon)": lambda: muon(normuon=True),
+    "muon (cautious wd)": lambda: muon(weight_decay=0.1, cautious_weight_decay=True),
+    "muon (hyperball)": lambda: muon(hyperball="frobenius"),
   }
 
 

@@ -349,6 +349,9 @@ def muon(
     a traced hyperparameter, as for optax's muon; a traced ``ns_steps`` or
     ``eps`` runs Newton–Schulz as a ``fori_loop``, leaf by leaf (pass
     ``static_args=("ns_steps", "eps")`` to keep it unrolled and batched).
+    As there, a callable argument (``labels``, ``weight_decay_mask``,
+    ``muon_weight_dimension_numbers``) is taken for a schedule: list it in
+    ``static_args``.
 
   Examples:
     >>> import jax, jax.numpy as jnp, normax, optax
