@@ -73,7 +73,8 @@ model = MLP(nnx.Rngs(0))
 # following the Scion paper's layer roles: `Spectral(max=True)` for the pixel-input matrix,
 # `Spectral` for hidden matrices, `Sign` for the output head, `BiasRMS` for biases. The radii
 # (input 4, hidden 2, head 2¹⁰) were tuned on Fashion-MNIST (`results/fashion_mnist`).
-# `label_table` shows what every parameter got; `decay = default` means the optimizer decides (1 when constrained, 0 when not).
+# `label_table` shows what every parameter got; `decay = default` means the optimizer decides
+# (1 when constrained, 0 when not).
 
 # %%
 labels, specs = normax.presets.scion_mlp()
