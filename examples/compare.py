@@ -172,7 +172,9 @@ PRESETS = {
       # Every optimizer over its own grid (optax_muon, the same algorithm as muon, at muon's
       # usual best rate only); Scion with the preset's radii (input 4, hidden 2, head 2**10),
       # the best of the radius rounds below.
-      Sweep(IMAGE_LRS, seeds=SEEDS),
+      Sweep({k: v for k, v in IMAGE_LRS.items() if k != "uscion"}, seeds=SEEDS),
+      # Unconstrained Scion ran with the authors' radii only (before the radius rounds).
+      Sweep({"uscion": IMAGE_LRS["uscion"]}, radii=("hidden=1,input=1",), seeds=SEEDS),
       # Scion's radii, round 1: the Scion authors' MLP radii (1 everywhere, head 2**10), the
       # same with the input layer at the plain √(d_out/d_in) = 0.40 scale (normax's preset
       # before Spectral(max=True)), a smaller head, larger input and hidden.
