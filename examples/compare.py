@@ -643,7 +643,8 @@ def plot_lr_sweep(points: list[dict], axis: str, path: str) -> bool:
   finite = [p["final"] for p in points if math.isfinite(p["final"])]
   first = [p["history"][0]["eval_loss"] for p in points if p["history"][0]["eval_loss"]]
   top = max([f for f in first if math.isfinite(f)] or finite or [1.0])  # "did not train" line
-  fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.6), squeeze=False)
+  width = max(6.5, 4 * len(names))
+  fig, axes = plt.subplots(1, len(names), figsize=(width, 4.2), squeeze=False)
   for ax, name in zip(axes[0], names, strict=True):
     for i, value in enumerate(values):
       pts = sorted((p["lr"], p["final"], p["std"]) for p in by_opt[name] if p[axis] == value)
@@ -661,7 +662,7 @@ def plot_lr_sweep(points: list[dict], axis: str, path: str) -> bool:
     ax.set_xscale("log", base=2)
   axes[0][0].set_ylabel("final held-out loss, mean ± std (★ best)")
   axes[0][-1].legend(fontsize=7)
-  fig.suptitle(f"{points[0]['task']}: learning rate vs {axis} ({_describe(held)})")
+  fig.suptitle(f"{points[0]['task']}: learning rate vs {axis}\n({_describe(held)})")
   fig.tight_layout()
   fig.savefig(path, dpi=130)
   plt.close(fig)
