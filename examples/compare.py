@@ -643,7 +643,7 @@ def plot_lr_sweep(points: list[dict], axis: str, path: str) -> bool:
   finite = [p["final"] for p in points if math.isfinite(p["final"])]
   first = [p["history"][0]["eval_loss"] for p in points if p["history"][0]["eval_loss"]]
   top = max([f for f in first if math.isfinite(f)] or finite or [1.0])  # "did not train" line
-  width = max(6.5, 4 * len(names))
+  width = max(6.5, 4 * len(names)) + (3.5 if len(values) > 4 else 1.5)  # The legend.
   fig, axes = plt.subplots(1, len(names), figsize=(width, 4.2), squeeze=False)
   for ax, name in zip(axes[0], names, strict=True):
     for i, value in enumerate(values):
@@ -653,15 +653,16 @@ def plot_lr_sweep(points: list[dict], axis: str, path: str) -> bool:
       lrs = [p[0] for p in pts]
       losses = [min(p[1], top) for p in pts]
       errs = [p[2] if math.isfinite(p[1]) and math.isfinite(p[2]) else 0 for p in pts]
-      ax.errorbar(lrs, losses, yerr=errs, fmt="o-", color=f"C{i}", ms=3, capsize=2,
+      style = "o-" if i < 10 else "s--"  # Ten colours, then dashed lines.
+      ax.errorbar(lrs, losses, yerr=errs, fmt=style, color=f"C{i % 10}", ms=3, capsize=2,
                   label=f"{axis} {value or 'default'}")  # fmt: skip
       j = min(range(len(pts)), key=lambda j: pts[j][1])
       if math.isfinite(pts[j][1]):
-        ax.plot(lrs[j], losses[j], "*", color=f"C{i}", ms=12)
+        ax.plot(lrs[j], losses[j], "*", color=f"C{i % 10}", ms=12)
     ax.set(yscale="log", xlabel="learning rate", title=name)
     ax.set_xscale("log", base=2)
   axes[0][0].set_ylabel("final held-out loss, mean ± std (★ best)")
-  axes[0][-1].legend(fontsize=7)
+  axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
   fig.suptitle(f"{points[0]['task']}: learning rate vs {axis}\n({_describe(held)})")
   fig.tight_layout()
   fig.savefig(path, dpi=130)
