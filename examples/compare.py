@@ -246,12 +246,12 @@ PRESETS = {
     base=dict(steps=200, eval_every=25, n_layer=2),
     sweeps=[
       Sweep(_only(GPT_LRS, "scion", "muon", "adamw"), widths=(32,), seeds=SEEDS),
-      # Width 256 costs ~6× width 32 on a CPU: 4 rates each, centred on the width-128 best.
+      # Width 256 costs ~6× width 32 on a CPU: 3 rates each, centred on the width-128 best.
       Sweep(
-        {"scion": pow2(-9, -6), "muon": pow2(-7, -4), "adamw": pow2(-10, -7)},
+        {"scion": pow2(-8, -6), "muon": pow2(-6, -4), "adamw": pow2(-9, -7)},
         widths=(256,),
         seeds=SEEDS,
-      ),  # fmt: skip
+      ),
     ],
   ),
   "shakespeare_long": dict(
