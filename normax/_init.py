@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._base import acc_dtype
 from normax._labels import broadcast_labels, resolve_specs
 from normax._paths import tree_paths
 from normax._spec import LayerSpec
@@ -30,16 +31,16 @@ def init_params(
   *,
   keep: Iterable[str] = (),
 ) -> optax.Params:
-  r"""Draws every parameter on the sphere of its label's norm, times its radius.
+  """Draws every parameter on the sphere of its label's norm, times its radius.
 
   For a leaf ``w`` labelled ``l`` with ``specs[l] = LayerSpec(norm, ρ)``:
 
   .. math::
-    w \leftarrow ρ \cdot \mathrm{norm.init}(k_w, \mathrm{shape}(w)),
-    \qquad \|w\| = ρ,
+    w ← ρ · init(k_w, shape(w)),   so   ‖w‖ = ρ,
 
-  with an independent key ``k_w`` per leaf (folded from ``key`` and the
-  leaf's path, so adding a parameter does not change the others). This is
+  with ``init`` the norm's :meth:`normax.Norm.init` and an independent key
+  ``k_w`` per leaf (folded from ``key`` and the leaf's path, so adding a
+  parameter does not change the others). This is
   Scion's boundary initialization (Pethick et al., 2025, Appendix E; their
   ``Scion.init``): a constrained layer starts on the boundary of its ball
   ``‖w‖ ≤ ρ``, which its updates keep it inside. ``Spectral`` draws a
@@ -93,7 +94,7 @@ def init_params(
     leaf_key = jax.random.fold_in(key, _path_seed(path))
     radius = _radius_at_start(spec.radius, label)
     value = spec.norm.init(leaf_key, leaf.shape, leaf.dtype)
-    out.append((value.astype(jnp.float32) * radius).astype(leaf.dtype))
+    out.append((value.astype(acc_dtype(leaf.dtype)) * radius).astype(leaf.dtype))
   return treedef.unflatten(out)
 
 

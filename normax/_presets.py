@@ -105,7 +105,7 @@ def scion_gpt(
 
   The radii (embedding 3, hidden 10, head 30; learning rate ``2**-6``) were
   tuned with the learning rate on a width-64 character-level GPT in this
-  repository (``results/shakespeare_proxy``: 12 radius sets × 5 learning
+  repository (``results/shakespeare_proxy``: 11 radius sets × 5 learning
   rates × 3 seeds), starting from the Scion authors' set for their shallow
   untied GPT (embedding 1, hidden 3, head 10; github.com/LIONS-EPFL/scion,
   ``examples/shallow-nanogpt``): the winner keeps their ratios, ×3. On the

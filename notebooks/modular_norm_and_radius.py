@@ -81,7 +81,7 @@ def layer_sizes(params, spec_tree):
 def train(radius, constrained, steps=300, batch_size=128, extra=None, seed=0):
   """Trains the MLP with Scion; returns the per-step sizes, test accuracy and the model."""
   model = MLP(nnx.Rngs(seed))
-  labels, specs = normax.presets.scion_mlp(radius=radius)
+  labels, specs = normax.presets.scion_mlp(radius=radius, input_radius=radius, bias_radius=radius)
   spec_tree = normax.resolve_specs(params_of(model), labels, specs)
   tx = normax.scion(
     optax.linear_schedule(2**-5, 0.0, steps), specs, labels, constrained=constrained
@@ -195,7 +195,7 @@ plt.show()
 
 # %%
 model = MLP(nnx.Rngs(0))
-labels, specs = normax.presets.scion_mlp()
+labels, specs = normax.presets.scion_mlp(radius=1.0, input_radius=1.0)
 params = params_of(model)
 spec_tree = normax.resolve_specs(params, labels, specs)
 norm_tree = jax.tree.map(lambda spec: spec.norm, spec_tree)

@@ -138,3 +138,38 @@ def test_warmup_and_decay_schedule():
   np.testing.assert_allclose([schedule(0), schedule(5), schedule(10), schedule(55), schedule(100)],
                              [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)  # fmt: skip
   assert ic.learning_rate_schedule(0.3, steps=100, decay="constant") == 0.3
+
+
+def test_missing_files_are_downloaded_into_the_cache_and_checked(tmp_path, monkeypatch):
+  # A "canonical location" the test serves from disk (file:// URLs go through urlopen too).
+  source = tmp_path / "upstream"
+  source.mkdir()
+  x_train, y_train = make_idx_dir(source, compress=True)
+  import hashlib
+
+  md5s = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in source.iterdir()}
+  monkeypatch.setitem(ic.SOURCES, "mnist", (source.as_uri() + "/", md5s))
+  monkeypatch.setitem(ic.DATA_DIRS, "mnist", str(tmp_path / "no-debian-package"))
+  monkeypatch.setenv("NORMAX_DATA", str(tmp_path / "cache"))
+  with pytest.raises(FileNotFoundError, match="--download"):  # Not allowed to fetch.
+    ic.load_idx_dataset("mnist", None, download=False)
+  got = ic.load_idx_dataset("mnist", None)
+  np.testing.assert_array_equal(got[0], x_train)
+  np.testing.assert_array_equal(got[1], y_train)
+  cached = tmp_path / "cache" / "mnist"
+  assert sorted(p.name for p in cached.iterdir()) == sorted(md5s)  # No partial files left.
+  # The cache is read without the network afterwards.
+  monkeypatch.setitem(ic.SOURCES, "mnist", ("file:///nowhere/", md5s))
+  np.testing.assert_array_equal(ic.load_idx_dataset("mnist", None, download=False)[0], x_train)
+  # A file whose MD5 does not match is an error, and is not kept.
+  bad = dict(md5s, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
+  monkeypatch.setitem(ic.SOURCES, "mnist", (source.as_uri() + "/", bad))
+  monkeypatch.setenv("NORMAX_DATA", str(tmp_path / "cache2"))
+  with pytest.raises(ValueError, match="has MD5 .* expected 0{32}"):
+    ic.load_idx_dataset("mnist", None)
+  assert not (tmp_path / "cache2" / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
+  # An unreachable source names the file and the alternatives.
+  monkeypatch.setitem(ic.SOURCES, "mnist", ("file:///nowhere/", md5s))
+  monkeypatch.setenv("NORMAX_DATA", str(tmp_path / "cache3"))
+  with pytest.raises(FileNotFoundError, match="could not download .*--data-dir"):
+    ic.load_idx_dataset("mnist", None)

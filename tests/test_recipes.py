@@ -83,7 +83,7 @@ def test_init_model_on_nnx():
   labels, specs = normax.presets.scion_mlp()
   normax.init_model(jax.random.key(0), model, labels, specs, keep=("bias",))
   s = np.linalg.svd(np.asarray(model.input.kernel[...], np.float64), compute_uv=False)
-  np.testing.assert_allclose(s, 1.0 * max(1.0, np.sqrt(32 / 64)), rtol=1e-5)  # Spectral(max).
+  np.testing.assert_allclose(s, 4.0 * max(1.0, np.sqrt(32 / 64)), rtol=1e-5)  # Spectral(max), ρ 4.
   np.testing.assert_allclose(np.abs(np.asarray(model.head.kernel[...])), 2.0**10 / 32, rtol=1e-6)
   np.testing.assert_array_equal(model.head.bias[...], 0.0)
   # The model still trains with the optimizer the preset describes.
