@@ -350,9 +350,13 @@ def scion_cnn(
   hidden    every other rank >= 2 array              ``Spectral()``       8
   ========  =======================================  ===================  ========
 
-  The radii (8 everywhere, head 16·8 = 128, learning rate ``2**-4``,
-  ``beta=0.5``) are the Scion authors' airbench CIFAR-10 configuration
-  (github.com/LIONS-EPFL/scion, ``examples/airbench``).
+  The radii (8 everywhere, head 16·8 = 128; with learning rate ``2**-4``
+  and ``beta=0.5`` there) are the Scion authors' airbench CIFAR-10
+  configuration (github.com/LIONS-EPFL/scion, ``examples/airbench``). On a
+  small CNN on sklearn's digits in this repository (``results/digits_cnn``,
+  3 seeds, ``beta=0.9``, learning rate ``2**-7``) they reach a held-out loss
+  of 0.028 ± 0.004, against 0.029 ± 0.001 with radii 4 / head 1024 and 2.08
+  with radii 1 / head 16.
 
   A conv kernel is recognised by rank, which is ambiguous once layers are
   stacked: for scanned stacks pass ``spatial_dims`` (2 for ``Conv`` with a
