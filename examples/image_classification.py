@@ -63,10 +63,10 @@ from _common import (  # noqa: E402
 
 # Learning rates used when --lr is not given: each optimizer's best (mean of 3 seeds) on the
 # grids of examples/compare.py: the MLP's on Fashion-MNIST (`--preset fashion_mnist`; uscion
-# with the authors' radii), the CNN's on the digits (`--preset digits_cnn`).
+# with the authors' radii), the CNN's on the digits (`--preset digits_cnn`; uscion not measured).
 DEFAULT_LR = {
   "mlp": {"scion": 2**-8, "uscion": 2**-7, "muon": 2**-6, "optax_muon": 2**-6, "adamw": 2**-8},
-  "cnn": {"scion": 2**-7, "uscion": 2**-9, "muon": 2**-5, "optax_muon": 2**-5, "adamw": 2**-7},
+  "cnn": {"scion": 2**-7, "uscion": 2**-9, "muon": 2**-3, "optax_muon": 2**-3, "adamw": 2**-5},
 }
 # Scion's labels and radii: the preset of each model family (their docstrings give the sources).
 SCION_PRESETS = {"mlp": normax.presets.scion_mlp, "cnn": normax.presets.scion_cnn}

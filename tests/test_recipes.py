@@ -128,7 +128,7 @@ def test_preset_families_and_their_radii():
   del params["lm_head"]
   out = labels(params)
   assert out["tok_embed"]["embedding"] == "head" and out["pos_embed"]["embedding"] == "embed"
-  assert specs["head"].norm == normax.Sign(transpose=True) and specs["head"].radius == 3000.0
+  assert specs["head"].norm == normax.Sign(transpose=True) and specs["head"].radius == 10.0
   # The tied table's direction is the head's: sign / features.
   g = jax.random.normal(jax.random.key(0), (50, 16))
   np.testing.assert_allclose(specs["head"].norm.dualize(g), np.sign(g) / 16)
