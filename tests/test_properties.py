@@ -194,6 +194,7 @@ BALL_SHAPES = {
 NS_TOP = normax.schedule_bound("quintic", 5, lower=1e-6)[1]
 
 
+@pytest.mark.slow  # One compile of the scanned step (the 10,000 steps take seconds).
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
 def test_constrained_scion_stays_in_its_balls_for_10000_adversarial_steps(dtype):
   labels = {name: name for name in BALL_SPECS}
