@@ -253,7 +253,7 @@ def newton_schulz(
       guaranteed and the small singular values start larger, so one step
       fewer usually reaches the same quality. ``"aol"`` multiplies ``X`` by a
       diagonal matrix, so its polar factor is that of ``D X``, not exactly of
-      ``X``; the other three only rescale. See ``docs/newton_schulz.md``.
+      ``X``; the other three only rescale.
     eps: Added to the ``"frobenius"``/``"spectral"`` denominators and the
       floor of the ``"schatten"``/``"aol"`` ones, as ``optax.contrib.muon``
       does; ``0`` (default) only guards zero matrices.
