@@ -26,6 +26,9 @@ SCHEDULES = ("quintic", "polar_express", "cubic")
 STEPS = (3, 5, 8, 12)
 MATRICES = ("gaussian", "cond 1e2", "cond 1e4", "cond 1e6")
 DTYPES = ("float32", "bfloat16")
+PRECONDITIONINGS = normax.PRECONDITIONINGS
+PRE_SCHEDULES = ("quintic", "polar_express", "dion")
+PRE_STEPS = (0, 3, 4, 5)
 
 
 def make_matrix(kind: str, n: int, seed: int = 0) -> np.ndarray:
@@ -52,6 +55,68 @@ def measure(n: int) -> dict[tuple[str, int, str, str], tuple[float, float]]:
           s = np.linalg.svd(np.asarray(x, np.float64), compute_uv=False)
           out[sched, steps, kind, dt] = (float(s.min()), float(s.max()))
   return out
+
+
+def measure_preconditioning(n: int) -> dict[tuple[str, str, int, str], tuple[float, float]]:
+  """(schedule, preconditioning, steps, matrix) -> (min σ, max σ), float32; 0 steps: the start."""
+  out = {}
+  for kind in MATRICES:
+    g = jnp.asarray(make_matrix(kind, n), jnp.float32)
+    for sched in PRE_SCHEDULES:
+      for pre in PRECONDITIONINGS:
+        for steps in PRE_STEPS:
+          if steps == 0:
+            x = normax.precondition(g, pre)
+          elif sched == "dion" and steps != len(normax.DION):
+            continue  # a five-step schedule
+          else:
+            x = normax.newton_schulz(g, steps=steps, coefficients=sched, preconditioning=pre)
+          s = np.linalg.svd(np.asarray(x, np.float64), compute_uv=False)
+          out[sched, pre, steps, kind] = (float(s.min()), float(s.max()))
+  return out
+
+
+def render_preconditioning(n: int) -> list[str]:
+  m = measure_preconditioning(n)
+  lines = [
+    "## Preconditioning",
+    "",
+    "`preconditioning=` (of `normax.newton_schulz`, `normax.Spectral` and `normax.muon`, the",
+    "options of `optax.contrib.muon`) sets how `G` is scaled before the first step. Every",
+    "option guarantees `σ_max ≤ 1` at the start, which the iteration needs (the quintic",
+    "blows up above about 1.2); they differ in how large the small singular values start:",
+    "",
+    "- `frobenius` (default): `G / ‖G‖_F`. Cheap; the start is `σ/‖G‖_F`, which for an",
+    "  `n × n` matrix with a flat spectrum is about `1/√n`: the first steps only grow it.",
+    "- `spectral`: `G / σ_max(G)`, the best rescaling (the largest singular value starts at",
+    "  exactly 1) but it costs an SVD.",
+    "- `schatten`: `G / ‖G‖_S4` with `‖G‖_S4 = ‖G Gᵀ‖_F^{1/2} = (Σσ⁴)^{1/4}`, between",
+    "  `σ_max` and `‖G‖_F`, at the cost of one Gram matrix (Grishina et al., 2025).",
+    "- `aol`: `D G` with `D_ii = (Σ_j |G Gᵀ|_ij)^{-1/2}` on the short side (Turbo-Muon,",
+    "  Boissin et al., 2025). By Gershgorin `‖D G Gᵀ D‖₂ ≤ 1`, so `σ_max ≤ 1` is guaranteed;",
+    "  for most matrices the start is much closer to 1 than with `frobenius`, so one step",
+    "  fewer reaches the same range (compare `aol` at 4 steps with `frobenius` at 5 below).",
+    "  `D` is not a multiple of the identity, so the result is the polar factor of `D G`,",
+    "  close to but not exactly that of `G`; the other three only rescale `G`.",
+    "",
+    "The `0 steps` column is the range of the scaled matrix (the guaranteed start); the",
+    "others are `min σ – max σ` after that many float32 steps. `dion` is",
+    "`normax.DION`, the five-step schedule of Dion (Ahn et al., 2025; `optax.contrib.muon`'s",
+    '`"dion"`); `"standard"` is `optax.contrib.muon`\'s name for `quintic`.',
+    "",
+  ]
+  for kind in MATRICES:
+    lines += [f"### {kind}", ""]
+    header = " | ".join(f"{s} steps" for s in PRE_STEPS)
+    lines += [f"| schedule | preconditioning | {header} |"]
+    lines += ["|---|---|" + "---|" * len(PRE_STEPS)]
+    for sched in PRE_SCHEDULES:
+      for pre in PRECONDITIONINGS:
+        cells = [m.get((sched, pre, s, kind)) for s in PRE_STEPS]
+        text = ["–" if c is None else f"{c[0]:.4f} – {c[1]:.4f}" for c in cells]
+        lines.append(f"| {sched} | {pre} | " + " | ".join(text) + " |")
+    lines.append("")
+  return lines
 
 
 def lowest_normalized_sigma(kind: str, n: int) -> float:
@@ -126,6 +191,7 @@ def render(n: int) -> str:
         lines.append(f"| {sched} | {dt} | " + " | ".join(f"{a:.4f} – {b:.4f}" for a, b in cells))
       lines[-3:] = [line + " |" for line in lines[-3:]]
     lines.append("")
+  lines += render_preconditioning(n)
   lines += [f"Size used: {n}.", ""]
   return "\n".join(lines)
 

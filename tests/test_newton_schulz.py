@@ -187,7 +187,7 @@ def test_doc_script_runs_and_checks(tmp_path):
   spec = importlib.util.spec_from_file_location("make_ns", root / "docs/make_newton_schulz.py")
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
-  mod.STEPS, mod.MATRICES = (2, 5), ("gaussian", "cond 1e4")
+  mod.STEPS, mod.MATRICES, mod.PRE_STEPS = (2, 5), ("gaussian", "cond 1e4"), (0, 5)
   out = tmp_path / "ns.md"
   assert mod.main(["--size", "8", "--out", str(out)]) == 0
   assert mod.main(["--size", "8", "--out", str(out), "--check"]) == 0
@@ -195,4 +195,6 @@ def test_doc_script_runs_and_checks(tmp_path):
   assert mod.main(["--size", "8", "--out", str(out), "--check"]) == 1
   # The committed doc is the script's output at size 128 (`--check` recomputes it).
   doc = (root / "docs/newton_schulz.md").read_text()
-  assert "Size used: 128." in doc and len(mod.numbers(doc)) == 2 * 4 * 9 * 4
+  # Schedule tables: 4 matrices × 9 rows × 4 step counts; preconditioning tables: 4 matrices ×
+  # 4 preconditionings × (4 + 4 step counts for quintic and polar_express, 2 for dion).
+  assert "Size used: 128." in doc and len(mod.numbers(doc)) == 2 * (4 * 9 * 4 + 4 * 4 * 10)
