@@ -270,7 +270,7 @@ def test_nnx_scanned_model_per_label():
     normax.momentum(0.9),
     normax.scale_by_radius(specs["hidden"].radius),
   )
-  tx = optax.chain(optax.partition(branch, labels), optax.scale_by_learning_rate(2**-12))
+  tx = optax.chain(optax.partition(branch, labels), optax.scale_by_learning_rate(2**-6))
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   losses = train(model, optimizer, 30)
   assert losses[-1] < 0.1 * losses[0], losses
