@@ -103,10 +103,11 @@ def scion_gpt(
   hidden    every other rank >= 2 array           ``Spectral()``      10
   ========  ====================================  ==================  ==========
 
-  The radii (embedding 3, hidden 10, head 30; learning rate ``2**-6``) were
-  tuned with the learning rate on a width-64 character-level GPT in this
-  repository (``results/shakespeare_proxy``: 11 radius sets × 5 learning
-  rates × 3 seeds), starting from the Scion authors' set for their shallow
+  The radii (embedding 3, hidden 10, head 30; learning rate ``2**-6`` at
+  width 64, ``2**-7`` at width 128) were tuned with the learning rate on a
+  width-64 character-level GPT in this repository
+  (``results/shakespeare_proxy``: 11 radius sets × 5 learning rates × 3
+  seeds), starting from the Scion authors' set for their shallow
   untied GPT (embedding 1, hidden 3, head 10; github.com/LIONS-EPFL/scion,
   ``examples/shallow-nanogpt``): the winner keeps their ratios, ×3. On the
   proxy it reached 2.04 ± 0.02 nats/char, against 2.22 for the authors' set
