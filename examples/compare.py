@@ -148,6 +148,8 @@ GPT_RADII_2 = (
 GPT_RADII_3 = ("embed=10,hidden=10,head=10,bias=1", "embed=3,hidden=10,head=30,bias=1")
 OLD_GPT_RADII = "embed=1,hidden=50,head=3000,bias=1"
 SEEDS = (0, 1, 2)
+# The README's GPT protocol: 2 layers, 200 steps (of 32 × 64 characters), evaluated every 25.
+GPT_BASE = dict(steps=200, eval_every=25, n_layer=2)
 
 
 def _only(lrs: dict, *names: str) -> dict:
@@ -218,7 +220,7 @@ PRESETS = {
   "shakespeare_proxy": dict(
     # Scion's radii and learning rate tuned together on a narrow GPT (width 64), 3 seeds.
     task="gpt",
-    base=dict(steps=200, eval_every=25, n_layer=2, n_embd=64),
+    base=GPT_BASE | dict(n_embd=64),
     sweeps=[
       Sweep({"scion": pow2(-8, -4)}, radii=GPT_RADII, seeds=SEEDS),
       Sweep({"scion": pow2(-9, -5)}, radii=GPT_RADII_2, seeds=SEEDS),
@@ -230,13 +232,13 @@ PRESETS = {
     # The README's GPT protocol: 2 layers, width 128, 200 steps of 32×64 characters, 3 seeds;
     # every optimizer over its own grid, Scion with the preset's radii (from the proxy).
     task="gpt",
-    base=dict(steps=200, eval_every=25, n_layer=2),
+    base=GPT_BASE,
     sweeps=[Sweep(GPT_LRS, seeds=SEEDS)],
   ),
   "shakespeare_init": dict(
     # Scion with boundary initialization (normax.init_model) against the default init above.
     task="gpt",
-    base=dict(steps=200, eval_every=25, n_layer=2, init="boundary"),
+    base=GPT_BASE | dict(init="boundary"),
     sweeps=[Sweep(_only(GPT_LRS, "scion"), seeds=SEEDS)],
   ),
   "shakespeare_width": dict(
@@ -244,7 +246,7 @@ PRESETS = {
     # Scion's radii fixed, the learning rate swept, and the same for Muon and AdamW. (32 -> 256
     # would need ~40 minutes of this CPU for width 256 alone.)
     task="gpt",
-    base=dict(steps=200, eval_every=25, n_layer=2),
+    base=GPT_BASE,
     sweeps=[Sweep(_only(GPT_LRS, "scion", "muon", "adamw"), widths=(16, 32), seeds=SEEDS)],
   ),
   "shakespeare_long": dict(
@@ -258,7 +260,7 @@ PRESETS = {
     # Scion authors' tied radii (hidden 50, table 3000) against hidden 10, table 10 (the
     # preset's, since it won).
     task="gpt",
-    base=dict(steps=200, eval_every=25, n_layer=2, n_embd=64, tie_embeddings=True),
+    base=GPT_BASE | dict(n_embd=64, tie_embeddings=True),
     sweeps=[
       Sweep({"scion": pow2(-12, -8)}, radii=("head=3000,hidden=50",), seeds=SEEDS),
       Sweep({"scion": pow2(-8, -4)}, seeds=SEEDS),
