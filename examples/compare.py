@@ -72,6 +72,8 @@ POINT = ("optimizer", "lr", "width", "warmup", "batch_size", "radii")  # A grid 
 KEY = (*POINT, "seed")  # ... and one run of it.
 AXES = ("width", "warmup", "batch_size", "radii")  # Settings a sweep can vary besides lr.
 ALL_OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
+# The order of the tables: the above, then these, then any other name alphabetically.
+VARIANT_ORDER = ("normuon", "muon_aol", "muon_rms", "scion_free", "muon_free", "shampoo", "soap")
 
 
 def pow2(lo: int, hi: int) -> tuple[float, ...]:
@@ -122,6 +124,20 @@ GPT_LRS = {
   "optax_muon": (2**-5,),
   "adamw": pow2(-10, -6),
 }
+# Muon's variants, Shampoo and SOAP (the protocol fixed before the runs): four powers of 2
+# around the rate of their parent, Muon's best for NorMuon and AOL, AdamW's best for the ones
+# whose step has Adam's scale (consistent-RMS Muon, Shampoo grafted to sign descent, SOAP); the
+# learning-rate-free methods run once, at their multiplier 1 (no sweep).
+IMAGE_VARIANT_LRS = {
+  "normuon": pow2(-8, -5),
+  "muon_aol": pow2(-8, -5),
+  "muon_rms": pow2(-10, -7),
+  "shampoo": pow2(-10, -7),
+  "soap": pow2(-10, -7),
+  "scion_free": (1.0,),
+  "muon_free": (1.0,),
+}
+GPT_VARIANT_LRS = IMAGE_VARIANT_LRS | {"normuon": pow2(-7, -4), "muon_aol": pow2(-7, -4)}
 LONG_GPT_LRS = {"scion": pow2(-8, -5), "muon": pow2(-7, -4), "adamw": pow2(-10, -7)}
 
 
@@ -202,6 +218,13 @@ PRESETS = {
       ),
     ],
   ),
+  "fashion_mnist_variants": dict(
+    # Muon's variants, the learning-rate-free methods, Shampoo and SOAP on the fashion_mnist
+    # protocol (replot with results/fashion_mnist/results.csv for one table).
+    task="image",
+    base=dict(dataset="fashion_mnist", model="mlp", width=128, steps=500, eval_every=50),
+    sweeps=[Sweep(IMAGE_VARIANT_LRS, seeds=SEEDS)],
+  ),
   "digits_cnn": dict(
     # The CNN preset (scion_cnn: the Scion authors' airbench radii, conv/dense 8, head 128)
     # against this example's earlier choice (4 and 2**10) and a smaller set, on sklearn's
@@ -234,6 +257,12 @@ PRESETS = {
     task="gpt",
     base=GPT_BASE,
     sweeps=[Sweep(GPT_LRS, seeds=SEEDS)],
+  ),
+  "shakespeare_variants": dict(
+    # The same on the shakespeare protocol (replot with results/shakespeare/results.csv).
+    task="gpt",
+    base=GPT_BASE,
+    sweeps=[Sweep(GPT_VARIANT_LRS, seeds=SEEDS)],
   ),
   "shakespeare_init": dict(
     # Scion with boundary initialization (normax.init_model) against the default init above.
@@ -562,7 +591,7 @@ def best_runs(points: list[dict]) -> dict[str, dict]:
 
 
 def _optimizer_order(names) -> list[str]:
-  known = [o for o in ALL_OPTIMIZERS if o in names]
+  known = [o for o in ALL_OPTIMIZERS + VARIANT_ORDER if o in names]
   return known + sorted(set(names) - set(known))
 
 

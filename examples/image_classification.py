@@ -10,8 +10,15 @@ MNIST. ``--optimizer`` picks the update rule:
 - ``uscion``: the same norms, unconstrained (uSCG);
 - ``muon``: ``normax.muon``, orthogonalized Nesterov momentum on the 2-D hidden matrices and
   AdamW on the head, biases and conv kernels;
+- ``normuon``, ``muon_aol``, ``muon_rms``: ``normax.muon`` as NorMuon, with AOL preconditioning
+  and 4 Newton–Schulz steps, and with Moonlight's consistent update RMS (one learning rate shared
+  with the AdamW part);
 - ``optax_muon``: ``optax.contrib.muon`` with the same split;
-- ``adamw``: ``optax.adamw``.
+- ``adamw``: ``optax.adamw``;
+- ``scion_free``, ``muon_free``: ``normax.scion_free`` and ``normax.muon_free``, whose step sizes
+  estimate themselves (``--lr`` multiplies the estimate; 1 by default, no sweep);
+- ``shampoo``, ``soap``: ``normax.scale_by_shampoo`` (grafted to sign descent's step size) and
+  ``normax.scale_by_soap`` on every matrix (conv kernels: each tap's matrix), Adam on biases.
 
 Run::
 
@@ -52,9 +59,11 @@ import normax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402
+  MUON_VARIANTS,
   OPTIMIZERS,
   JsonLines,
   Optimizer,
+  kronecker_optimizer,
   learning_rate_schedule,
   parse_config,
   prepare_path,
@@ -68,6 +77,13 @@ DEFAULT_LR = {
   "mlp": {"scion": 2**-8, "uscion": 2**-7, "muon": 2**-6, "optax_muon": 2**-6, "adamw": 2**-8},
   "cnn": {"scion": 2**-7, "uscion": 2**-9, "muon": 2**-3, "optax_muon": 2**-3, "adamw": 2**-5},
 }
+# Muon's variants, Shampoo and SOAP (not measured on the CNN: Muon's and AdamW's there), and the
+# learning-rate-free methods, whose --lr is a multiplier of their estimate (1: no sweep).
+for _model, _muon, _adam in (("mlp", 2**-6, 2**-8), ("cnn", 2**-3, 2**-5)):
+  DEFAULT_LR[_model] |= {
+    "normuon": _muon, "muon_aol": _muon, "muon_rms": _adam, "shampoo": _adam, "soap": _adam,
+    "scion_free": 1.0, "muon_free": 1.0,
+  }  # fmt: skip
 # Scion's labels and radii: the preset of each model family (their docstrings give the sources).
 SCION_PRESETS = {"mlp": normax.presets.scion_mlp, "cnn": normax.presets.scion_cnn}
 # Where the IDX files come from, in order: --data-dir (as given), the Debian package's folder,
@@ -320,11 +336,25 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     [("head/*", "adam"), normax.Rule("*", "muon", ndim=2)], default="adam"
   )
   beta = 0.95 if config.beta is None else config.beta
-  if config.optimizer == "muon":
+  if config.optimizer in MUON_VARIANTS:
+    # Moonlight's consistent-RMS Muon shares AdamW's learning rate.
+    shared = config.optimizer == "muon_rms"
     return normax.muon(
       lr, labels=muon_labels, beta=beta, weight_decay=config.weight_decay,
-      adam_learning_rate=adam_lr,
+      adam_learning_rate=lr if shared else adam_lr,
+      adam_weight_decay=config.weight_decay if shared else 0.0,
+      **MUON_VARIANTS[config.optimizer],
     )  # fmt: skip
+  if config.optimizer == "scion_free":
+    # No learning rate to tune: `lr` (peak 1 unless --lr) only shapes the estimated step.
+    labels, specs = scion_recipe(config)
+    beta = 0.9 if config.beta is None else config.beta
+    return normax.scion_free(specs, labels, learning_rate=lr, beta=beta)
+  if config.optimizer == "muon_free":
+    return normax.muon_free(muon_labels, learning_rate=lr, beta=beta)
+  if config.optimizer in ("shampoo", "soap"):
+    b1 = 0.9 if config.beta is None else config.beta
+    return kronecker_optimizer(config.optimizer, lr, b1=b1, weight_decay=config.weight_decay)
   if config.optimizer == "optax_muon":
     dims = lambda params: jax.tree.map(
       lambda label: optax.contrib.MuonDimensionNumbers() if label == "muon" else None,

@@ -39,7 +39,9 @@ def tiny(tmp_path, **kw):
 @pytest.mark.parametrize("optimizer", cg.OPTIMIZERS)
 def test_every_optimizer_learns_the_text(tmp_path, optimizer):
   # Rates for this tiny model and 30 steps (the defaults suit the full-size one).
-  lr = {"scion": 2**-9, "uscion": 2**-9, "muon": 0.02, "optax_muon": 0.02, "adamw": 1e-2}
+  lr = {"scion": 2**-9, "uscion": 2**-9, "muon": 0.02, "optax_muon": 0.02, "adamw": 1e-2,
+        "normuon": 0.02, "muon_aol": 0.02, "muon_rms": 1e-2, "shampoo": 1e-2, "soap": 1e-2,
+        "scion_free": 1.0, "muon_free": 1.0}  # fmt: skip
   config = tiny(tmp_path, optimizer=optimizer, lr=lr[optimizer])
   metrics = cg.main(config)
   uniform = math.log(len(set(TEXT)))  # The loss of a uniform guess over the alphabet.
