@@ -51,7 +51,7 @@ def test_kronecker_optimizer_routes_matrices_and_vectors(name):
     matrix = normax.scale_by_soap(b1=0.95, b2=0.95, precondition_every=10)
   w_only = run(matrix, params["w"], [g["w"] for g in grads])
   b_only = run(optax.scale_by_adam(0.9, 0.999), params["b"], [g["b"] for g in grads])
-  for u, w, b in zip(got, w_only, b_only):
+  for u, w, b in zip(got, w_only, b_only, strict=True):
     np.testing.assert_allclose(u["w"], -lr * (w + wd * params["w"]), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(u["b"], -lr * (b + wd * params["b"]), rtol=1e-5, atol=1e-7)
 
