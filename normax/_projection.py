@@ -11,7 +11,6 @@ import optax
 
 from normax._base import Norm, svd_safe
 from normax._leafwise import acc_dtype, check_nonnegative, resolve_norms, resolve_scalars
-from normax._momentum import _safe_increment
 from normax._newton_schulz import orthogonalize_svd
 from normax._norms import BiasRMS, ColNorm, Frobenius, L1ToLp, LpToLinf, RowNorm, Sign
 from normax._spectral import Spectral
@@ -204,6 +203,6 @@ def project_to_norm_ball(
         continue
       new = (p.astype(acc_dtype(u.dtype)) + u.astype(acc_dtype(u.dtype))).astype(p.dtype)
       out.append(project_leaf(n, new, r, sphere).astype(u.dtype) - p.astype(u.dtype))
-    return treedef.unflatten(out), ProjectToNormBallState(count=_safe_increment(state.count))
+    return treedef.unflatten(out), ProjectToNormBallState(count=optax.safe_increment(state.count))
 
   return optax.GradientTransformation(init_fn, update_fn)
