@@ -46,6 +46,7 @@ from normax._normuon import scale_by_neuron_rms as scale_by_neuron_rms
 from normax._optimizers import normalized_sgd as normalized_sgd
 from normax._optimizers import sign_descent as sign_descent
 from normax._optimizers import steepest_descent as steepest_descent
+from normax._orthogonalizer import Orthogonalizer as Orthogonalizer
 from normax._paths import path_to_str as path_to_str
 from normax._paths import tree_paths as tree_paths
 from normax._projection import project as project
@@ -81,6 +82,7 @@ __all__ = (
   "MomentumState",
   "MuonDimensionNumbers",
   "Norm",
+  "Orthogonalizer",
   "PRECONDITIONINGS",
   "QUINTIC",
   "RowNorm",

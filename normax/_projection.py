@@ -40,7 +40,7 @@ def project_leaf(norm: Norm, w: jax.Array, radius: Any, sphere: bool = False) ->
   x = w.astype(acc_dtype(w.dtype))
   r = jnp.asarray(radius).astype(x.dtype)
   if isinstance(norm, Spectral):  # Also SpectralConv: clip singular values.
-    mats, scale = norm._as_matrices(x)
+    mats, scale = norm.as_matrices(x)
     if sphere:
       out = orthogonalize_svd(mats) * (r * scale)
     else:
