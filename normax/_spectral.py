@@ -206,6 +206,21 @@ class Spectral(Norm):
     w = self._checked(w)
     return with_auto_axes(self._norm, w, keep=w.ndim - self.core_ndim(w.ndim))
 
+  def project(self, w, radius, sphere=False):
+    """Singular values clipped to the ball's bound, ``σ_i ← min(σ_i, radius·s)`` (exact SVD).
+
+    ``s`` is the dualize scale of :meth:`as_matrices`; this is the nearest
+    point of the ball in Frobenius distance. On the sphere every nonzero
+    singular value is set to ``radius·s`` (``radius·s·U Vᵀ``).
+    """
+    mats, scale = self.as_matrices(w)
+    if sphere:
+      out = orthogonalize_svd(mats) * (radius * scale)
+    else:
+      u, s, vt = jnp.linalg.svd(svd_safe(mats), full_matrices=False)
+      out = jnp.matmul(u * jnp.minimum(s, radius * scale)[..., None, :], vt)
+    return out.reshape(w.shape)
+
   def _init_direction(self, g):
     mats, scale = self.as_matrices(g)
     return (orthogonalize_svd(mats) * scale).reshape(g.shape)
