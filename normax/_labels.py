@@ -47,6 +47,8 @@ class Rule:
     label: The label given to matching parameters (``None`` with ``error``).
     ndim: Accepted rank(s): an int or a collection such as ``(3, 4, 5)`` or
       ``range(2, 8)``. ``None`` accepts any rank.
+    min_ndim: Smallest accepted rank (``min_ndim=2``: every matrix, scanned
+      stacks included). ``None`` sets no lower bound; with ``ndim`` both hold.
     where: An extra predicate on the shape, ``shape -> bool``.
     error: Marks parameters this rule matches as ambiguous: instead of
       guessing a label, the label function raises one ``ValueError`` listing
@@ -60,6 +62,9 @@ class Rule:
     (True, False)
     >>> normax.Rule(re.compile(r"layers/\\d+/.*"), "hidden").matches("layers/12/w", (4, 4))
     True
+    >>> rule = normax.Rule("*", "hidden", min_ndim=2)
+    >>> rule.matches("w", (3, 8, 8)), rule.matches("b", (8,)), rule.describe()
+    (True, False, "'*' [ndim>=2] -> 'hidden'")
     >>> fn = normax.label_by_path([normax.Rule("*", None, ndim=3, error="Say which.")])
     >>> try:
     ...   fn({"w": jnp.zeros((3, 4, 4))})
@@ -75,6 +80,7 @@ class Rule:
   ndim: int | Collection[int] | None = None
   where: Callable[[Shape], bool] | None = None
   error: str | None = None
+  min_ndim: int | None = None
 
   def __post_init__(self):
     if not isinstance(self.pattern, str | re.Pattern):
@@ -88,6 +94,8 @@ class Rule:
       object.__setattr__(self, "ndim", tuple(self.ndim))
     elif self.ndim is not None and not isinstance(self.ndim, int):
       raise TypeError(f"Rule ndim must be an int or a collection of ints, got {self.ndim!r}.")
+    if self.min_ndim is not None and not (isinstance(self.min_ndim, int) and self.min_ndim >= 0):
+      raise TypeError(f"Rule min_ndim must be an int >= 0, got {self.min_ndim!r}.")
     if (self.label is None) == (self.error is None):
       raise TypeError(
         f"A rule needs exactly one of a label or an error, got label={self.label!r} and"
@@ -105,6 +113,8 @@ class Rule:
       ranks = (self.ndim,) if isinstance(self.ndim, int) else self.ndim
       if len(shape) not in ranks:
         return False
+    if self.min_ndim is not None and len(shape) < self.min_ndim:
+      return False
     return self.where is None or bool(self.where(shape))
 
   def describe(self) -> str:
@@ -115,6 +125,8 @@ class Rule:
       conditions.append(f"ndim>={self.ndim.start}{top}".replace(">=0", ""))
     elif self.ndim is not None:
       conditions.append(f"ndim={self.ndim}")
+    if self.min_ndim:
+      conditions.append(f"ndim>={self.min_ndim}")
     if self.where is not None:
       conditions.append("where=...")
     suffix = f" [{', '.join(conditions)}]" if conditions else ""
