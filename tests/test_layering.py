@@ -5,13 +5,16 @@ without a cycle, and none reaches into another's underscored names. A module may
 public-in-module names of an underscored module (``from normax._base import Norm``), but not
 ``from normax._x import _private`` or ``normax._x._private``; and outside the module that defines
 it, an underscored attribute is reached only through ``self``/``cls`` (a subclass using its base's
-helpers).
+helpers). The module map in ``docs/design.md`` lists every module in a layer that imports only
+from lower layers.
 """
 
 import ast
 import pathlib
+import re
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "normax"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "normax"
 
 #: Underscored names that are public API of the standard library (``typing.NamedTuple``).
 NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
@@ -169,3 +172,30 @@ def test_the_checks_see_a_violation():
   assert "_zero_size_safe" in found[0] and "sp._x" in found[1] and "_sharding._HOP" in found[2]
   assert "norm._as_matrices" in found[3]
   assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def _module_map() -> dict[str, int]:
+  """Module -> layer, from the table in docs/design.md's module map."""
+  doc = (ROOT / "docs" / "design.md").read_text()
+  section = doc[doc.index("## 7. Module map") :]
+  layers = {}
+  for layer, cell in re.findall(r"^\| (\d+) \| (.*?) \|", section, re.MULTILINE):
+    for stem in re.findall(r"`(\w+)\.py`", cell):
+      layers[f"normax.{stem}"] = int(layer)
+  return layers
+
+
+def test_the_design_module_map_matches_the_imports():
+  layers = _module_map()
+  missing = sorted(set(MODULES) - set(layers) - {"normax"})
+  assert not missing, f"Modules missing from docs/design.md's module map: {missing}"
+  stale = sorted(set(layers) - set(MODULES))
+  assert not stale, f"docs/design.md's module map lists modules that do not exist: {stale}"
+  upward = [
+    f"{a} (layer {layers[a]}) imports {b} (layer {layers[b]})"
+    for a, targets in _graph().items()
+    if a != "normax"
+    for b in sorted(targets)
+    if layers[b] >= layers[a]
+  ]
+  assert not upward, "Imports that do not go to a lower layer:\n" + "\n".join(upward)
