@@ -26,7 +26,13 @@ import numpy as np
 
 from normax._base import Norm
 from normax._leafwise import check_nonnegative
-from normax._paths import path_to_str, structure_mismatch
+from normax._paths import (
+  is_value_wrapper,
+  leaf_dtype,
+  leaf_shape,
+  path_to_str,
+  structure_mismatch,
+)
 from normax._spec import LayerSpec
 
 Shape = tuple[int, ...]
@@ -151,49 +157,6 @@ def _as_rules(rules: Any) -> tuple[Rule, ...]:
   return tuple(out)
 
 
-# -- walking parameter trees ---------------------------------------------------
-
-
-def _children(x: Any) -> list[tuple[Any, Any]]:
-  """``x``'s direct children with their keys (``[]`` for a leaf)."""
-  flat, _ = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)
-  if len(flat) == 1 and flat[0][0] == ():
-    return []  # x is itself a leaf.
-  return [(path[0], child) for path, child in flat]
-
-
-def _is_value_wrapper(x: Any) -> bool:
-  """A node wrapping one array leaf under ``.value`` (``nnx.Param``, Linen boxes)."""
-  if x is None or isinstance(x, dict | list | tuple | jax.Array | np.ndarray):
-    return False
-  children = _children(x)
-  if len(children) != 1:
-    return False
-  key, child = children[0]
-  return (
-    isinstance(key, jax.tree_util.GetAttrKey)
-    and key.name == "value"
-    and not _children(child)
-    and child is not None
-  )
-
-
-def _unwrap(x: Any) -> Any:
-  return _children(x)[0][1] if _is_value_wrapper(x) else x
-
-
-def _shape(x: Any) -> Shape:
-  x = _unwrap(x)
-  shape = getattr(x, "shape", None)
-  return tuple(shape) if shape is not None else np.shape(x)
-
-
-def _dtype(x: Any) -> Any:
-  x = _unwrap(x)
-  dtype = getattr(x, "dtype", None)
-  return np.dtype(dtype) if dtype is not None else np.result_type(x)
-
-
 def _glob_for(path: str) -> str:
   last = path.rsplit("/", 1)[-1]
   return f"*/{last}" if "/" in path else last
@@ -270,18 +233,18 @@ class LabelFn:
     used: set[str] = set()
 
     def label(keys, x):
-      path, shape = path_to_str(keys), _shape(x)
+      path, shape = path_to_str(keys), leaf_shape(x)
       rule = self._rule_for(path, shape)
       if rule is not None and rule.error is not None:
-        ambiguous.append((path, shape, _dtype(x), rule))
+        ambiguous.append((path, shape, leaf_dtype(x), rule))
         return None
       lab = self.default if rule is None else rule.label
       if lab is None:
-        unmatched.append((path, shape, _dtype(x)))
+        unmatched.append((path, shape, leaf_dtype(x)))
       used.add(lab)
       return lab
 
-    labels = jax.tree_util.tree_map_with_path(label, params, is_leaf=_is_value_wrapper)
+    labels = jax.tree_util.tree_map_with_path(label, params, is_leaf=is_value_wrapper)
     if ambiguous:
       raise ValueError(self._ambiguous_message(ambiguous))
     if unmatched:
@@ -319,7 +282,7 @@ class LabelFn:
 
   def _missing_message(self, missing, params) -> str:
     shapes = jax.tree_util.tree_map_with_path(
-      lambda k, x: (path_to_str(k), _shape(x)), params, is_leaf=_is_value_wrapper
+      lambda k, x: (path_to_str(k), leaf_shape(x)), params, is_leaf=is_value_wrapper
     )
     rows = [
       (p, str(s), str(self.label_of(p, s)))
@@ -419,7 +382,7 @@ def _labelled(params: Any, labels: Any) -> tuple[list[_Resolved], Any, list[Any]
   out = []
   for (keys, label), sub in zip(flat, subtrees, strict=True):
     for subkeys, leaf in jax.tree_util.tree_flatten_with_path(sub)[0]:
-      out.append(_Resolved(path_to_str(keys + subkeys), _shape(leaf), _dtype(leaf), label))
+      out.append(_Resolved(path_to_str(keys + subkeys), leaf_shape(leaf), leaf_dtype(leaf), label))
   return out, treedef, [label for _, label in flat], subtrees
 
 
