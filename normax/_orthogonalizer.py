@@ -17,12 +17,8 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from normax._newton_schulz import (
-  PRECONDITIONINGS,
-  newton_schulz,
-  orthogonalize_svd,
-  resolve_coefficients,
-)
+from normax._newton_schulz import PRECONDITIONINGS, newton_schulz, orthogonalize_svd
+from normax._schedules import resolve_coefficients
 from normax._sharding import Strategy, check_strategy, run_sharded
 
 Method = Literal["newton_schulz", "gram_newton_schulz", "svd"]
