@@ -80,6 +80,10 @@ class Spectral(Norm):
     eps: Denominator guard of the preconditioning (``optax.contrib.muon``'s
       ``eps``); ``0`` only guards zero matrices.
 
+  The arguments from ``method`` to ``eps`` (all but ``normalized`` and
+  ``max``) form the norm's :attr:`orthogonalizer`; :meth:`as_matrices` is
+  its matrix view of a leaf.
+
   Examples:
     >>> import jax, jax.numpy as jnp, normax
     >>> g = jax.random.normal(jax.random.key(0), (4, 8))
