@@ -25,15 +25,10 @@ from normax._momentum import MomentumState as MomentumState
 from normax._momentum import momentum as momentum
 from normax._muon import DEFAULT_MUON_RULES as DEFAULT_MUON_RULES
 from normax._muon import muon as muon
-from normax._newton_schulz import CUBIC as CUBIC
-from normax._newton_schulz import DION as DION
 from normax._newton_schulz import PRECONDITIONINGS as PRECONDITIONINGS
-from normax._newton_schulz import QUINTIC as QUINTIC
 from normax._newton_schulz import newton_schulz as newton_schulz
 from normax._newton_schulz import orthogonalize_svd as orthogonalize_svd
-from normax._newton_schulz import polar_express_coefficients as polar_express_coefficients
 from normax._newton_schulz import precondition as precondition
-from normax._newton_schulz import schedule_bound as schedule_bound
 from normax._norms import BiasRMS as BiasRMS
 from normax._norms import ColNorm as ColNorm
 from normax._norms import Frobenius as Frobenius
@@ -46,6 +41,7 @@ from normax._normuon import scale_by_neuron_rms as scale_by_neuron_rms
 from normax._optimizers import normalized_sgd as normalized_sgd
 from normax._optimizers import sign_descent as sign_descent
 from normax._optimizers import steepest_descent as steepest_descent
+from normax._orthogonalizer import Orthogonalizer as Orthogonalizer
 from normax._paths import path_to_str as path_to_str
 from normax._paths import tree_paths as tree_paths
 from normax._projection import project as project
@@ -54,6 +50,11 @@ from normax._radius import scale_by_radius as scale_by_radius
 from normax._registry import available_norms as available_norms
 from normax._registry import get_norm as get_norm
 from normax._registry import register_norm as register_norm
+from normax._schedules import CUBIC as CUBIC
+from normax._schedules import DION as DION
+from normax._schedules import QUINTIC as QUINTIC
+from normax._schedules import polar_express_coefficients as polar_express_coefficients
+from normax._schedules import schedule_bound as schedule_bound
 from normax._scion import scion as scion
 from normax._shampoo import ShampooState as ShampooState
 from normax._shampoo import scale_by_shampoo as scale_by_shampoo
@@ -81,6 +82,7 @@ __all__ = (
   "MomentumState",
   "MuonDimensionNumbers",
   "Norm",
+  "Orthogonalizer",
   "PRECONDITIONINGS",
   "QUINTIC",
   "RowNorm",

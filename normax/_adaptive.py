@@ -212,7 +212,7 @@ def adaptive_step(
     dirs = treedef.flatten_up_to(directions)
     out = [(lam * d).astype(u.dtype) * u for d, u in zip(ds, dirs, strict=True)]
     new_state = AdaptiveStepState(
-      count=optax.safe_int32_increment(state.count),
+      count=optax.safe_increment(state.count),
       distance=new_d,
       numerator=new_r,
       grad_sum=treedef.unflatten(new_sums),

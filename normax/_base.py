@@ -71,6 +71,29 @@ def describe(path: str | None) -> str:
   return f" at {path!r}" if path else ""
 
 
+def rescale_onto(x: jax.Array, size: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
+  """``x · bound/size`` (sphere) or ``x · min(1, bound/size)`` (ball); zero stays zero.
+
+  ``size`` is the norm of each slice of ``x`` (broadcastable to it): the
+  radial projection of each slice onto the ball (or sphere) of radius ``bound``.
+  """
+  safe = jnp.where(size == 0, jnp.ones_like(size), size)
+  factor = bound / safe
+  if not sphere:
+    factor = jnp.minimum(factor, 1)
+  return x * jnp.where(size == 0, jnp.ones_like(factor), factor)
+
+
+def clip_onto(x: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
+  """Each entry of ``x`` clipped to ``[-bound, bound]`` (sphere: ``bound · sign(x)``)."""
+  return bound * jnp.sign(x) if sphere else jnp.clip(x, -bound, bound)
+
+
+def l2_keepdims(x: jax.Array, axes) -> jax.Array:
+  """``‖x‖₂`` over ``axes`` (kept): the plain root of the sum of squares, unguarded."""
+  return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))
+
+
 def _zero_size_safe(fn, method: str):
   """Wraps a norm's ``method`` so that a zero-size input gives zeros after the checks."""
 
@@ -85,6 +108,24 @@ def _zero_size_safe(fn, method: str):
     return jnp.zeros(x.shape[:keep], compute_dtype(x))
 
   wrapper._zero_size_safe = True
+  return wrapper
+
+
+def _projection_safe(fn):
+  """Wraps a norm's ``project``: a zero-size leaf comes back as is; otherwise ``fn`` gets the
+  leaf in its compute dtype and the radius as an array of that dtype, and its result is cast
+  back to the leaf's dtype."""
+
+  @functools.wraps(fn)
+  def wrapper(self, w, radius, sphere=False):
+    if math.prod(jnp.shape(w)) == 0:  # Nothing to project (and no dimension factor to divide by).
+      return w
+    w = jnp.asarray(w)
+    x = w.astype(acc_dtype(w.dtype))
+    r = jnp.asarray(radius).astype(x.dtype)
+    return fn(self, x, r, sphere).astype(w.dtype)
+
+  wrapper._projection_safe = True
   return wrapper
 
 
@@ -137,6 +178,9 @@ class Norm(abc.ABC):
       fn = cls.__dict__.get(method)
       if fn is not None and not getattr(fn, "_zero_size_safe", False):
         setattr(cls, method, _zero_size_safe(fn, method))
+    fn = cls.__dict__.get("project")
+    if fn is not None and not getattr(fn, "_projection_safe", False):
+      cls.project = _projection_safe(fn)
 
   #: Registry name (``normax.get_norm(name)``).
   name: ClassVar[str] = ""
@@ -176,6 +220,32 @@ class Norm(abc.ABC):
   def lmo(self, g: jax.Array) -> jax.Array:
     """The linear minimization oracle ``argmin_{‖t‖≤1} ⟨g, t⟩ = -dualize(g)``."""
     return -self.dualize(g)
+
+  @_projection_safe
+  def project(self, w: jax.Array, radius, sphere: bool = False) -> jax.Array:
+    """Projects each tensor of ``w`` onto the ball ``‖w‖ ≤ radius`` (or the sphere ``= radius``).
+
+    This default is the radial retraction ``w · min(1, radius/‖w‖)`` (sphere:
+    ``w · radius/‖w‖``) under :meth:`norm`: on the ball, exact along the
+    ray, but not the nearest point of the ball in general. Norms override it
+    with their exact projection (:class:`normax.Spectral` clips singular
+    values, :class:`normax.Sign` entries, :class:`normax.ColNorm` rows).
+    Zero tensors stay zero; :func:`normax.project` applies it to a pytree.
+
+    An override receives ``w`` in its compute dtype (at least float32) and
+    ``radius`` as an array of that dtype; its result is cast back to the
+    leaf's dtype, and a zero-size leaf never reaches it.
+
+    Examples:
+      >>> import jax.numpy as jnp, normax
+      >>> normax.Frobenius().project(jnp.array([3.0, 4.0]), 1.0)
+      Array([0.6, 0.8], dtype=float32)
+      >>> normax.Sign(normalized=False).project(jnp.array([3.0, -0.5]), 1.0, sphere=True)
+      Array([ 1., -1.], dtype=float32)
+    """
+    size = self.norm(w).astype(w.dtype)
+    size = jnp.reshape(size, size.shape + (1,) * (w.ndim - size.ndim))
+    return rescale_onto(w, size, radius, sphere)
 
   def init(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
     """Draws a tensor on the unit sphere of this norm (boundary initialization).

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import optax
 
 from normax._leafwise import cast_scalar, check_nonnegative, leaf_paths, resolve_scalars
-from normax._momentum import _safe_increment
 
 
 class AddConstrainedDecayState(NamedTuple):
@@ -78,7 +77,7 @@ def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
       u if mu is None else u + cast_scalar(mu, u.dtype) * p.astype(u.dtype)
       for mu, u, p in zip(mus, flat, flat_p, strict=True)
     ]
-    return treedef.unflatten(out), AddConstrainedDecayState(count=_safe_increment(state.count))
+    return treedef.unflatten(out), AddConstrainedDecayState(count=optax.safe_increment(state.count))
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -136,7 +135,7 @@ def add_cautious_weight_decay(
       return u + jnp.where(u * p >= 0, cast_scalar(lam, u.dtype) * p, jnp.zeros_like(p))
 
     out = jax.tree.map(leaf, updates, params)
-    return out, AddConstrainedDecayState(count=_safe_increment(state.count))
+    return out, AddConstrainedDecayState(count=optax.safe_increment(state.count))
 
   tx = optax.GradientTransformation(init_fn, update_fn)
   return tx if mask is None else optax.masked(tx, mask)

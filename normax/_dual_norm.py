@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import optax
 
 from normax._leafwise import acc_dtype, cast_scalar, evaluate, resolve_norms, resolve_scalars
-from normax._momentum import _safe_increment
 
 
 class ScaleByDualNormState(NamedTuple):
@@ -136,7 +135,7 @@ def scale_by_dual_norm(
       else:
         factor = _expand(dual, g.ndim)
       out.append((factor / cast_scalar(lam, acc) * direction).astype(g.dtype))
-    new_state = ScaleByDualNormState(count=_safe_increment(state.count))
+    new_state = ScaleByDualNormState(count=optax.safe_increment(state.count))
     return treedef.unflatten(out), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)

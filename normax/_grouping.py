@@ -19,25 +19,15 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from normax._base import Norm, compute_dtype
+from normax._base import Norm
 from normax._spectral import Spectral
 
 
 def _plan(norm: Spectral, leaf: jax.Array):
   """The leaf's matrices ``(-1, m, n)``, its dualize scale and its group key."""
-  mats, scale = norm._as_matrices(leaf)
+  mats, scale = norm.as_matrices(leaf)
   m, n = mats.shape[-2:]
-  orth = (
-    norm.method,
-    norm.steps,
-    norm.coefficients,
-    norm.compute_dtype,
-    norm.precision,
-    norm.sharding,
-    norm.preconditioning,
-    norm.eps,
-  )
-  key = (orth, min(m, n), max(m, n), jnp.dtype(leaf.dtype).name)
+  key = (norm.orthogonalizer, min(m, n), max(m, n), jnp.dtype(leaf.dtype).name)
   return mats.reshape(-1, m, n), scale, key
 
 
@@ -53,12 +43,12 @@ def dualize_leaves(norms: Sequence[Norm | None], leaves: Sequence[jax.Array]) ->
     if norm is None:
       continue
     if isinstance(norm, Spectral) and leaf.size:  # A zero-size leaf has no matrix to share.
-      norm._checked(leaf)
+      norm.check(leaf.shape, leaf.dtype)
       plan = _plan(norm, leaf)
       groups.setdefault(plan[2], []).append((i, plan))
     else:
       out[i] = norm.dualize(leaf)
-  for group in groups.values():
+  for (orthogonalizer, *_), group in groups.items():
     members, plans = [i for i, _ in group], [plan for _, plan in group]
     if len(members) == 1:  # Nothing to share: exactly the per-leaf path.
       i = members[0]
@@ -71,15 +61,12 @@ def dualize_leaves(norms: Sequence[Norm | None], leaves: Sequence[jax.Array]) ->
       flip = is_wide != to_wide
       stack.append(jnp.swapaxes(mats, -1, -2) if flip else mats)
       sizes.append(mats.shape[0])
-    first = norms[members[0]]
-    polar = first.orthogonalize(jnp.concatenate(stack, axis=0))
+    polar = orthogonalizer(jnp.concatenate(stack, axis=0))
     start = 0
     for i, (_, scale, _), is_wide, size in zip(members, plans, wide, sizes, strict=True):
       part = polar[start : start + size]
       start += size
       if is_wide != to_wide:
         part = jnp.swapaxes(part, -1, -2)
-      g = leaves[i]
-      # As Spectral.dualize: scale in the compute dtype, cast back once.
-      out[i] = (part.astype(compute_dtype(g)) * scale).astype(g.dtype).reshape(g.shape)
+      out[i] = norms[i].from_polar(part, scale, leaves[i])
   return out

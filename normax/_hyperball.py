@@ -9,8 +9,6 @@ import jax.numpy as jnp
 import optax
 
 from normax._leafwise import acc_dtype, cast_scalar, evaluate, leaf_paths, resolve_norms
-from normax._momentum import _safe_increment
-from normax._projection import project_leaf
 
 
 class HyperballState(NamedTuple):
@@ -112,9 +110,9 @@ def hyperball(
       size = _expand(n.norm(uf), u.ndim)
       step = uf * r / jnp.where(size == 0, 1, size)
       new = wf - cast_scalar(lr, acc) * step
-      new = project_leaf(n, new, r, sphere=True) if n.name == "frobenius" else _radial(n, new, r)
+      new = n.project(new, r, sphere=True) if n.name == "frobenius" else _radial(n, new, r)
       out.append((new - wf).astype(u.dtype))
-    new_state = HyperballState(count=_safe_increment(state.count), radius=state.radius)
+    new_state = HyperballState(count=optax.safe_increment(state.count), radius=state.radius)
     return treedef.unflatten(out), new_state
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -26,7 +26,13 @@ import numpy as np
 
 from normax._base import Norm
 from normax._leafwise import check_nonnegative
-from normax._paths import path_to_str, structure_mismatch
+from normax._paths import (
+  is_value_wrapper,
+  leaf_dtype,
+  leaf_shape,
+  path_to_str,
+  structure_mismatch,
+)
 from normax._spec import LayerSpec
 
 Shape = tuple[int, ...]
@@ -47,6 +53,8 @@ class Rule:
     label: The label given to matching parameters (``None`` with ``error``).
     ndim: Accepted rank(s): an int or a collection such as ``(3, 4, 5)`` or
       ``range(2, 8)``. ``None`` accepts any rank.
+    min_ndim: Smallest accepted rank (``min_ndim=2``: every matrix, scanned
+      stacks included). ``None`` sets no lower bound; with ``ndim`` both hold.
     where: An extra predicate on the shape, ``shape -> bool``.
     error: Marks parameters this rule matches as ambiguous: instead of
       guessing a label, the label function raises one ``ValueError`` listing
@@ -60,6 +68,9 @@ class Rule:
     (True, False)
     >>> normax.Rule(re.compile(r"layers/\\d+/.*"), "hidden").matches("layers/12/w", (4, 4))
     True
+    >>> rule = normax.Rule("*", "hidden", min_ndim=2)
+    >>> rule.matches("w", (3, 8, 8)), rule.matches("b", (8,)), rule.describe()
+    (True, False, "'*' [ndim>=2] -> 'hidden'")
     >>> fn = normax.label_by_path([normax.Rule("*", None, ndim=3, error="Say which.")])
     >>> try:
     ...   fn({"w": jnp.zeros((3, 4, 4))})
@@ -75,6 +86,7 @@ class Rule:
   ndim: int | Collection[int] | None = None
   where: Callable[[Shape], bool] | None = None
   error: str | None = None
+  min_ndim: int | None = None
 
   def __post_init__(self):
     if not isinstance(self.pattern, str | re.Pattern):
@@ -88,6 +100,8 @@ class Rule:
       object.__setattr__(self, "ndim", tuple(self.ndim))
     elif self.ndim is not None and not isinstance(self.ndim, int):
       raise TypeError(f"Rule ndim must be an int or a collection of ints, got {self.ndim!r}.")
+    if self.min_ndim is not None and not (isinstance(self.min_ndim, int) and self.min_ndim >= 0):
+      raise TypeError(f"Rule min_ndim must be an int >= 0, got {self.min_ndim!r}.")
     if (self.label is None) == (self.error is None):
       raise TypeError(
         f"A rule needs exactly one of a label or an error, got label={self.label!r} and"
@@ -105,6 +119,8 @@ class Rule:
       ranks = (self.ndim,) if isinstance(self.ndim, int) else self.ndim
       if len(shape) not in ranks:
         return False
+    if self.min_ndim is not None and len(shape) < self.min_ndim:
+      return False
     return self.where is None or bool(self.where(shape))
 
   def describe(self) -> str:
@@ -115,6 +131,8 @@ class Rule:
       conditions.append(f"ndim>={self.ndim.start}{top}".replace(">=0", ""))
     elif self.ndim is not None:
       conditions.append(f"ndim={self.ndim}")
+    if self.min_ndim:
+      conditions.append(f"ndim>={self.min_ndim}")
     if self.where is not None:
       conditions.append("where=...")
     suffix = f" [{', '.join(conditions)}]" if conditions else ""
@@ -137,49 +155,6 @@ def _as_rules(rules: Any) -> tuple[Rule, ...]:
     else:
       raise TypeError(f"Each rule must be a normax.Rule or a (pattern, label) pair, got {rule!r}.")
   return tuple(out)
-
-
-# -- walking parameter trees ---------------------------------------------------
-
-
-def _children(x: Any) -> list[tuple[Any, Any]]:
-  """``x``'s direct children with their keys (``[]`` for a leaf)."""
-  flat, _ = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)
-  if len(flat) == 1 and flat[0][0] == ():
-    return []  # x is itself a leaf.
-  return [(path[0], child) for path, child in flat]
-
-
-def _is_value_wrapper(x: Any) -> bool:
-  """A node wrapping one array leaf under ``.value`` (``nnx.Param``, Linen boxes)."""
-  if x is None or isinstance(x, dict | list | tuple | jax.Array | np.ndarray):
-    return False
-  children = _children(x)
-  if len(children) != 1:
-    return False
-  key, child = children[0]
-  return (
-    isinstance(key, jax.tree_util.GetAttrKey)
-    and key.name == "value"
-    and not _children(child)
-    and child is not None
-  )
-
-
-def _unwrap(x: Any) -> Any:
-  return _children(x)[0][1] if _is_value_wrapper(x) else x
-
-
-def _shape(x: Any) -> Shape:
-  x = _unwrap(x)
-  shape = getattr(x, "shape", None)
-  return tuple(shape) if shape is not None else np.shape(x)
-
-
-def _dtype(x: Any) -> Any:
-  x = _unwrap(x)
-  dtype = getattr(x, "dtype", None)
-  return np.dtype(dtype) if dtype is not None else np.result_type(x)
 
 
 def _glob_for(path: str) -> str:
@@ -258,18 +233,18 @@ class LabelFn:
     used: set[str] = set()
 
     def label(keys, x):
-      path, shape = path_to_str(keys), _shape(x)
+      path, shape = path_to_str(keys), leaf_shape(x)
       rule = self._rule_for(path, shape)
       if rule is not None and rule.error is not None:
-        ambiguous.append((path, shape, _dtype(x), rule))
+        ambiguous.append((path, shape, leaf_dtype(x), rule))
         return None
       lab = self.default if rule is None else rule.label
       if lab is None:
-        unmatched.append((path, shape, _dtype(x)))
+        unmatched.append((path, shape, leaf_dtype(x)))
       used.add(lab)
       return lab
 
-    labels = jax.tree_util.tree_map_with_path(label, params, is_leaf=_is_value_wrapper)
+    labels = jax.tree_util.tree_map_with_path(label, params, is_leaf=is_value_wrapper)
     if ambiguous:
       raise ValueError(self._ambiguous_message(ambiguous))
     if unmatched:
@@ -307,7 +282,7 @@ class LabelFn:
 
   def _missing_message(self, missing, params) -> str:
     shapes = jax.tree_util.tree_map_with_path(
-      lambda k, x: (path_to_str(k), _shape(x)), params, is_leaf=_is_value_wrapper
+      lambda k, x: (path_to_str(k), leaf_shape(x)), params, is_leaf=is_value_wrapper
     )
     rows = [
       (p, str(s), str(self.label_of(p, s)))
@@ -407,7 +382,7 @@ def _labelled(params: Any, labels: Any) -> tuple[list[_Resolved], Any, list[Any]
   out = []
   for (keys, label), sub in zip(flat, subtrees, strict=True):
     for subkeys, leaf in jax.tree_util.tree_flatten_with_path(sub)[0]:
-      out.append(_Resolved(path_to_str(keys + subkeys), _shape(leaf), _dtype(leaf), label))
+      out.append(_Resolved(path_to_str(keys + subkeys), leaf_shape(leaf), leaf_dtype(leaf), label))
   return out, treedef, [label for _, label in flat], subtrees
 
 

@@ -114,13 +114,6 @@ def evaluate(value: Any, count: jax.Array) -> Any:
   return value(count) if callable(value) else value
 
 
-def has_schedule(value: Any) -> bool:
-  """Whether ``value`` (a scalar or a pytree of them) holds any schedule."""
-  if is_scalar_hyperparam(value):
-    return callable(value)
-  return any(callable(v) for v in jax.tree.leaves(value, is_leaf=is_scalar_hyperparam))
-
-
 def check_nonnegative(value: Any, what: str) -> None:
   """Raises a ``ValueError`` naming ``what`` if a number in ``value`` is NaN, inf or < 0.
 

@@ -12,14 +12,6 @@ from normax._leafwise import resolve_norms
 from normax._sharding import with_auto_axes_tree
 
 
-def map_with_norms(fn, norms: Any, updates: optax.Updates) -> optax.Updates:
-  """``fn(norm, leaf)`` on each leaf whose norm is not ``None``; others as is."""
-  flat, treedef = jax.tree.flatten(updates)
-  resolved = resolve_norms(norms, updates)
-  out = [leaf if n is None else fn(n, leaf) for n, leaf in zip(resolved, flat, strict=True)]
-  return treedef.unflatten(out)
-
-
 def dualize_tree(norms: Any, updates: optax.Updates, *, batch: bool = True) -> optax.Updates:
   """``dualize`` of each leaf under its norm; same-shape matrices batched if ``batch``.
 

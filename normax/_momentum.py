@@ -25,10 +25,6 @@ class MomentumState(NamedTuple):
   trace: optax.Updates
 
 
-def _safe_increment(count: jax.Array) -> jax.Array:
-  return jnp.where(count < jnp.iinfo(jnp.int32).max, count + 1, count)
-
-
 def momentum(
   beta: float | optax.Schedule = 0.9,
   *,
@@ -95,7 +91,7 @@ def momentum(
 
   def update_fn(updates, state, params=None):
     del params
-    count = _safe_increment(state.count)
+    count = optax.safe_increment(state.count)
     b = evaluate(beta, state.count)
     first = state.count == 0
 

@@ -31,8 +31,9 @@ from normax._leafwise import broadcast_spec, check_nonnegative, leaf_paths
 from normax._lmo import scale_by_lmo
 from normax._matrix_view import with_matrix_view
 from normax._momentum import momentum
-from normax._newton_schulz import DION, newton_schulz
+from normax._newton_schulz import newton_schulz
 from normax._normuon import scale_by_neuron_rms
+from normax._schedules import DION
 from normax._spectral import Spectral
 
 _MUON_LABELS = {"muon": None, "adam": None}

@@ -4,29 +4,19 @@ Two methods: an odd quintic Newton–Schulz iteration (fast, matmul-only, the
 default) and an exact SVD (reference). Both act on the last two axes; leading
 axes are independent matrices and are handled by one batched call.
 
-The named step polynomials ``p(x) = a x + b x³ + c x⁵`` are constants:
-:data:`QUINTIC` (the classic Muon quintic, steep at 0 but not convergent to 1)
-and :data:`CUBIC` (the textbook iteration, ``p(1) = 1``, slow); :data:`DION` is
-a per-step schedule. :data:`PRECONDITIONINGS` names the ways to scale the
-matrix before the first step (see :func:`precondition`).
+The iteration's step polynomials (the schedules: :data:`QUINTIC`,
+:data:`CUBIC`, :data:`DION`, Polar Express) are designed in ``_schedules``.
+:data:`PRECONDITIONINGS` names the ways to scale the matrix before the first
+step (see :func:`precondition`).
 
 Examples:
   >>> import normax
-  >>> normax.QUINTIC
-  (3.4445, -4.775, 2.0315)
-  >>> round(sum(normax.QUINTIC), 4)  # p(1): 1 is not a fixed point of the quintic
-  0.701
-  >>> normax.CUBIC, sum(normax.CUBIC)  # p(1) = 1 and p'(1) = 0
-  ((1.5, -0.5, 0.0), 1.0)
-  >>> normax.DION[0], len(normax.DION)  # Dion's per-step schedule (optax's "dion")
-  ((4.0848, -6.8946, 2.927), 5)
   >>> normax.PRECONDITIONINGS  # scalings before the first step
   ('frobenius', 'spectral', 'aol', 'schatten')
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import jax
@@ -34,170 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from normax._base import acc_dtype, scaled_by_max, svd_safe
+from normax._schedules import CUBIC, DION, Coefficients, resolve_coefficients
 
-Coefficients = tuple[tuple[float, float, float], ...]
-
-#: The classic Muon quintic (Jordan et al., 2024), applied at every step.
-QUINTIC: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
-#: The cubic Newton–Schulz iteration ``1.5 x - 0.5 x³``: slow but converges to 1.
-CUBIC: tuple[float, float, float] = (1.5, -0.5, 0.0)
-#: The per-step schedule of Dion (Ahn et al., 2025), ``optax.contrib.muon``'s ``"dion"`` preset.
-DION: tuple[tuple[float, float, float], ...] = (
-  (4.0848, -6.8946, 2.9270),
-  (3.9505, -6.3029, 2.6377),
-  (3.7418, -5.5913, 2.3037),
-  (2.8769, -3.1427, 1.2046),
-  (2.8366, -3.0525, 1.2012),
-)
 #: How the matrix is scaled before the first step (``optax.contrib.muon``'s ``preconditioning``).
 PRECONDITIONINGS = ("frobenius", "spectral", "aol", "schatten")
-
-
-def _minimax_quintic(lo: float, hi: float) -> tuple[float, float, float, float]:
-  """Odd quintic ``p`` minimizing ``max |1 - p(x)|`` over ``[lo, hi]`` (Remez).
-
-  Returns ``(a, b, c, err)`` with ``p(x) = a x + b x³ + c x⁵``. The error
-  equioscillates at ``lo``, two interior points and ``hi``.
-  """
-  if lo / hi > 1.0 - 1e-4:
-    # Interval (numerically) a point: the limit is the degree-5 Newton–Schulz
-    # polynomial that is flat to second order at x = hi.
-    return 15 / 8 / hi, -10 / 8 / hi**3, 3 / 8 / hi**5, 0.0
-  xs = np.array([lo, lo + (hi - lo) / 4, lo + 3 * (hi - lo) / 4, hi])
-  signs = np.array([1.0, -1.0, 1.0, -1.0])
-  coef = np.zeros(3)
-  err = 0.0
-  for _ in range(100):
-    # Solve p(x_i) + s_i * err = 1 for (a, b, c, err).
-    mat = np.stack([xs, xs**3, xs**5, signs], axis=1)
-    a, b, c, err = np.linalg.solve(mat, np.ones(4))
-    # Interior extrema of the error: roots of p'(x) = a + 3b x² + 5c x⁴.
-    roots = np.roots([5 * c, 3 * b, a])
-    roots = np.sort(np.sqrt(roots[(np.abs(roots.imag) < 1e-12) & (roots.real > 0)].real))
-    roots = roots[(roots > lo) & (roots < hi)]
-    if len(roots) != 2:
-      break
-    new = np.array([lo, roots[0], roots[1], hi])
-    coef = np.array([a, b, c])
-    if np.max(np.abs(new - xs)) < 1e-15 * hi:
-      break
-    xs = new
-  a, b, c = coef if coef.any() else (a, b, c)
-  return float(a), float(b), float(c), float(abs(err))
-
-
-@functools.cache
-def polar_express_coefficients(
-  steps: int = 8,
-  lower: float = 1e-3,
-  safety: float = 1.01,
-  cushion: float = 0.02407327424182761,
-) -> Coefficients:
-  """A per-step quintic schedule in the style of Polar Express.
-
-  At step ``t`` the singular values of the iterate are known to lie in
-  ``[l_t, u_t]``; the step applies the odd quintic ``p_t`` that best
-  approximates the constant 1 on that interval in the minimax sense, so the
-  next interval is ``[p_t(l_t), p_t(u_t)]`` (Amsel et al., 2025, Alg. 1). The
-  schedule is computed here, in float64, from the four numbers below.
-
-  Args:
-    steps: Number of steps in the schedule.
-    lower: ``l_0``, the smallest singular value (relative to the Frobenius
-      pre-normalization) that the schedule is designed to bring to 1.
-    safety: Each polynomial is evaluated at ``x / safety`` (except the last),
-      so singular values slightly above ``u_t`` through rounding, which bfloat16
-      makes likely, are not blown up.
-    cushion: The interval fitted at each step is ``[max(l_t, cushion·u_t),
-      u_t]``: a flatter polynomial that is numerically stabler and loses little.
-      The default is the value used by Polar Express; with it, steps 5 to 7
-      of this schedule agree with the published ones to 1e-12.
-
-  Returns:
-    A tuple of ``(a, b, c)`` triples, one per step.
-
-  Examples:
-    >>> import normax
-    >>> coeffs = normax.polar_express_coefficients(8)
-    >>> len(coeffs), len(coeffs[0])
-    (8, 3)
-    >>> lo, hi = normax.schedule_bound(coeffs, steps=8, lower=1e-3)
-    >>> round(lo, 4), round(hi, 4)  # every σ ≥ 1e-3·‖G‖_F ends at 1
-    (1.0, 1.0)
-
-  References:
-    Amsel, Persson, Musco and Gower, *The Polar Express: Optimal Matrix Sign
-    Methods and Their Application to the Muon Algorithm*, 2025.
-  """
-  if steps < 1:
-    raise ValueError(f"steps must be >= 1, got {steps}.")
-  if not 0.0 < lower < 1.0:
-    raise ValueError(f"lower must be in (0, 1), got {lower}.")
-  lo, hi = lower, 1.0
-  out = []
-  for t in range(steps):
-    a, b, c, _ = _minimax_quintic(max(lo, cushion * hi), hi)
-    p = lambda x, a=a, b=b, c=c: a * x + b * x**3 + c * x**5  # noqa: E731
-    # The true image of [lo, hi] under p: endpoints and interior extrema.
-    grid = np.concatenate([np.geomspace(lo, hi, 2001), [lo, hi]])
-    vals = p(grid)
-    lo, hi = float(vals.min()), float(vals.max())
-    if t < steps - 1 and safety != 1.0:
-      a, b, c = a / safety, b / safety**3, c / safety**5
-      lo, hi = lo / safety, hi / safety
-    out.append((a, b, c))
-  return tuple(out)
-
-
-_NAMED_SCHEDULES = ("quintic", "standard", "polar_express", "dion", "cubic")
-
-
-def resolve_coefficients(
-  coefficients: str | Sequence[float] | Sequence[Sequence[float]], steps: int
-) -> Coefficients:
-  """Turns a schedule name or user coefficients into one triple per step.
-
-  Args:
-    coefficients: ``"quintic"`` (classic Muon; ``"standard"`` is the same,
-      under ``optax.contrib.muon``'s name), ``"polar_express"``, ``"dion"``
-      (:data:`DION`, five steps), ``"cubic"``, one ``(a, b, c)`` triple used
-      at every step, or a sequence of triples. A sequence shorter than
-      ``steps`` repeats its last triple; a longer one is an error.
-    steps: Number of iterations.
-
-  Returns:
-    ``steps`` triples ``(a, b, c)``.
-  """
-  if steps < 0:
-    raise ValueError(f"Newton–Schulz steps must be >= 0, got {steps}.")
-  if isinstance(coefficients, str):
-    if coefficients in ("quintic", "standard"):
-      return (QUINTIC,) * steps
-    if coefficients == "dion":
-      return resolve_coefficients(DION, steps)
-    if coefficients == "cubic":
-      return (CUBIC,) * steps
-    if coefficients == "polar_express":
-      return polar_express_coefficients(max(steps, 1))[:steps]
-    raise ValueError(
-      f"Unknown Newton–Schulz schedule {coefficients!r}; expected one of"
-      f" {_NAMED_SCHEDULES} or a sequence of (a, b, c) triples."
-    )
-  arr = np.asarray(coefficients, dtype=np.float64)
-  if arr.ndim == 1:
-    arr = arr[None]
-  if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
-    raise ValueError(
-      "Newton–Schulz coefficients must be one (a, b, c) triple or a sequence"
-      f" of them; got an array of shape {arr.shape}."
-    )
-  if arr.shape[0] > steps and arr.shape[0] > 1:
-    raise ValueError(
-      f"{arr.shape[0]} coefficient triples were given for {steps} steps;"
-      " pass steps=len(coefficients)."
-    )
-  rows = [tuple(float(v) for v in arr[min(i, arr.shape[0] - 1)]) for i in range(steps)]
-  return tuple(rows)  # type: ignore[return-value]
 
 
 def _matmul(a: jax.Array, b: jax.Array, out_dtype, precision) -> jax.Array:
@@ -461,39 +291,10 @@ def orthogonalize_svd(x: jax.Array) -> jax.Array:
   return out.astype(x.dtype)
 
 
-def schedule_bound(
-  coefficients: str | Sequence = "quintic", steps: int = 5, lower: float = 1e-3
-) -> tuple[float, float]:
-  """Range of the composed scalar map on singular values in ``[lower, 1]``.
-
-  The singular values of ``newton_schulz(G) `` are ``p(σ/‖G‖_F)``; this
-  returns ``(min p, max p)`` over ``[lower, 1]`` (float64, dense grid), i.e.
-  how close to orthogonal the schedule gets for matrices whose normalized
-  singular values are at least ``lower``.
-
-  Examples:
-    >>> import normax
-    >>> [round(v, 4) for v in normax.schedule_bound("quintic", 5, lower=1e-2)]
-    [0.6818, 1.1344]
-    >>> [round(v, 4) for v in normax.schedule_bound("cubic", 5, lower=1e-2)]
-    [0.0758, 1.0]
-  """
-  xs = np.geomspace(lower, 1.0, 20001)
-  for a, b, c in resolve_coefficients(coefficients, steps):
-    xs = a * xs + b * xs**3 + c * xs**5
-  return float(xs.min()), float(xs.max())
-
-
 __all__ = [
-  "CUBIC",
-  "DION",
   "PRECONDITIONINGS",
   "GRAM_MIN_ASPECT",
-  "QUINTIC",
   "newton_schulz",
   "orthogonalize_svd",
-  "polar_express_coefficients",
   "precondition",
-  "resolve_coefficients",
-  "schedule_bound",
 ]

@@ -13,7 +13,17 @@ import math
 import jax
 import jax.numpy as jnp
 
-from normax._base import Norm, compute_dtype, l2_norm, scaled_by_max, unit_l2, where_nonzero
+from normax._base import (
+  Norm,
+  clip_onto,
+  compute_dtype,
+  l2_keepdims,
+  l2_norm,
+  rescale_onto,
+  scaled_by_max,
+  unit_l2,
+  where_nonzero,
+)
 
 
 def _nan_where_inf(g: jax.Array, out: jax.Array) -> jax.Array:
@@ -144,6 +154,13 @@ class Sign(Norm):
     axes = self.core_axes(w.ndim)
     return jnp.max(jnp.abs(w.astype(compute_dtype(w))), axis=axes) / self._scale(w)
 
+  def project(self, w, radius, sphere=False):
+    """Entries clipped to ``±radius/d_in`` (``±radius`` unnormalized), the nearest point.
+
+    On the sphere: ``radius/d_in · sign(w)``.
+    """
+    return clip_onto(w, radius / self.fan_in(w.shape) if self.normalized else radius, sphere)
+
 
 @dataclasses.dataclass(frozen=True)
 class ColNorm(Norm):
@@ -203,6 +220,17 @@ class ColNorm(Norm):
     x, scale = self._view(w)
     return jnp.max(_lp_norm(x, 2, -1)[..., 0], axis=-1) / scale
 
+  def project(self, w, radius, sphere=False):
+    """Each row ``i`` of the ``(d_in, d_out)`` view scaled to ``‖w_i‖₂ ≤ radius·√d_out``.
+
+    (``/d_in`` as well if ``normalized``): the ℓ2 length of a row of
+    ``radius·dualize(g)``; the nearest point of the ball. Sphere: scaled onto it.
+    """
+    axis = -2 if self.transpose else -1
+    d_in, d_out = (w.shape[-1], w.shape[-2]) if self.transpose else w.shape[-2:]
+    bound = radius * math.sqrt(d_out) / (d_in if self.normalized else 1)
+    return rescale_onto(w, l2_keepdims(w, axis), bound, sphere)
+
 
 @dataclasses.dataclass(frozen=True)
 class RowNorm(Norm):
@@ -258,6 +286,17 @@ class RowNorm(Norm):
     x, scale = self._view(w)
     return jnp.max(_lp_norm(x, 2, -2)[..., 0, :], axis=-1) / scale
 
+  def project(self, w, radius, sphere=False):
+    """Each column ``j`` of the ``(d_in, d_out)`` view scaled to ``‖w_j‖₂ ≤ radius/√d_in``.
+
+    (``radius`` if not ``normalized``): the ℓ2 length of a column of
+    ``radius·dualize(g)``; the nearest point of the ball. Sphere: scaled onto it.
+    """
+    axis = -1 if self.transpose else -2
+    d_in = w.shape[-1] if self.transpose else w.shape[-2]
+    bound = radius / math.sqrt(d_in) if self.normalized else radius
+    return rescale_onto(w, l2_keepdims(w, axis), bound, sphere)
+
 
 @dataclasses.dataclass(frozen=True)
 class BiasRMS(Norm):
@@ -308,6 +347,12 @@ class BiasRMS(Norm):
       return jnp.abs(x)
     return _lp_norm(x, 2, -1)[..., 0] / math.sqrt(w.shape[-1])
 
+  def project(self, w, radius, sphere=False):
+    """Each vector scaled to ``‖w‖₂ ≤ radius·√n`` (a scalar clipped to ``±radius``)."""
+    if w.ndim == 0:
+      return clip_onto(w, radius, sphere)
+    return rescale_onto(w, l2_keepdims(w, -1), radius * math.sqrt(w.shape[-1]), sphere)
+
 
 @dataclasses.dataclass(frozen=True)
 class Frobenius(Norm):
@@ -347,6 +392,10 @@ class Frobenius(Norm):
     w = self._checked(w)
     x = w.astype(compute_dtype(w))
     return jnp.reshape(self._fro(x), x.shape[: x.ndim - self.core_ndim(x.ndim)])
+
+  def project(self, w, radius, sphere=False):
+    """Each tensor scaled to ``‖w‖_F ≤ radius``, the nearest point (sphere: onto it)."""
+    return rescale_onto(w, l2_keepdims(w, self.core_axes(w.ndim)), radius, sphere)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,6 +442,17 @@ class L1ToLp(Norm):
     x = w.astype(compute_dtype(w))
     return jnp.max(_lp_norm(x, self.p, -1)[..., 0], axis=-1)
 
+  def project(self, w, radius, sphere=False):
+    """``p = ∞``: entries clipped to ``±radius``; ``p = 2``: rows scaled to ``‖w_i‖₂ ≤ radius``.
+
+    Other ``p``: the radial retraction of :meth:`normax.Norm.project`.
+    """
+    if self.p == math.inf:
+      return clip_onto(w, radius, sphere)
+    if self.p == 2:
+      return rescale_onto(w, l2_keepdims(w, -1), radius, sphere)
+    return super().project(w, radius, sphere)
+
 
 @dataclasses.dataclass(frozen=True)
 class LpToLinf(Norm):
@@ -435,3 +495,14 @@ class LpToLinf(Norm):
     w = self._checked(w)
     x = w.astype(compute_dtype(w))
     return jnp.max(_lp_norm(x, _conjugate(self.p), -2)[..., 0, :], axis=-1)
+
+  def project(self, w, radius, sphere=False):
+    """``p = 1``: entries clipped to ``±radius``; ``p = 2``: columns scaled to ``‖w_j‖₂ ≤ radius``.
+
+    Other ``p``: the radial retraction of :meth:`normax.Norm.project`.
+    """
+    if self.p == 1:
+      return clip_onto(w, radius, sphere)
+    if self.p == 2:
+      return rescale_onto(w, l2_keepdims(w, -2), radius, sphere)
+    return super().project(w, radius, sphere)

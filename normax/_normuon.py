@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import optax
 
 from normax._leafwise import acc_dtype, cast_scalar, evaluate, leaf_paths
-from normax._momentum import _safe_increment
 
 
 class ScaleByNeuronRmsState(NamedTuple):
@@ -103,7 +102,7 @@ def scale_by_neuron_rms(
       out.append(y.astype(o.dtype))
       new_nu.append(nu)
     new_state = ScaleByNeuronRmsState(
-      count=_safe_increment(state.count), nu=treedef.unflatten(new_nu)
+      count=optax.safe_increment(state.count), nu=treedef.unflatten(new_nu)
     )
     return treedef.unflatten(out), new_state
 

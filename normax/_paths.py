@@ -1,10 +1,14 @@
-"""Parameter paths as ``/``-joined strings, the same for every kind of pytree."""
+"""Parameter paths as ``/``-joined strings, and walking parameter trees of every kind.
+
+A Flax value wrapper (``nnx.Param``) is one parameter, with the path of the array it holds.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import jax
+import numpy as np
 
 
 def _key_str(key: Any) -> str:
@@ -77,3 +81,53 @@ def structure_mismatch(prefix_tree: Any, tree: Any, is_leaf=None, limit: int = 1
   if not parts:
     parts.append("the same paths as the parameters but other container types (a list for a tuple?)")
   return " and ".join(parts)
+
+
+# -- walking parameter trees ---------------------------------------------------
+# Flax NNX hands ``tx.init`` a state whose parameters are ``nnx.Param`` wrappers and
+# ``tx.update`` the same state with plain arrays. Without importing flax, a node that wraps a
+# single ``.value`` counts as one parameter, so both trees have the same parameters at the same
+# paths (``path_to_str`` drops the wrapper's ``.value`` for the same reason).
+
+
+def children(x: Any) -> list[tuple[Any, Any]]:
+  """``x``'s direct children with their keys (``[]`` for a leaf)."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(x, is_leaf=lambda y: y is not x)
+  if len(flat) == 1 and flat[0][0] == ():
+    return []  # x is itself a leaf.
+  return [(path[0], child) for path, child in flat]
+
+
+def is_value_wrapper(x: Any) -> bool:
+  """A node wrapping one array leaf under ``.value`` (``nnx.Param``, Linen boxes)."""
+  if x is None or isinstance(x, dict | list | tuple | jax.Array | np.ndarray):
+    return False
+  kids = children(x)
+  if len(kids) != 1:
+    return False
+  key, child = kids[0]
+  return (
+    isinstance(key, jax.tree_util.GetAttrKey)
+    and key.name == "value"
+    and not children(child)
+    and child is not None
+  )
+
+
+def unwrap(x: Any) -> Any:
+  """The array inside a value wrapper (see :func:`is_value_wrapper`); anything else as is."""
+  return children(x)[0][1] if is_value_wrapper(x) else x
+
+
+def leaf_shape(x: Any) -> tuple[int, ...]:
+  """The shape of a parameter, wrapped or not (a Python scalar has shape ``()``)."""
+  x = unwrap(x)
+  shape = getattr(x, "shape", None)
+  return tuple(shape) if shape is not None else np.shape(x)
+
+
+def leaf_dtype(x: Any) -> Any:
+  """The dtype of a parameter, wrapped or not."""
+  x = unwrap(x)
+  dtype = getattr(x, "dtype", None)
+  return np.dtype(dtype) if dtype is not None else np.result_type(x)

@@ -44,7 +44,6 @@ HEAD_PATTERNS: tuple[str, ...] = ("*head/*", "head/*", "*classifier/*", "*logits
 #: of biases has rank 2); every other rank-0/1 parameter is a bias too.
 BIAS_PATTERNS: tuple[str, ...] = ("*bias", "*scale")
 
-_MATRIX = range(2, 64)  # "rank >= 2".
 
 # Shapes and paths the presets refuse to guess a label for (see Rule's error).
 _GPT_CONV = (
@@ -71,8 +70,8 @@ def _globs(patterns: str | re.Pattern | Iterable[str | re.Pattern] | None) -> tu
   return tuple(patterns)
 
 
-def _role_rules(patterns, label: str, ndim=None) -> list[Rule]:
-  return [Rule(p, label, ndim=ndim) for p in _globs(patterns)]
+def _role_rules(patterns, label: str, ndim=None, min_ndim=None) -> list[Rule]:
+  return [Rule(p, label, ndim=ndim, min_ndim=min_ndim) for p in _globs(patterns)]
 
 
 def _bias_rules() -> list[Rule]:
@@ -162,11 +161,11 @@ def scion_gpt(
   """
   label_rules = [
     *_as_rule_list(rules),
-    *_role_rules(head, "head", ndim=_MATRIX),
-    *_role_rules(embed, "embed", ndim=_MATRIX),
+    *_role_rules(head, "head", min_ndim=2),
+    *_role_rules(embed, "embed", min_ndim=2),
     *_bias_rules(),
-    Rule(CONV_PATH, None, ndim=range(3, 64), error=_GPT_CONV),
-    Rule("*", "hidden", ndim=_MATRIX),
+    Rule(CONV_PATH, None, min_ndim=3, error=_GPT_CONV),
+    Rule("*", "hidden", min_ndim=2),
   ]
   specs = {
     "embed": LayerSpec(embed_norm if embed_norm != "colnorm" else ColNorm(), embed_radius),
@@ -253,10 +252,10 @@ def scion_gpt_tied(
   """
   label_rules = [
     *_as_rule_list(rules),
-    *_role_rules(tied, "head", ndim=_MATRIX),
-    *_role_rules(embed, "embed", ndim=_MATRIX),
+    *_role_rules(tied, "head", min_ndim=2),
+    *_role_rules(embed, "embed", min_ndim=2),
     *_bias_rules(),
-    Rule("*", "hidden", ndim=_MATRIX),
+    Rule("*", "hidden", min_ndim=2),
   ]
   specs = {
     "embed": LayerSpec(ColNorm(), embed_radius),
@@ -334,10 +333,10 @@ def scion_mlp(
   """
   label_rules = [
     *_as_rule_list(rules),
-    *_role_rules(head, "head", ndim=_MATRIX),
+    *_role_rules(head, "head", min_ndim=2),
     *_role_rules(input, "input", ndim=2),
     *_bias_rules(),
-    Rule("*", "hidden", ndim=_MATRIX),
+    Rule("*", "hidden", min_ndim=2),
   ]
   specs = {
     "input": LayerSpec(Spectral(max=True), input_radius),
@@ -419,14 +418,14 @@ def scion_cnn(
     conv_rules = [Rule("*", "conv", ndim=4), Rule("*", None, ndim=(3, 5), error=_IMAGE_RANK)]
     conv = SpectralConv()
   else:
-    conv_rules = [Rule("*", "conv", ndim=range(spatial_dims + 2, 64))]
+    conv_rules = [Rule("*", "conv", min_ndim=spatial_dims + 2)]
     conv = SpectralConv(spatial_dims=spatial_dims)
   label_rules = [
     *_as_rule_list(rules),
-    *_role_rules(head, "head", ndim=_MATRIX),
+    *_role_rules(head, "head", min_ndim=2),
     *conv_rules,
     *_bias_rules(),
-    Rule("*", "hidden", ndim=_MATRIX),
+    Rule("*", "hidden", min_ndim=2),
   ]
   specs = {
     "conv": LayerSpec(conv, radius),

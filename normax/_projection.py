@@ -2,90 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from normax._base import Norm, svd_safe
 from normax._leafwise import acc_dtype, check_nonnegative, resolve_norms, resolve_scalars
-from normax._momentum import _safe_increment
-from normax._newton_schulz import orthogonalize_svd
-from normax._norms import BiasRMS, ColNorm, Frobenius, L1ToLp, LpToLinf, RowNorm, Sign
-from normax._spectral import Spectral
-
-
-def _rescale(x: jax.Array, size: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
-  """``x · bound/size`` (sphere) or ``x · min(1, bound/size)`` (ball); zero stays zero."""
-  safe = jnp.where(size == 0, jnp.ones_like(size), size)
-  factor = bound / safe
-  if not sphere:
-    factor = jnp.minimum(factor, 1)
-  return x * jnp.where(size == 0, jnp.ones_like(factor), factor)
-
-
-def _l2(x: jax.Array, axes) -> jax.Array:
-  return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))
-
-
-def _clip(x: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
-  return bound * jnp.sign(x) if sphere else jnp.clip(x, -bound, bound)
-
-
-def project_leaf(norm: Norm, w: jax.Array, radius: Any, sphere: bool = False) -> jax.Array:
-  """Projects one tensor onto ``‖w‖ ≤ radius`` (or ``= radius``) in ``norm``."""
-  if w.size == 0:  # Nothing to project (and no dimension factor to divide by).
-    return w
-  x = w.astype(acc_dtype(w.dtype))
-  r = jnp.asarray(radius).astype(x.dtype)
-  if isinstance(norm, Spectral):  # Also SpectralConv: clip singular values.
-    mats, scale = norm._as_matrices(x)
-    if sphere:
-      out = orthogonalize_svd(mats) * (r * scale)
-    else:
-      u, s, vt = jnp.linalg.svd(svd_safe(mats), full_matrices=False)
-      out = jnp.matmul(u * jnp.minimum(s, r * scale)[..., None, :], vt)
-    out = out.reshape(x.shape)
-  elif isinstance(norm, Sign) or (isinstance(norm, L1ToLp) and norm.p == math.inf):
-    normalized = isinstance(norm, Sign) and norm.normalized
-    out = _clip(x, r / norm.fan_in(x.shape) if normalized else r, sphere)
-  elif isinstance(norm, LpToLinf) and norm.p == 1:
-    out = _clip(x, r, sphere)
-  elif isinstance(norm, ColNorm | RowNorm):
-    # Each row (ColNorm) or column (RowNorm) of the (d_in, d_out) view scaled to ℓ2 ≤ bound,
-    # the ℓ2 length of that row/column in r·dualize(G).
-    axis = -1 if isinstance(norm, ColNorm) else -2
-    if norm.transpose:
-      axis = -3 - axis
-    d_in, d_out = (x.shape[-1], x.shape[-2]) if norm.transpose else x.shape[-2:]
-    if isinstance(norm, ColNorm):
-      bound = r * math.sqrt(d_out) / (d_in if norm.normalized else 1)
-    else:
-      bound = r / math.sqrt(d_in) if norm.normalized else r
-    out = _rescale(x, _l2(x, axis), bound, sphere)
-  elif isinstance(norm, L1ToLp) and norm.p == 2:
-    out = _rescale(x, _l2(x, -1), r, sphere)
-  elif isinstance(norm, LpToLinf) and norm.p == 2:
-    out = _rescale(x, _l2(x, -2), r, sphere)
-  elif isinstance(norm, BiasRMS) and x.ndim == 0:
-    out = _clip(x, r, sphere)
-  elif isinstance(norm, BiasRMS):
-    out = _rescale(x, _l2(x, -1), r * math.sqrt(x.shape[-1]), sphere)
-  elif isinstance(norm, Frobenius):
-    out = _rescale(x, _l2(x, norm.core_axes(x.ndim)), r, sphere)
-  else:  # Radial retraction: exact on the ray, not the nearest point in general.
-    size = norm.norm(x).astype(x.dtype)
-    size = jnp.reshape(size, size.shape + (1,) * (x.ndim - size.ndim))
-    out = _rescale(x, size, r, sphere)
-  return out.astype(w.dtype)
 
 
 def project(params: optax.Params, norms: Any, radius: Any = 1.0, *, sphere: bool = False):
   r"""Returns ``params`` with each leaf projected onto its norm ball (or sphere).
 
-  Per leaf ``w`` with norm ``‖·‖`` and radius ``r``:
+  Per leaf ``w`` with norm ``‖·‖`` and radius ``r``, ``norm.project(w, r, sphere)``
+  (:meth:`normax.Norm.project`, which each norm defines for its own geometry):
 
   - ``Spectral``/``SpectralConv``: singular values clipped to the ball's
     bound, ``σ_i ← min(σ_i, r·√(d_out/d_in))`` (exact SVD; the nearest point
@@ -96,8 +26,9 @@ def project(params: optax.Params, norms: Any, radius: Any = 1.0, *, sphere: bool
     normalization), the nearest point of the ball.
   - ``Sign``: entries clipped to ``±r/d_in`` (``±r`` unnormalized); sphere:
     ``r/d_in · sign(w)``.
-  - Other norms: radial retraction ``w · min(1, r/‖w‖)`` (sphere:
-    ``w · r/‖w‖``), on the ball but not always its nearest point.
+  - Other norms (a norm of your own included, unless it defines ``project``):
+    radial retraction ``w · min(1, r/‖w‖)`` (sphere: ``w · r/‖w‖``), on the
+    ball but not always its nearest point.
 
   Zero tensors, rows and columns stay zero. Computed in at least float32 and
   cast back to each leaf's dtype.
@@ -129,7 +60,7 @@ def project(params: optax.Params, norms: Any, radius: Any = 1.0, *, sphere: bool
   resolved = resolve_norms(norms, params)
   radii = resolve_scalars(radius, params, jnp.zeros([], jnp.int32), "radius")
   out = [
-    w if n is None or r is None else project_leaf(n, w, r, sphere)
+    w if n is None or r is None else n.project(w, r, sphere)
     for n, w, r in zip(resolved, flat, radii, strict=True)
   ]
   return treedef.unflatten(out)
@@ -203,7 +134,7 @@ def project_to_norm_ball(
         out.append(u)
         continue
       new = (p.astype(acc_dtype(u.dtype)) + u.astype(acc_dtype(u.dtype))).astype(p.dtype)
-      out.append(project_leaf(n, new, r, sphere).astype(u.dtype) - p.astype(u.dtype))
-    return treedef.unflatten(out), ProjectToNormBallState(count=_safe_increment(state.count))
+      out.append(n.project(new, r, sphere).astype(u.dtype) - p.astype(u.dtype))
+    return treedef.unflatten(out), ProjectToNormBallState(count=optax.safe_increment(state.count))
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import optax
 
 from normax._leafwise import cast_scalar, check_nonnegative, resolve_scalars
-from normax._momentum import _safe_increment
 
 
 class ScaleByRadiusState(NamedTuple):
@@ -62,6 +61,6 @@ def scale_by_radius(radius: Any) -> optax.GradientTransformation:
     out = [
       u if r is None else u * cast_scalar(r, u.dtype) for r, u in zip(radii, flat, strict=True)
     ]
-    return treedef.unflatten(out), ScaleByRadiusState(count=_safe_increment(state.count))
+    return treedef.unflatten(out), ScaleByRadiusState(count=optax.safe_increment(state.count))
 
   return optax.GradientTransformation(init_fn, update_fn)

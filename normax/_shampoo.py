@@ -252,7 +252,7 @@ def scale_by_shampoo(
   def update_fn(updates, state, params=None):
     del params
     matrix_leaves(updates, "normax.scale_by_shampoo")
-    count = optax.safe_int32_increment(state.count)
+    count = optax.safe_increment(state.count)
     if beta2 is None:
       decay, weight, correction = 1.0, 1.0, 1.0
     else:

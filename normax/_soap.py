@@ -136,7 +136,7 @@ def scale_by_soap(
   def update_fn(updates, state, params=None):
     del params
     matrix_leaves(updates, "normax.scale_by_soap")
-    count = optax.safe_int32_increment(state.count)
+    count = optax.safe_increment(state.count)
     t = count.astype(_F32)
     refresh = state.count % precondition_every == 0
 

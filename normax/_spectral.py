@@ -5,21 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
 from normax._base import Norm, compute_dtype, describe, scaled_by_max, svd_safe
-from normax._newton_schulz import (
-  PRECONDITIONINGS,
-  newton_schulz,
-  orthogonalize_svd,
-  resolve_coefficients,
-)
-from normax._sharding import Strategy, check_strategy, run_sharded, with_auto_axes
-
-Method = Literal["newton_schulz", "gram_newton_schulz", "svd"]
+from normax._newton_schulz import orthogonalize_svd
+from normax._orthogonalizer import Method, Orthogonalizer
+from normax._sharding import Strategy, with_auto_axes
 
 #: Paths of parameters in a convolution module: the parameter's parent module
 #: has "conv" in its name, any case (Linen's ``Conv_0/kernel``, ``conv1/kernel``,
@@ -87,6 +80,10 @@ class Spectral(Norm):
     eps: Denominator guard of the preconditioning (``optax.contrib.muon``'s
       ``eps``); ``0`` only guards zero matrices.
 
+  The arguments from ``method`` to ``eps`` (all but ``normalized`` and
+  ``max``) form the norm's :attr:`orthogonalizer`; :meth:`as_matrices` is
+  its matrix view of a leaf.
+
   Examples:
     >>> import jax, jax.numpy as jnp, normax
     >>> g = jax.random.normal(jax.random.key(0), (4, 8))
@@ -112,25 +109,22 @@ class Spectral(Norm):
   name = "spectral"
 
   def __post_init__(self):
-    if self.method not in ("newton_schulz", "gram_newton_schulz", "svd"):
-      raise ValueError(
-        "Spectral method must be 'newton_schulz', 'gram_newton_schulz' or 'svd',"
-        f" got {self.method!r}."
-      )
-    coeffs = self.coefficients
-    if not isinstance(coeffs, str):  # Freeze lists so the norm stays hashable.
-      coeffs = tuple(
-        tuple(float(v) for v in c) if not isinstance(c, int | float) else float(c) for c in coeffs
-      )
-      object.__setattr__(self, "coefficients", coeffs)
-    resolve_coefficients(coeffs, self.steps)  # Validates eagerly.
-    check_strategy(self.sharding)
-    if self.preconditioning not in PRECONDITIONINGS:
-      raise ValueError(
-        f"Spectral preconditioning must be one of {PRECONDITIONINGS}, got {self.preconditioning!r}."
-      )
-    if self.compute_dtype is not None:
-      object.__setattr__(self, "compute_dtype", jnp.dtype(self.compute_dtype).name)
+    # The orthogonalizer validates the settings; keep its normalized values
+    # (coefficient lists frozen to tuples, a dtype's name) so the norm stays hashable.
+    orth = self.orthogonalizer
+    object.__setattr__(self, "coefficients", orth.coefficients)
+    object.__setattr__(self, "compute_dtype", orth.compute_dtype)
+
+  @property
+  def orthogonalizer(self) -> Orthogonalizer:
+    """The :class:`normax.Orthogonalizer` of this norm's settings (``method`` ... ``eps``).
+
+    Norms with equal orthogonalizers compute ``U Vᵀ`` the same way, so
+    ``normax.scale_by_lmo`` orthogonalizes their same-shape leaves in one batched call.
+    """
+    return Orthogonalizer(
+      **{f.name: getattr(self, f.name) for f in dataclasses.fields(Orthogonalizer)}
+    )
 
   def check(self, shape, dtype=None, path=None):
     super().check(shape, dtype, path)
@@ -155,28 +149,29 @@ class Spectral(Norm):
     s = math.sqrt(d_out / d_in) if self.normalized else math.sqrt(d_out)
     return max(1.0, s) if self.max else s
 
-  def _as_matrices(self, x: jax.Array) -> tuple[jax.Array, float]:
-    """The ``(..., m, n)`` matrices the norm acts on, and the dualize scale."""
+  def as_matrices(self, x: jax.Array) -> tuple[jax.Array, float]:
+    """The matrix view of a leaf: the ``(..., m, n)`` matrices the norm acts on, and ``s``.
+
+    ``dualize(x)`` is ``s·U Vᵀ`` of these matrices, reshaped to ``x.shape``
+    (see :meth:`from_polar`); for :class:`Spectral` they are ``x`` itself and
+    ``s`` the :meth:`dimension_scale`, for :class:`SpectralConv` the stacked
+    taps ``(..., k·c_in, c_out)`` and ``s/k``. ``x`` is not checked here
+    (see :meth:`normax.Norm.check`).
+    """
     d_in, d_out = x.shape[-2:]
     return x, self.dimension_scale(d_in, d_out)
 
-  def orthogonalize(self, g: jax.Array) -> jax.Array:
-    """``U Vᵀ`` of each matrix, by this norm's method (no dimension scale)."""
-    return run_sharded(self._orthogonalize, g, self.sharding)
+  def from_polar(self, polar: jax.Array, scale: float, g: jax.Array) -> jax.Array:
+    """``dualize(g)`` from the polar factor ``polar`` of ``g``'s :meth:`as_matrices` view.
 
-  def _orthogonalize(self, g: jax.Array) -> jax.Array:
-    if self.method == "svd":
-      return orthogonalize_svd(g)
-    return newton_schulz(
-      g,
-      steps=self.steps,
-      coefficients=self.coefficients,
-      compute_dtype=self.compute_dtype,
-      precision=self.precision,
-      gram=None if self.method == "gram_newton_schulz" else False,
-      preconditioning=self.preconditioning,
-      eps=self.eps,
-    )
+    Scales by ``scale`` in ``g``'s compute dtype, then casts to ``g``'s dtype
+    and reshapes to its shape, once.
+    """
+    return (polar.astype(compute_dtype(g)) * scale).astype(g.dtype).reshape(g.shape)
+
+  def orthogonalize(self, g: jax.Array) -> jax.Array:
+    """``U Vᵀ`` of each matrix, by this norm's :attr:`orthogonalizer` (no dimension scale)."""
+    return self.orthogonalizer(g)
 
   # -- Norm interface ---------------------------------------------------------
 
@@ -190,13 +185,12 @@ class Spectral(Norm):
     return with_auto_axes(self._dualize, g)
 
   def _dualize(self, g):
-    mats, scale = self._as_matrices(g)
-    out = self.orthogonalize(mats)
-    return (out.astype(compute_dtype(g)) * scale).astype(g.dtype).reshape(g.shape)
+    mats, scale = self.as_matrices(g)
+    return self.from_polar(self.orthogonalize(mats), scale, g)
 
   def _singular_values(self, x):
     """Singular values of each matrix and the dualize scale; exact at any scale."""
-    mats, scale = self._as_matrices(x)
+    mats, scale = self.as_matrices(x)
     r, m = scaled_by_max(svd_safe(mats.astype(compute_dtype(x))), (-2, -1))
     return m[..., 0] * jnp.linalg.svd(r, compute_uv=False), scale
 
@@ -216,8 +210,23 @@ class Spectral(Norm):
     w = self._checked(w)
     return with_auto_axes(self._norm, w, keep=w.ndim - self.core_ndim(w.ndim))
 
+  def project(self, w, radius, sphere=False):
+    """Singular values clipped to the ball's bound, ``σ_i ← min(σ_i, radius·s)`` (exact SVD).
+
+    ``s`` is the dualize scale of :meth:`as_matrices`; this is the nearest
+    point of the ball in Frobenius distance. On the sphere every nonzero
+    singular value is set to ``radius·s`` (``radius·s·U Vᵀ``).
+    """
+    mats, scale = self.as_matrices(w)
+    if sphere:
+      out = orthogonalize_svd(mats) * (radius * scale)
+    else:
+      u, s, vt = jnp.linalg.svd(svd_safe(mats), full_matrices=False)
+      out = jnp.matmul(u * jnp.minimum(s, radius * scale)[..., None, :], vt)
+    return out.reshape(w.shape)
+
   def _init_direction(self, g):
-    mats, scale = self._as_matrices(g)
+    mats, scale = self.as_matrices(g)
     return (orthogonalize_svd(mats) * scale).reshape(g.shape)
 
 
@@ -284,7 +293,8 @@ class SpectralConv(Spectral):
         " normax.SpectralConv(spatial_dims=2)."
       )
 
-  def _as_matrices(self, x):
+  def as_matrices(self, x):
+    """The stacked taps ``(..., k·c_in, c_out)`` of a kernel, and the dualize scale ``s/k``."""
     core = self.core_ndim(x.ndim)
     batch = x.shape[: x.ndim - core]
     spatial = x.shape[x.ndim - core : -2]

@@ -7,7 +7,7 @@ The Newton–Schulz iteration written from its definition, in float64 and on the
 
 import numpy as np
 
-from normax._newton_schulz import resolve_coefficients
+from normax._schedules import resolve_coefficients
 
 
 def newton_schulz(g, coefficients="quintic", steps=5):

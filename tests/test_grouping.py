@@ -1,12 +1,15 @@
 """The batched oracle: ``scale_by_lmo(batch=True)`` equals the per-leaf ``batch=False``.
 
-``batch=True`` groups spectral leaves by their Newton–Schulz settings, the short and long side of
-their matrix view and their dtype, turns the minority orientation, stacks each group and
-orthogonalizes it in one call. The tree below mixes every case: wide and tall members of one
-group, a scanned stack, conv kernels (one, and a scanned stack of them) whose matrix view joins a
-dense group, a group with a tall majority, a zero matrix inside a group, a leaf alone in its group
-(other Newton–Schulz settings), and leaves under other norms or none.
+``batch=True`` groups spectral leaves by their orthogonalizer (``normax.Orthogonalizer``: the
+Newton–Schulz settings), the short and long side of their matrix view and their dtype, turns the
+minority orientation, stacks each group and orthogonalizes it in one call. The tree below mixes
+every case: wide and tall members of one group, a scanned stack, conv kernels (one, and a scanned
+stack of them) whose matrix view joins a dense group, a group with a tall majority, a zero matrix
+inside a group, a leaf alone in its group (other Newton–Schulz settings), and leaves under other
+norms or none.
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -111,3 +114,57 @@ def test_batched_svd_matches_numpy_polar_factor():
     u, _, vt = np.linalg.svd(x, full_matrices=False)
     want = (np.sqrt(16 / 1) / 4 * u @ vt).reshape(g[name].shape)
     np.testing.assert_allclose(out[name], want, atol=2e-5, err_msg=name)
+
+
+# One setting other than the default for every field of the orthogonalizer. Each pair of norms
+# below differs in one field only; a field missing here fails the test, so a new setting of the
+# orthogonalizer comes with its check that it separates groups.
+OTHER_SETTING = {
+  "method": "svd",
+  "steps": 2,
+  "coefficients": "cubic",
+  "compute_dtype": "bfloat16",
+  "precision": "highest",
+  "sharding": "gather",
+  "preconditioning": "aol",
+  "eps": 1.0,
+}
+
+
+def polar_ops(tx, g):
+  jaxpr = jax.make_jaxpr(lambda u: tx.update(u, tx.init(u))[0])(g)
+  return sum(e.primitive.name in ("dot_general", "svd") for e in jaxpr.jaxpr.eqns)
+
+
+def test_every_orthogonalizer_setting_separates_groups():
+  fields = [f.name for f in dataclasses.fields(normax.Orthogonalizer)]
+  assert sorted(OTHER_SETTING) == sorted(fields)
+  rng = np.random.default_rng(2)
+  g = {name: jnp.asarray(rng.standard_normal((4, 16)), jnp.float32) for name in ("a", "b")}
+  for field, value in OTHER_SETTING.items():
+    base = normax.Spectral(steps=1)
+    other = dataclasses.replace(base, **{field: value})
+    assert base.orthogonalizer != other.orthogonalizer, field
+    assert getattr(other.orthogonalizer, field) == getattr(other, field), field
+    norms = {"a": base, "b": other}
+    batched = normax.scale_by_lmo(norms, batch=True)
+    single = normax.scale_by_lmo(norms, batch=False)
+    # Not stacked together: the same matmuls (or SVDs) as one call per leaf ...
+    assert polar_ops(batched, g) == polar_ops(single, g), field
+    # ... and each leaf dualized under its own settings.
+    a = jax.jit(batched.update)(g, batched.init(g))[0]
+    b = jax.jit(single.update)(g, single.init(g))[0]
+    for name in g:
+      np.testing.assert_allclose(a[name], b[name], atol=1e-6, err_msg=f"{field}: {name}")
+      np.testing.assert_allclose(
+        a[name], norms[name].dualize(g[name]), atol=1e-6, err_msg=f"{field}: {name}"
+      )
+
+
+def test_equal_orthogonalizers_share_a_group():
+  """Norms that differ outside the orthogonalizer (the dimension factor) still share one call."""
+  g = {name: jnp.ones((4, 16), jnp.float32) for name in ("a", "b")}
+  norms = {"a": normax.Spectral(steps=1), "b": normax.Spectral(steps=1, max=True)}
+  assert norms["a"].orthogonalizer == norms["b"].orthogonalizer
+  batched = normax.scale_by_lmo(norms, batch=True)
+  assert polar_ops(batched, g) == 3  # One quintic step on the stack of two.

@@ -91,6 +91,17 @@ def test_rank_conditions(ndim, shape, expected):
   assert normax.Rule("*", "x", ndim=ndim).matches("w", shape) is expected
 
 
+def test_min_ndim_is_a_lower_bound_on_the_rank():
+  rule = normax.Rule("*", "x", min_ndim=2)
+  assert rule.matches("w", (3, 4)) and rule.matches("w", (7, 3, 4))
+  assert not rule.matches("w", (4,)) and not rule.matches("w", ())
+  both = normax.Rule("*", "x", ndim=(1, 2, 3), min_ndim=2)  # Both conditions hold.
+  assert [both.matches("w", (2,) * k) for k in range(5)] == [False, False, True, True, False]
+  assert rule.describe() == "'*' [ndim>=2] -> 'x'"
+  with pytest.raises(TypeError, match="min_ndim"):
+    normax.Rule("*", "x", min_ndim=-1)
+
+
 def test_where_predicate_sees_the_shape():
   rule = normax.Rule("*", "vocab", where=lambda s: s[0] == 10)
   labels = normax.label_by_path([rule, ("*", "rest")])

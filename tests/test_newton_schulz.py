@@ -8,7 +8,7 @@ from _reference import newton_schulz as numpy_newton_schulz
 from _reference import scalar_map
 
 import normax
-from normax._newton_schulz import resolve_coefficients
+from normax._schedules import resolve_coefficients
 
 SCHEDULES = {  # name -> (coefficients, steps)
   "quintic5": ("quintic", 5),

@@ -1,5 +1,7 @@
 """Contract suite over every normax transform and named optimizer, plus piece-level maths."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -485,6 +487,40 @@ def test_project_spectral_clips_singular_values_like_numpy():
   want = (u * np.minimum(s, bound)) @ vt
   got = normax.project(jnp.asarray(w, jnp.float32), normax.Spectral(), r)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_norm_of_ones_own_projects_with_its_own_project():
+  """normax.project calls the norm's project: a user norm's own, else the radial retraction."""
+
+  @dataclasses.dataclass(frozen=True)
+  class MaxNorm(normax.Norm):  # ℓ∞ of a vector: its nearest point of the ball clips entries.
+    min_ndim = 1
+
+    def core_ndim(self, ndim):
+      return 1
+
+    def dualize(self, g):
+      return jnp.sign(g)
+
+    def dual_norm(self, g):
+      return jnp.sum(jnp.abs(g), axis=-1)
+
+    def norm(self, w):
+      return jnp.max(jnp.abs(w), axis=-1)
+
+  @dataclasses.dataclass(frozen=True)
+  class ClippedMaxNorm(MaxNorm):
+    def project(self, w, radius, sphere=False):
+      assert w.dtype == jnp.float32 and radius.dtype == jnp.float32  # The compute dtype.
+      return radius * jnp.sign(w) if sphere else jnp.clip(w, -radius, radius)
+
+  w = jnp.array([3.0, -0.5, 0.0], jnp.bfloat16)
+  radial = normax.project(w, MaxNorm(), 1.0)  # w · 1/3
+  np.testing.assert_allclose(radial.astype(jnp.float32), [1.0, -0.5 / 3, 0.0], rtol=1e-2)
+  clipped = normax.project(w, ClippedMaxNorm(), 1.0)
+  assert clipped.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(clipped.astype(jnp.float32), [1.0, -0.5, 0.0])
+  np.testing.assert_array_equal(normax.project(jnp.zeros((0,)), ClippedMaxNorm(), 1.0), [])
 
 
 def test_project_to_norm_ball_transform_lands_on_projection():

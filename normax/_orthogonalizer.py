@@ -1,0 +1,105 @@
+"""The orthogonalizer: how the polar factor of a batch of matrices is computed, as one value.
+
+Every setting that decides how ``U Vᵀ`` is computed (method, Newton–Schulz
+steps and coefficients, compute dtype, matmul precision, preconditioning and
+its guard, and where it runs on a mesh) lives in one frozen dataclass. It is
+hashable, so two matrices whose norms share an :class:`Orthogonalizer` can be
+orthogonalized in one batched call (``normax.scale_by_lmo(..., batch=True)``
+groups by it), and a new setting added here is part of that grouping without
+anything else to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from normax._newton_schulz import PRECONDITIONINGS, newton_schulz, orthogonalize_svd
+from normax._schedules import resolve_coefficients
+from normax._sharding import Strategy, check_strategy, run_sharded
+
+Method = Literal["newton_schulz", "gram_newton_schulz", "svd"]
+METHODS = ("newton_schulz", "gram_newton_schulz", "svd")
+
+
+@dataclasses.dataclass(frozen=True)
+class Orthogonalizer:
+  """Computes ``U Vᵀ`` of each matrix in the last two axes (leading axes: a batch).
+
+  :class:`normax.Spectral` and :class:`normax.SpectralConv` build theirs from
+  their own arguments (:attr:`normax.Spectral.orthogonalizer`); the fields
+  here are those arguments, documented there. Settings are validated and
+  normalized on construction (a list of coefficient triples becomes a tuple of
+  tuples, a dtype its name), so equal settings give equal, hashable values.
+
+  Args:
+    method: ``"newton_schulz"``, ``"gram_newton_schulz"`` or ``"svd"``.
+    steps: Newton–Schulz iterations.
+    coefficients: Newton–Schulz schedule (a name, one triple, or one per step).
+    compute_dtype: dtype of the iterate; ``None``: float32.
+    precision: ``jax.lax.Precision`` of the matmuls.
+    sharding: Where it runs on sharded matrices (``docs/sharding.md``).
+    preconditioning: Scaling before the first step (see :func:`normax.precondition`).
+    eps: Denominator guard of the preconditioning.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, normax
+    >>> orth = normax.Spectral(steps=6).orthogonalizer
+    >>> orth.steps, orth == normax.Orthogonalizer(steps=6)
+    (6, True)
+    >>> g = jax.random.normal(jax.random.key(0), (4, 8))
+    >>> q = normax.Orthogonalizer(method="svd")(g)  # U Vᵀ: orthonormal rows
+    >>> bool(jnp.allclose(q @ q.T, jnp.eye(4), atol=1e-5))
+    True
+  """
+
+  method: Method = "newton_schulz"
+  steps: int = 5
+  coefficients: str | tuple = "quintic"
+  compute_dtype: str | None = None
+  precision: str | None = None
+  sharding: Strategy = "auto"
+  preconditioning: str = "frobenius"
+  eps: float = 0.0
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ValueError(
+        "Spectral method must be 'newton_schulz', 'gram_newton_schulz' or 'svd',"
+        f" got {self.method!r}."
+      )
+    coeffs = self.coefficients
+    if not isinstance(coeffs, str):  # Freeze lists so the value stays hashable.
+      coeffs = tuple(
+        tuple(float(v) for v in c) if not isinstance(c, int | float) else float(c) for c in coeffs
+      )
+      object.__setattr__(self, "coefficients", coeffs)
+    resolve_coefficients(coeffs, self.steps)  # Validates eagerly.
+    check_strategy(self.sharding)
+    if self.preconditioning not in PRECONDITIONINGS:
+      raise ValueError(
+        f"Spectral preconditioning must be one of {PRECONDITIONINGS}, got {self.preconditioning!r}."
+      )
+    if self.compute_dtype is not None:
+      object.__setattr__(self, "compute_dtype", jnp.dtype(self.compute_dtype).name)
+
+  def __call__(self, g: jax.Array) -> jax.Array:
+    """``U Vᵀ`` of each matrix of ``g`` (no dimension scale), run as :attr:`sharding` says."""
+    return run_sharded(self._polar, g, self.sharding)
+
+  def _polar(self, g: jax.Array) -> jax.Array:
+    if self.method == "svd":
+      return orthogonalize_svd(g)
+    return newton_schulz(
+      g,
+      steps=self.steps,
+      coefficients=self.coefficients,
+      compute_dtype=self.compute_dtype,
+      precision=self.precision,
+      gram=None if self.method == "gram_newton_schulz" else False,
+      preconditioning=self.preconditioning,
+      eps=self.eps,
+    )
