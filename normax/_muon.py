@@ -71,7 +71,7 @@ def _scale_by_fan(factor) -> optax.GradientTransformation:
 
 
 def _traced_orthogonalization(
-  steps, coefficients, preconditioning, eps, compute_dtype, adaptive
+  steps, coefficients, preconditioning, eps, compute_dtype, precision, adaptive
 ) -> optax.GradientTransformation:
   """``Spectral().dualize`` (times ``⟨g, dualize(g)⟩`` if adaptive) for traced settings.
 
@@ -89,6 +89,7 @@ def _traced_orthogonalization(
         steps=steps,
         coefficients=coefficients,
         compute_dtype=compute_dtype,
+        precision=precision,
         preconditioning=preconditioning,
         eps=eps,
       )
@@ -213,6 +214,7 @@ def muon(
   ns_method: str = "newton_schulz",
   ns_sharding: str = "auto",
   ns_dtype: Any = None,
+  ns_precision: Any = None,
   batch: bool = True,
   ns_coefficients: Any = None,
   momentum_dtype: Any = None,
@@ -338,6 +340,8 @@ def muon(
     ns_sharding: Where Newton–Schulz runs on sharded parameters (see
       ``docs/sharding.md``).
     ns_dtype: dtype of the Newton–Schulz iterate (e.g. ``jnp.bfloat16``).
+    ns_precision: ``jax.lax.Precision`` of the Newton–Schulz matmuls (e.g.
+      ``"highest"`` for float32 passes on TPU), as ``Spectral(precision=)``.
     batch: Orthogonalize same-shape matrices in one batched call (see
       :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
       either way, ``docs/sharding.md``).
@@ -400,13 +404,16 @@ def muon(
   traced = not isinstance(steps, int) or not isinstance(eps, int | float)
 
   if traced:
-    orth = _traced_orthogonalization(steps, coefficients, preconditioning, eps, ns_dtype, adaptive)
+    orth = _traced_orthogonalization(
+      steps, coefficients, preconditioning, eps, ns_dtype, ns_precision, adaptive
+    )
   else:
     spectral = Spectral(
       method=ns_method,
       steps=steps,
       coefficients=coefficients,
       compute_dtype=ns_dtype,
+      precision=ns_precision,
       sharding=ns_sharding,
       preconditioning=preconditioning,
       eps=float(eps),

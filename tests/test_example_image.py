@@ -78,9 +78,14 @@ def test_read_idx_round_trips(tmp_path, compress):
   )
 
 
+# Every optimizer on the MLP; on the CNN the ones with their own conv-kernel rule (Scion's
+# SpectralConv) and the baselines (the variants share muon's and adamw's handling of conv kernels).
+CASES = [(o, "mlp") for o in ic.OPTIMIZERS]
+CASES += [(o, "cnn") for o in ("scion", "uscion", "muon", "optax_muon", "adamw", "shampoo")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", ic.OPTIMIZERS)
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize(("optimizer", "model"), CASES)
 def test_every_optimizer_and_model_learns_idx_data(tmp_path, optimizer, model):
   make_idx_dir(tmp_path, compress=True)
   out, plot = tmp_path / "run" / "m.jsonl", tmp_path / "run" / "m.png"

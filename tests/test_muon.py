@@ -413,3 +413,21 @@ def test_labels_route_leaves_and_unknown_labels_are_errors():
     r".*'muon'.*'adam'",
   ):
     normax.muon(0.02, labels=labels).init(params)
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_ns_precision_and_dtype_reach_the_iteration(traced):
+  # Muon shares Scion's orthogonalizer options: the compiled update's matmuls carry the
+  # precision asked for, and its iterate the compute dtype.
+  params = {"w": jnp.ones((8, 16))}
+  g = {"w": jax.random.normal(jax.random.key(0), (8, 16))}
+  steps = jnp.asarray(5) if traced else 5
+
+  def text(**kw):
+    tx = normax.muon(0.1, ns_steps=steps, **kw)
+    return str(jax.make_jaxpr(lambda g: tx.update(g, tx.init(params), params)[0])(g))
+
+  assert "Precision.HIGHEST" not in text()
+  assert "Precision.HIGHEST" in text(ns_precision="highest")
+  assert "bf16" not in text()
+  assert "bf16" in text(ns_dtype=jnp.bfloat16)
