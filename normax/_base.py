@@ -95,13 +95,14 @@ def l2_keepdims(x: jax.Array, axes) -> jax.Array:
 
 
 def _zero_size_safe(fn, method: str):
-  """Wraps a norm's ``method`` so that a zero-size input gives zeros after the checks."""
+  """Wraps a norm's ``method``: the input is checked (rank and dtype, :meth:`Norm.check`) and
+  made an array before ``fn`` sees it, and a zero-size input gives zeros after the checks."""
 
   @functools.wraps(fn)
   def wrapper(self, x):
-    if math.prod(jnp.shape(x)) != 0:
+    x = self._checked(x)  # One place for the checks of every norm's three methods.
+    if math.prod(x.shape) != 0:
       return fn(self, x)
-    x = self._checked(x)  # Rank and dtype errors still apply.
     if method == "dualize":
       return jnp.zeros_like(x)
     keep = x.ndim - self.core_ndim(x.ndim)

@@ -141,16 +141,13 @@ class Sign(Norm):
     return super().init(key, shape, dtype)
 
   def dualize(self, g):
-    g = self._checked(g)
     return (_nan_where_inf(g, jnp.sign(g)) * self._scale(g)).astype(g.dtype)
 
   def dual_norm(self, g):
-    g = self._checked(g)
     axes = self.core_axes(g.ndim)
     return jnp.sum(jnp.abs(g.astype(compute_dtype(g))), axis=axes) * self._scale(g)
 
   def norm(self, w):
-    w = self._checked(w)
     axes = self.core_axes(w.ndim)
     return jnp.max(jnp.abs(w.astype(compute_dtype(w))), axis=axes) / self._scale(w)
 
@@ -205,18 +202,15 @@ class ColNorm(Norm):
     return x, math.sqrt(d_out) / (d_in if self.normalized else 1)
 
   def dualize(self, g):
-    g = self._checked(g)
     x, scale = self._view(g)
     out = scale * unit_l2(x, -1)
     return (jnp.swapaxes(out, -1, -2) if self.transpose else out).astype(g.dtype)
 
   def dual_norm(self, g):
-    g = self._checked(g)
     x, scale = self._view(g)
     return scale * jnp.sum(_lp_norm(x, 2, -1)[..., 0], axis=-1)
 
   def norm(self, w):
-    w = self._checked(w)
     x, scale = self._view(w)
     return jnp.max(_lp_norm(x, 2, -1)[..., 0], axis=-1) / scale
 
@@ -271,18 +265,15 @@ class RowNorm(Norm):
     return x, 1 / math.sqrt(x.shape[-2]) if self.normalized else 1.0
 
   def dualize(self, g):
-    g = self._checked(g)
     x, scale = self._view(g)
     out = scale * unit_l2(x, -2)
     return (jnp.swapaxes(out, -1, -2) if self.transpose else out).astype(g.dtype)
 
   def dual_norm(self, g):
-    g = self._checked(g)
     x, scale = self._view(g)
     return scale * jnp.sum(_lp_norm(x, 2, -2)[..., 0, :], axis=-1)
 
   def norm(self, w):
-    w = self._checked(w)
     x, scale = self._view(w)
     return jnp.max(_lp_norm(x, 2, -2)[..., 0, :], axis=-1) / scale
 
@@ -326,7 +317,6 @@ class BiasRMS(Norm):
     return min(ndim, 1)
 
   def dualize(self, g):
-    g = self._checked(g)
     x = g.astype(compute_dtype(g))
     if g.ndim == 0:
       return _nan_where_inf(x, jnp.sign(x)).astype(g.dtype)
@@ -334,14 +324,12 @@ class BiasRMS(Norm):
     return (math.sqrt(n) * unit_l2(x, -1)).astype(g.dtype)
 
   def dual_norm(self, g):
-    g = self._checked(g)
     x = g.astype(compute_dtype(g))
     if g.ndim == 0:
       return jnp.abs(x)
     return math.sqrt(g.shape[-1]) * _lp_norm(x, 2, -1)[..., 0]
 
   def norm(self, w):
-    w = self._checked(w)
     x = w.astype(compute_dtype(w))
     if w.ndim == 0:
       return jnp.abs(x)
@@ -381,7 +369,6 @@ class Frobenius(Norm):
     return l2_norm(x, self.core_axes(x.ndim))
 
   def dualize(self, g):
-    g = self._checked(g)
     x = g.astype(compute_dtype(g))
     return unit_l2(x, self.core_axes(x.ndim)).astype(g.dtype)
 
@@ -389,7 +376,6 @@ class Frobenius(Norm):
     return self.norm(g)
 
   def norm(self, w):
-    w = self._checked(w)
     x = w.astype(compute_dtype(w))
     return jnp.reshape(self._fro(x), x.shape[: x.ndim - self.core_ndim(x.ndim)])
 
@@ -428,17 +414,14 @@ class L1ToLp(Norm):
     object.__setattr__(self, "p", _validate_p(self.p))
 
   def dualize(self, g):
-    g = self._checked(g)
     x = g.astype(compute_dtype(g))
     return _lp_dual_maximizer(x, _conjugate(self.p), -1).astype(g.dtype)
 
   def dual_norm(self, g):
-    g = self._checked(g)
     x = g.astype(compute_dtype(g))
     return jnp.sum(_lp_norm(x, _conjugate(self.p), -1)[..., 0], axis=-1)
 
   def norm(self, w):
-    w = self._checked(w)
     x = w.astype(compute_dtype(w))
     return jnp.max(_lp_norm(x, self.p, -1)[..., 0], axis=-1)
 
@@ -482,17 +465,14 @@ class LpToLinf(Norm):
     object.__setattr__(self, "p", _validate_p(self.p))
 
   def dualize(self, g):
-    g = self._checked(g)
     x = g.astype(compute_dtype(g))
     return _lp_dual_maximizer(x, self.p, -2).astype(g.dtype)
 
   def dual_norm(self, g):
-    g = self._checked(g)
     x = g.astype(compute_dtype(g))
     return jnp.sum(_lp_norm(x, self.p, -2)[..., 0, :], axis=-1)
 
   def norm(self, w):
-    w = self._checked(w)
     x = w.astype(compute_dtype(w))
     return jnp.max(_lp_norm(x, _conjugate(self.p), -2)[..., 0, :], axis=-1)
 
