@@ -8,7 +8,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._leafwise import cast_scalar, check_nonnegative, leaf_paths, resolve_scalars
+from normax._leafwise import (
+  cast_scalar,
+  check_nonnegative,
+  has_schedule,
+  leaf_paths,
+  resolve_scalars,
+)
 
 
 class AddConstrainedDecayState(NamedTuple):
@@ -39,7 +45,8 @@ def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
       it). ``None`` leaves get no decay.
 
   Returns:
-    An ``optax.GradientTransformation`` that needs ``params`` in ``update``.
+    An ``optax.GradientTransformation`` that needs ``params`` in ``update``; its
+    state holds a step count only for a schedule (``optax.EmptyState`` otherwise).
 
   Examples:
     >>> import jax.numpy as jnp, normax
@@ -54,10 +61,13 @@ def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
     LMOs*, 2025, Sec. 3, Algorithm 1 (SCG: ``x ← (1-γ)x + γρ·lmo(d)``).
   """
   check_nonnegative(decay, "normax.add_constrained_decay decay")
+  scheduled = has_schedule(decay)
 
   def init_fn(params):
     del params
-    return AddConstrainedDecayState(count=jnp.zeros([], jnp.int32))
+    if scheduled:
+      return AddConstrainedDecayState(count=jnp.zeros([], jnp.int32))
+    return optax.EmptyState()
 
   def update_fn(updates, state, params=None):
     if params is None:
@@ -72,12 +82,14 @@ def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
         f"add_constrained_decay: params do not match the updates' structure"
         f" (update paths {leaf_paths(updates)}). {e}"
       ) from None
-    mus = resolve_scalars(decay, updates, state.count, "decay")
+    mus = resolve_scalars(decay, updates, state.count if scheduled else None, "decay")
     out = [
       u if mu is None else u + cast_scalar(mu, u.dtype) * p.astype(u.dtype)
       for mu, u, p in zip(mus, flat, flat_p, strict=True)
     ]
-    return treedef.unflatten(out), AddConstrainedDecayState(count=optax.safe_increment(state.count))
+    if scheduled:
+      state = AddConstrainedDecayState(count=optax.safe_increment(state.count))
+    return treedef.unflatten(out), state
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -104,7 +116,8 @@ def add_cautious_weight_decay(
       no decay.
 
   Returns:
-    An ``optax.GradientTransformation`` that needs ``params`` in ``update``.
+    An ``optax.GradientTransformation`` that needs ``params`` in ``update``; its
+    state holds a step count only for a schedule (``optax.EmptyState`` otherwise).
 
   Examples:
     >>> import jax.numpy as jnp, normax
@@ -118,9 +131,13 @@ def add_cautious_weight_decay(
     Chen et al., *Cautious Weight Decay*, 2025 (arXiv:2510.12402).
   """
 
+  scheduled = callable(weight_decay)
+
   def init_fn(params):
     del params
-    return AddConstrainedDecayState(count=jnp.zeros([], jnp.int32))
+    if scheduled:
+      return AddConstrainedDecayState(count=jnp.zeros([], jnp.int32))
+    return optax.EmptyState()
 
   def update_fn(updates, state, params=None):
     if params is None:
@@ -128,14 +145,16 @@ def add_cautious_weight_decay(
         "normax.add_cautious_weight_decay needs the parameters: call"
         " tx.update(grads, state, params)."
       )
-    lam = weight_decay(state.count) if callable(weight_decay) else weight_decay
+    lam = weight_decay(state.count) if scheduled else weight_decay
 
     def leaf(u, p):
       p = p.astype(u.dtype)
       return u + jnp.where(u * p >= 0, cast_scalar(lam, u.dtype) * p, jnp.zeros_like(p))
 
     out = jax.tree.map(leaf, updates, params)
-    return out, AddConstrainedDecayState(count=optax.safe_increment(state.count))
+    if scheduled:
+      state = AddConstrainedDecayState(count=optax.safe_increment(state.count))
+    return out, state
 
   tx = optax.GradientTransformation(init_fn, update_fn)
   return tx if mask is None else optax.masked(tx, mask)

@@ -107,6 +107,12 @@ def resolve_scalars(value: Any, tree: Any, count: jax.Array, what: str) -> list[
   return [evaluate(s, count) for s in specs]
 
 
+def has_schedule(value: Any) -> bool:
+  """Whether a hyperparameter (a number, schedule, ``None`` or a pytree of them) holds a
+  schedule: only then does a transform need a step count in its state."""
+  return any(callable(x) for x in jax.tree.leaves(value, is_leaf=is_scalar_hyperparam))
+
+
 def evaluate(value: Any, count: jax.Array) -> Any:
   """A schedule's value at ``count``; a number or ``None`` as is."""
   if value is None:

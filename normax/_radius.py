@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._leafwise import cast_scalar, check_nonnegative, resolve_scalars
+from normax._leafwise import cast_scalar, check_nonnegative, has_schedule, resolve_scalars
 
 
 class ScaleByRadiusState(NamedTuple):
@@ -34,7 +34,8 @@ def scale_by_radius(radius: Any) -> optax.GradientTransformation:
       (as :func:`normax.scion` does). ``None`` leaves pass through.
 
   Returns:
-    An ``optax.GradientTransformation`` with a step count in its state.
+    An ``optax.GradientTransformation``; its state holds a step count when a
+    radius is a schedule (``optax.EmptyState`` otherwise).
 
   Examples:
     >>> import jax.numpy as jnp, normax
@@ -49,18 +50,21 @@ def scale_by_radius(radius: Any) -> optax.GradientTransformation:
     LMOs*, 2025, Sec. 3 (radius ρ) and Sec. 5 (per-layer radii).
   """
   check_nonnegative(radius, "normax.scale_by_radius radius")
+  scheduled = has_schedule(radius)
 
   def init_fn(params):
     del params
-    return ScaleByRadiusState(count=jnp.zeros([], jnp.int32))
+    return ScaleByRadiusState(count=jnp.zeros([], jnp.int32)) if scheduled else optax.EmptyState()
 
   def update_fn(updates, state, params=None):
     del params
     flat, treedef = jax.tree.flatten(updates)
-    radii = resolve_scalars(radius, updates, state.count, "radius")
+    radii = resolve_scalars(radius, updates, state.count if scheduled else None, "radius")
     out = [
       u if r is None else u * cast_scalar(r, u.dtype) for r, u in zip(radii, flat, strict=True)
     ]
-    return treedef.unflatten(out), ScaleByRadiusState(count=optax.safe_increment(state.count))
+    if scheduled:
+      state = ScaleByRadiusState(count=optax.safe_increment(state.count))
+    return treedef.unflatten(out), state
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -534,3 +534,22 @@ def test_project_to_norm_ball_transform_lands_on_projection():
   )
   for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(want), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_radius_and_decay_keep_no_step_count():
+  # A step count only where a schedule reads it; the updates are the same either way.
+  params = {"w": jnp.full((2, 3), 2.0)}
+  g = {"w": jnp.ones((2, 3))}
+  for make in (
+    normax.scale_by_radius,
+    normax.add_constrained_decay,
+    normax.add_cautious_weight_decay,
+  ):
+    constant, scheduled = make(0.5), make(optax.constant_schedule(0.5))
+    assert isinstance(constant.init(params), optax.EmptyState)
+    state = scheduled.init(params)
+    assert int(state.count) == 0
+    u1, _ = constant.update(g, constant.init(params), params)
+    u2, state = scheduled.update(g, state, params)
+    np.testing.assert_array_equal(u1["w"], u2["w"])
+    assert int(state.count) == 1
