@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -384,8 +385,56 @@ class Frobenius(Norm):
     return rescale_onto(w, l2_keepdims(w, self.core_axes(w.ndim)), radius, sphere)
 
 
+class _SliceLp(Norm):
+  """The ℓp operator-norm family: the largest norm of a slice (rows or columns).
+
+  ``L1ToLp`` takes rows (``axis=-1``, the slice norm ``ℓp``), ``LpToLinf`` columns
+  (``axis=-2``, the slice norm ``ℓp*``). The dual norm sums the slices' dual ℓ norms and
+  ``dualize`` maximizes slice by slice; ``slice_p = ∞`` clips and ``2`` rescales in
+  :meth:`project`.
+  """
+
+  axis: ClassVar[int]
+
+  def __post_init__(self):
+    object.__setattr__(self, "p", _validate_p(self.p))
+
+  @property
+  def slice_p(self) -> float:
+    """The exponent of each slice's norm in ``norm``."""
+    raise NotImplementedError
+
+  @property
+  def dual_slice_p(self) -> float:
+    """The exponent of each slice's norm in ``dual_norm`` (the conjugate of ``slice_p``)."""
+    raise NotImplementedError
+
+  def _slice_norms(self, x, q):
+    return jnp.squeeze(_lp_norm(x.astype(compute_dtype(x)), q, self.axis), self.axis)
+
+  def dualize(self, g):
+    x = g.astype(compute_dtype(g))
+    return _lp_dual_maximizer(x, self.dual_slice_p, self.axis).astype(g.dtype)
+
+  def dual_norm(self, g):
+    return jnp.sum(self._slice_norms(g, self.dual_slice_p), axis=-1)
+
+  def norm(self, w):
+    return jnp.max(self._slice_norms(w, self.slice_p), axis=-1)
+
+  def project(self, w, radius, sphere=False):
+    """Slices of norm ``ℓ∞``: entries clipped to ``±radius``; ``ℓ2``: each slice scaled to
+    ``‖·‖₂ ≤ radius``. Other exponents: the radial retraction of :meth:`normax.Norm.project`.
+    """
+    if self.slice_p == math.inf:
+      return clip_onto(w, radius, sphere)
+    if self.slice_p == 2:
+      return rescale_onto(w, l2_keepdims(w, self.axis), radius, sphere)
+    return super().project(w, radius, sphere)
+
+
 @dataclasses.dataclass(frozen=True)
-class L1ToLp(Norm):
+class L1ToLp(_SliceLp):
   r"""The ℓ1→ℓp operator norm: the largest ℓp norm of a row.
 
   For ``x ↦ x @ W`` the image of input basis vector ``e_i`` is row
@@ -409,36 +458,19 @@ class L1ToLp(Norm):
 
   p: float = 2.0
   name = "l1_to_lp"
+  axis = -1
 
-  def __post_init__(self):
-    object.__setattr__(self, "p", _validate_p(self.p))
+  @property
+  def slice_p(self) -> float:
+    return self.p
 
-  def dualize(self, g):
-    x = g.astype(compute_dtype(g))
-    return _lp_dual_maximizer(x, _conjugate(self.p), -1).astype(g.dtype)
-
-  def dual_norm(self, g):
-    x = g.astype(compute_dtype(g))
-    return jnp.sum(_lp_norm(x, _conjugate(self.p), -1)[..., 0], axis=-1)
-
-  def norm(self, w):
-    x = w.astype(compute_dtype(w))
-    return jnp.max(_lp_norm(x, self.p, -1)[..., 0], axis=-1)
-
-  def project(self, w, radius, sphere=False):
-    """``p = ∞``: entries clipped to ``±radius``; ``p = 2``: rows scaled to ``‖w_i‖₂ ≤ radius``.
-
-    Other ``p``: the radial retraction of :meth:`normax.Norm.project`.
-    """
-    if self.p == math.inf:
-      return clip_onto(w, radius, sphere)
-    if self.p == 2:
-      return rescale_onto(w, l2_keepdims(w, -1), radius, sphere)
-    return super().project(w, radius, sphere)
+  @property
+  def dual_slice_p(self) -> float:
+    return _conjugate(self.p)
 
 
 @dataclasses.dataclass(frozen=True)
-class LpToLinf(Norm):
+class LpToLinf(_SliceLp):
   r"""The ℓp→ℓ∞ operator norm: the largest dual-ℓp norm of a column.
 
   ``‖x @ W‖_∞ = max_j |⟨x, W_{·j}⟩| ≤ ‖x‖_p ‖W_{·j}‖_{p*}`` (Hölder, tight),
@@ -460,29 +492,12 @@ class LpToLinf(Norm):
 
   p: float = 2.0
   name = "lp_to_linf"
+  axis = -2
 
-  def __post_init__(self):
-    object.__setattr__(self, "p", _validate_p(self.p))
+  @property
+  def slice_p(self) -> float:
+    return _conjugate(self.p)
 
-  def dualize(self, g):
-    x = g.astype(compute_dtype(g))
-    return _lp_dual_maximizer(x, self.p, -2).astype(g.dtype)
-
-  def dual_norm(self, g):
-    x = g.astype(compute_dtype(g))
-    return jnp.sum(_lp_norm(x, self.p, -2)[..., 0, :], axis=-1)
-
-  def norm(self, w):
-    x = w.astype(compute_dtype(w))
-    return jnp.max(_lp_norm(x, _conjugate(self.p), -2)[..., 0, :], axis=-1)
-
-  def project(self, w, radius, sphere=False):
-    """``p = 1``: entries clipped to ``±radius``; ``p = 2``: columns scaled to ``‖w_j‖₂ ≤ radius``.
-
-    Other ``p``: the radial retraction of :meth:`normax.Norm.project`.
-    """
-    if self.p == 1:
-      return clip_onto(w, radius, sphere)
-    if self.p == 2:
-      return rescale_onto(w, l2_keepdims(w, -2), radius, sphere)
-    return super().project(w, radius, sphere)
+  @property
+  def dual_slice_p(self) -> float:
+    return self.p
