@@ -262,7 +262,11 @@ PRESETS = {
     # The same on the shakespeare protocol (replot with results/shakespeare/results.csv).
     task="gpt",
     base=GPT_BASE,
-    sweeps=[Sweep(GPT_VARIANT_LRS, seeds=SEEDS)],
+    sweeps=[
+      Sweep(GPT_VARIANT_LRS, seeds=SEEDS),
+      # Widened where the best landed on the grid's top edge (2**-7).
+      Sweep({o: pow2(-6, -5) for o in ("muon_rms", "shampoo", "soap")}, seeds=SEEDS),
+    ],
   ),
   "shakespeare_init": dict(
     # Scion with boundary initialization (normax.init_model) against the default init above.
