@@ -226,6 +226,13 @@ def optimizers(ns_dtype=None, steps: int = 5) -> dict:
       preconditioning="aol",
       muon_weight_dimension_numbers=_optax_muon_dims,
     ),
+    "muon (gram, aol -1 step)": lambda: normax.muon(
+      lr,
+      labels=_muon_labels,
+      ns_steps=steps - 1,
+      preconditioning="aol",
+      ns_method="gram_newton_schulz",
+    ),
     "muon (polar express)": lambda: muon(ns_coeffs="polar_express"),
     "muon (consistent rms)": lambda: muon(consistent_rms=0.2, weight_decay=0.1),
     "muon (adaptive)": lambda: muon(adaptive=True),
