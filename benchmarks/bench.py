@@ -161,6 +161,7 @@ OPTIMIZERS = (
   "muon (aol -1 step)",
   "optax.contrib.muon (aol -1 step)",
   "muon (polar express)",
+  "muon (polar express gram)",
   "muon (consistent rms)",
   "muon (adaptive)",
   "muon (normuon)",
@@ -226,12 +227,8 @@ def optimizers(ns_dtype=None, steps: int = 5) -> dict:
       preconditioning="aol",
       muon_weight_dimension_numbers=_optax_muon_dims,
     ),
-    "muon (gram, aol -1 step)": lambda: normax.muon(
-      lr,
-      labels=_muon_labels,
-      ns_steps=steps - 1,
-      preconditioning="aol",
-      ns_method="gram_newton_schulz",
+    "muon (polar express gram)": lambda: muon(
+      ns_coeffs="polar_express", ns_method="gram_newton_schulz"
     ),
     "muon (polar express)": lambda: muon(ns_coeffs="polar_express"),
     "muon (consistent rms)": lambda: muon(consistent_rms=0.2, weight_decay=0.1),
@@ -530,9 +527,9 @@ def parse(argv=None):
   p.add_argument("--momentum-dtype", default=None, help="train section: Scion's momentum dtype")
   p.add_argument(
     "--ns-method",
-    default="newton_schulz",
+    default=None,
     choices=["newton_schulz", "gram_newton_schulz"],
-    help="train section: Scion's Newton–Schulz form (the example's ns_method)",
+    help="train section: Scion's Newton–Schulz form (the example's ns_method; default: Spectral's)",
   )
   p.add_argument(
     "--train-optimizers",

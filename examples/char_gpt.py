@@ -68,9 +68,11 @@ from _common import (  # noqa: E402
 # 10, head 30, tuned on the width-64 proxy, results/shakespeare_proxy).
 DEFAULT_LR = {
   "scion": 2**-7, "uscion": 2**-8, "muon": 2**-5, "optax_muon": 2**-5, "adamw": 2**-8,
-  "normuon": 2**-5, "muon_aol": 2**-5, "muon_rms": 2**-8, "shampoo": 2**-8, "soap": 2**-8,
+  "normuon": 2**-5, "muon_aol": 2**-5, "muon_rms": 2**-6, "shampoo": 2**-7, "soap": 2**-7,
   "scion_free": 1.0, "muon_free": 1.0,
 }  # fmt: skip
+# The variants' rates are the winners of `--preset shakespeare_variants` (results/
+# shakespeare_variants); the learning-rate-free methods' 1 is a multiplier, not tuned.
 
 
 @dataclasses.dataclass
@@ -92,7 +94,7 @@ class Config:
   radii: str | None = None  # Scion radii per label, e.g. "hidden=3,head=10"; none: the preset's.
   init: Literal["default", "boundary"] = "default"  # boundary: Scion's init (normax.init_model).
   ns_dtype: str | None = None  # Newton–Schulz compute dtype of Scion's Spectral, e.g. bfloat16.
-  ns_method: Literal["newton_schulz", "gram_newton_schulz"] = "newton_schulz"  # Spectral's form.
+  ns_method: Literal["newton_schulz", "gram_newton_schulz"] | None = None  # None: each default.
   momentum_dtype: str | None = None  # Momentum buffer dtype, e.g. bfloat16.
   text: str | None = None  # A text file; none: the `shakespeare` package's plays.
   eval_every: int = 50  # Steps between evaluations.
@@ -242,7 +244,8 @@ def scion_recipe(config: Config) -> tuple[normax.LabelFn, dict[str, normax.Layer
   the token table takes the head's role (``scion_gpt_tied``)."""
   preset = normax.presets.scion_gpt_tied if config.tie_embeddings else normax.presets.scion_gpt
   labels, specs = preset()
-  hidden = normax.Spectral(method=config.ns_method, compute_dtype=config.ns_dtype)
+  form = {} if config.ns_method is None else {"method": config.ns_method}
+  hidden = normax.Spectral(compute_dtype=config.ns_dtype, **form)
   specs["hidden"] = dataclasses.replace(specs["hidden"], norm=hidden)
   return labels, with_radii(specs, config.radii)
 
@@ -272,7 +275,7 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
       weight_decay=0.1 if shared else 0.0,
       adam_weight_decay=0.1 if shared else 0.0,
       momentum_dtype=mu_dtype,
-      ns_method=config.ns_method,
+      ns_method=config.ns_method or "newton_schulz",
       **MUON_VARIANTS[config.optimizer],
     )
   if config.optimizer == "scion_free":

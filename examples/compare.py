@@ -223,7 +223,11 @@ PRESETS = {
     # protocol (replot with results/fashion_mnist/results.csv for one table).
     task="image",
     base=dict(dataset="fashion_mnist", model="mlp", width=128, steps=500, eval_every=50),
-    sweeps=[Sweep(IMAGE_VARIANT_LRS, seeds=SEEDS)],
+    sweeps=[
+      Sweep(IMAGE_VARIANT_LRS, seeds=SEEDS),
+      # Widened by one power of 2 where the best landed on the grid's top edge (2**-7).
+      Sweep({"soap": (2**-6,)}, seeds=SEEDS),
+    ],
   ),
   "digits_cnn": dict(
     # The CNN preset (scion_cnn: the Scion authors' airbench radii, conv/dense 8, head 128)
@@ -267,6 +271,8 @@ PRESETS = {
       # Widened by one power of 2 where the best landed on the grid's top edge (2**-7); one
       # only, for time (a SOAP run takes ~5 min here).
       Sweep({o: (2**-6,) for o in ("muon_rms", "shampoo", "soap")}, seeds=SEEDS),
+      # Consistent-RMS Muon's best was at 2**-6 again: one more.
+      Sweep({"muon_rms": (2**-5,)}, seeds=SEEDS),
     ],
   ),
   "shakespeare_init": dict(

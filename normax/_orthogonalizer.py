@@ -36,7 +36,8 @@ class Orthogonalizer:
   tuples, a dtype its name), so equal settings give equal, hashable values.
 
   Args:
-    method: ``"newton_schulz"``, ``"gram_newton_schulz"`` or ``"svd"``.
+    method: ``"gram_newton_schulz"`` (default), ``"newton_schulz"`` or ``"svd"``
+      (see :class:`normax.Spectral`).
     steps: Newton–Schulz iterations.
     coefficients: Newton–Schulz schedule (a name, one triple, or one per step).
     compute_dtype: dtype of the iterate; ``None``: float32.
@@ -56,7 +57,7 @@ class Orthogonalizer:
     True
   """
 
-  method: Method = "newton_schulz"
+  method: Method = "gram_newton_schulz"
   steps: int = 5
   coefficients: str | tuple = "quintic"
   compute_dtype: str | None = None

@@ -50,11 +50,14 @@ class Spectral(Norm):
   same ``s``: ``dualize = s·UVᵀ``, ``dual_norm = s·Σσᵢ``, ``norm = σ_max/s``.
 
   Args:
-    method: ``"newton_schulz"`` (default; matmuls only, approximate),
-      ``"gram_newton_schulz"`` (the same polynomial, run on the short-side
-      Gram matrix where that needs fewer FLOPs: about 0.56× for ``d×4d``; see
-      :func:`normax.newton_schulz`) or ``"svd"`` (exact; for reference and
-      tests). :meth:`dual_norm` and :meth:`norm` are always exact.
+    method: ``"gram_newton_schulz"`` (default: the Newton–Schulz polynomial
+      run on the short-side Gram matrix where that needs fewer FLOPs, about
+      0.56× for ``d×4d``, and the plain iteration elsewhere and for iterates
+      below 32 bits; same quality at 0.86× the time on the examples' gradients,
+      ``benchmarks/results/equal_quality.md``; see :func:`normax.newton_schulz`),
+      ``"newton_schulz"`` (the plain iteration everywhere, ``optax.contrib.muon``'s
+      arithmetic) or ``"svd"`` (exact; for reference and tests). :meth:`dual_norm`
+      and :meth:`norm` are always exact.
     steps: Newton–Schulz iterations.
     coefficients: Newton–Schulz schedule: ``"quintic"`` (classic Muon
       ``(3.4445, -4.7750, 2.0315)``), ``"polar_express"``, ``"cubic"``, one
@@ -96,7 +99,7 @@ class Spectral(Norm):
     Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024.
   """
 
-  method: Method = "newton_schulz"
+  method: Method = "gram_newton_schulz"
   steps: int = 5
   coefficients: str | tuple = "quintic"
   compute_dtype: str | None = None
