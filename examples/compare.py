@@ -616,13 +616,15 @@ def plot_curves(points: list[dict], path: str) -> None:
 
   best, base = best_runs(points), base_values(points)
   fig, ax = plt.subplots(figsize=(7, 4.2))
+  # Ten distinct default colours; tab20 beyond that (the variants' grids draw twelve).
+  colors = [f"C{i}" for i in range(10)] if len(best) <= 10 else plt.get_cmap("tab20").colors
   for i, name in enumerate(_optimizer_order(best)):
     point = best[name]
     hist = [h for h in point["history"] if h["eval_loss"] is not None]
     steps = [h["step"] for h in hist]
     mean = [h["eval_loss"] for h in hist]
     std = [h["eval_loss_std"] if math.isfinite(h["eval_loss_std"] or math.nan) else 0 for h in hist]
-    color = f"C{i}"
+    color = colors[i % len(colors)]
     label = f"{name} (lr {point['lr']:.3g}, {_seeds(point)})"
     ax.plot(steps, mean, color=color, label=label)
     ax.fill_between(
