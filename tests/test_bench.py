@@ -23,6 +23,7 @@ def bench():
 TINY = ["--quick", "--widths", "16", "--vocab", "24", "--repeats", "1", "--matmul-size", "64"]
 
 
+@pytest.mark.slow  # An end-to-end run (the benchmark script / the example's training).
 def test_update_ns_state_sections(bench, tmp_path):
   path = tmp_path / "out.json"
   opts = "scion,muon (gram),optax.adamw"

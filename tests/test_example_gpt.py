@@ -130,6 +130,7 @@ def test_flags():
     parse_config(cg.Config, ["--optimizer", "sgd"])
 
 
+@pytest.mark.slow  # An end-to-end run (the benchmark script / the example's training).
 def test_boundary_init_tied_embeddings_and_one_compilation_for_sampling(tmp_path, caplog):
   config = tiny(tmp_path, steps=2, eval_every=2, tie_embeddings=True, init="boundary", lr=2**-6)
   metrics = cg.main(config)
