@@ -99,16 +99,17 @@ class Spectral(Norm):
     Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024.
   """
 
-  method: Method = "gram_newton_schulz"
-  steps: int = 5
-  coefficients: str | tuple = "quintic"
-  compute_dtype: str | None = None
-  precision: str | None = None
-  sharding: Strategy = "auto"
+  # The orthogonalizer's settings take their defaults from it: one place decides them.
+  method: Method = Orthogonalizer.method
+  steps: int = Orthogonalizer.steps
+  coefficients: str | tuple = Orthogonalizer.coefficients
+  compute_dtype: str | None = Orthogonalizer.compute_dtype
+  precision: str | None = Orthogonalizer.precision
+  sharding: Strategy = Orthogonalizer.sharding
   normalized: bool = True
   max: bool = False
-  preconditioning: str = "frobenius"
-  eps: float = 0.0
+  preconditioning: str = Orthogonalizer.preconditioning
+  eps: float = Orthogonalizer.eps
   name = "spectral"
 
   def __post_init__(self):
