@@ -19,6 +19,7 @@ from normax._labels import label_by_path as label_by_path
 from normax._labels import label_table as label_table
 from normax._labels import resolve_specs as resolve_specs
 from normax._lmo import scale_by_lmo as scale_by_lmo
+from normax._matrix_view import MatrixView as MatrixView
 from normax._matrix_view import MuonDimensionNumbers as MuonDimensionNumbers
 from normax._matrix_view import with_matrix_view as with_matrix_view
 from normax._momentum import MomentumState as MomentumState
@@ -48,6 +49,10 @@ from normax._projection import project as project
 from normax._projection import project_to_norm_ball as project_to_norm_ball
 from normax._radius import scale_by_radius as scale_by_radius
 from normax._registry import available_norms as available_norms
+from normax._roles import ROLES as ROLES
+from normax._roles import Role as Role
+from normax._roles import Roles as Roles
+from normax._roles import infer_roles as infer_roles
 from normax._registry import get_norm as get_norm
 from normax._registry import register_norm as register_norm
 from normax._schedules import CUBIC as CUBIC
@@ -79,12 +84,16 @@ __all__ = (
   "LabelFn",
   "LayerSpec",
   "LpToLinf",
+  "MatrixView",
   "MomentumState",
   "MuonDimensionNumbers",
   "Norm",
   "Orthogonalizer",
   "PRECONDITIONINGS",
   "QUINTIC",
+  "ROLES",
+  "Role",
+  "Roles",
   "RowNorm",
   "Rule",
   "ScaleByNeuronRmsState",
@@ -99,6 +108,7 @@ __all__ = (
   "available_norms",
   "get_norm",
   "hyperball",
+  "infer_roles",
   "init_model",
   "init_params",
   "label_by_path",
