@@ -49,12 +49,12 @@ from normax._projection import project as project
 from normax._projection import project_to_norm_ball as project_to_norm_ball
 from normax._radius import scale_by_radius as scale_by_radius
 from normax._registry import available_norms as available_norms
+from normax._registry import get_norm as get_norm
+from normax._registry import register_norm as register_norm
 from normax._roles import ROLES as ROLES
 from normax._roles import Role as Role
 from normax._roles import Roles as Roles
 from normax._roles import infer_roles as infer_roles
-from normax._registry import get_norm as get_norm
-from normax._registry import register_norm as register_norm
 from normax._schedules import CUBIC as CUBIC
 from normax._schedules import DION as DION
 from normax._schedules import QUINTIC as QUINTIC

@@ -278,9 +278,8 @@ class _Walker:
     shapes = [tuple(v.aval.shape) for v in eqn.invars[:2]]
     sides = ((lhs, rhs, lc, lb, 0), (rhs, lhs, rc, rb, 1))
     if lhs.flows and rhs.flows:  # A product of parameters: a transform, roles unknown.
-      for info, other, contract, batch, side in sides:
-        for flow in info.flows:
-          self.uses.append(Use(flow.leaf, "elementwise", name + " (of two parameters)"))
+      for flow in lhs.flows + rhs.flows:
+        self.uses.append(Use(flow.leaf, "elementwise", name + " (of two parameters)"))
       return out
     # Where each operand's axes land in the output: batch axes, lhs free, rhs free.
     frees = [
@@ -389,7 +388,8 @@ class _Walker:
     p = eqn.params
     body = _open(p["jaxpr"])
     n_consts, n_carry = p["num_consts"], p["num_carry"]
-    consts, carry, xs = ins[:n_consts], ins[n_consts : n_consts + n_carry], ins[n_consts + n_carry :]
+    consts, carry = ins[:n_consts], ins[n_consts : n_consts + n_carry]
+    xs = ins[n_consts + n_carry :]
     sliced = []
     for info in xs:
       flows = [_drop(f, (0,)) for f in info.flows]

@@ -42,8 +42,8 @@ def _as_axes(value: Any, what: str) -> Axes | None:
   try:
     axes = tuple(value)
   except TypeError:
-    raise TypeError(f"MatrixView {what} must be an int or a tuple of ints, got {value!r}.") from None
-  if not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
+    axes = None
+  if axes is None or not all(isinstance(a, int) and not isinstance(a, bool) for a in axes):
     raise TypeError(f"MatrixView {what} must be an int or a tuple of ints, got {value!r}.")
   return axes
 
@@ -69,18 +69,18 @@ class MatrixView:
   (counted from the end), so one view can serve a leaf with or without a
   leading layer axis.
 
-  ======================================  ======================  ==============================
-  parameter                               shape                   view
-  ======================================  ======================  ==============================
-  ``nnx.Linear`` / ``Dense`` kernel       ``(d_in, d_out)``       ``MatrixView(-2, -1)``
-  scanned stack of them                   ``(layers, d, d)``      ``MatrixView(-2, -1)``
-  ``nnx.MultiHeadAttention`` q/k/v        ``(d, heads, hd)``      ``MatrixView(0, (1, 2))``
-  the same, one matrix per head           ``(d, heads, hd)``      ``MatrixView(0, 2, stack=1)``
-  its output projection                   ``(heads, hd, d)``      ``MatrixView((0, 1), 2)``
-  ``nnx.Einsum`` head ``"btd,vd->btv"``   ``(vocab, d)``          ``MatrixView(1, 0)``
-  2-D conv kernel (HWIO)                  ``(3, 3, c_in, c_out)`` ``MatrixView(2, 3, spatial=(0, 1))``
-  fused QKV kernel                        ``(d, 3·d)``            ``MatrixView(0, 1, blocks=3)``
-  ======================================  ======================  ==============================
+  ====================================  =====================  ==================================
+  parameter                             shape                  view
+  ====================================  =====================  ==================================
+  ``nnx.Linear`` / ``Dense`` kernel     ``(d_in, d_out)``      ``MatrixView(-2, -1)``
+  scanned stack of them                 ``(layers, d, d)``     ``MatrixView(-2, -1)``
+  ``nnx.MultiHeadAttention`` q/k/v      ``(d, heads, hd)``     ``MatrixView(0, (1, 2))``
+  the same, one matrix per head         ``(d, heads, hd)``     ``MatrixView(0, 2, stack=1)``
+  its output projection                 ``(heads, hd, d)``     ``MatrixView((0, 1), 2)``
+  ``nnx.Einsum`` head ``"btd,vd->btv"`` ``(vocab, d)``         ``MatrixView(1, 0)``
+  2-D conv kernel (HWIO)                ``(3, 3, c_i, c_o)``   ``MatrixView(2, 3, spatial=(0, 1))``
+  fused QKV kernel                      ``(d, 3·d)``           ``MatrixView(0, 1, blocks=3)``
+  ====================================  =====================  ==================================
 
   :func:`normax.infer_roles` reads every parameter's view from the model's
   computation; a :class:`normax.Rule` can state one by hand.
@@ -306,9 +306,12 @@ def matrix_views(tree: Any, views: Any = None, blocks: Any = None) -> list[Matri
   """
   specs = broadcast_spec(views, tree, is_spec=_is_view, what="matrix view", allow_callable=True)
   is_block = lambda x: isinstance(x, int | jax.Array) and not isinstance(x, bool)  # noqa: E731
-  nblocks = broadcast_spec(blocks, tree, is_spec=is_block, what="output_blocks", allow_callable=True)
+  nblocks = broadcast_spec(
+    blocks, tree, is_spec=is_block, what="output_blocks", allow_callable=True
+  )
   out = []
-  for spec, k, path, leaf in zip(specs, nblocks, leaf_paths(tree), jax.tree.leaves(tree), strict=True):
+  leaves = jax.tree.leaves(tree)
+  for spec, k, path, leaf in zip(specs, nblocks, leaf_paths(tree), leaves, strict=True):
     if spec is not None and not _is_view(spec):
       raise TypeError(
         f"Expected a normax.MatrixView, optax.contrib.MuonDimensionNumbers or None at {path!r},"
@@ -382,7 +385,8 @@ def with_matrix_view(
 
   def apply(views_, tree, fn):
     flat, treedef = jax.tree.flatten(tree)
-    return treedef.unflatten([x if v is None else fn(v, x) for v, x in zip(views_, flat, strict=True)])
+    pairs = zip(views_, flat, strict=True)
+    return treedef.unflatten([x if v is None else fn(v, x) for v, x in pairs])
 
   def init_fn(params):
     return inner.init(apply(matrix_views(params, views, blocks), params, lambda v, x: v.to(x)))

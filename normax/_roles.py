@@ -499,7 +499,7 @@ def _decide(path: str, shape: tuple[int, ...], dtype, uses: list[Use]) -> Role:
     return Role("embed", _view(path, shape, dtype, lookup), op=ops(embeds))
   if convs:
     if dots or heads:
-      raise _ambiguous(path, shape, dtype, convs + dots + heads, "is both a conv and a dense kernel")
+      raise _ambiguous(path, shape, dtype, convs + dots + heads, "is a conv and a dense kernel")
     use = one(convs, "is read with different layouts by convolutions")
     view = _view(path, shape, dtype, use)
     return Role("conv", view, input=all(u.input for u in convs), op=ops(convs))

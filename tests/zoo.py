@@ -68,7 +68,7 @@ def _tokens():
   return (jax.random.randint(jax.random.key(1), (B, T), 0, VOCAB),)
 
 
-# -- decoder LM with nnx.MultiHeadAttention ---------------------------------------------------------
+# -- decoder LM with nnx.MultiHeadAttention ------------------------------------------------------
 
 
 class MhaBlock(nnx.Module):
@@ -142,7 +142,7 @@ def mha_decoder() -> Entry:
   return Entry("mha_decoder", params, apply, _tokens(), exp, model=model, per_head=heads)
 
 
-# -- grouped-query attention with nnx.Einsum, tied embedding ----------------------------------------
+# -- grouped-query attention with nnx.Einsum, tied embedding -------------------------------------
 
 
 KV = 2
@@ -214,7 +214,7 @@ def einsum_gqa_tied() -> Entry:
   return Entry("einsum_gqa_tied", params, apply, _tokens(), exp, model=model, per_head=heads)
 
 
-# -- fused QKV --------------------------------------------------------------------------------------
+# -- fused QKV -----------------------------------------------------------------------------------
 
 
 class FusedQKV(nnx.Module):
@@ -253,7 +253,7 @@ def fused_qkv() -> Entry:
   return Entry("fused_qkv", params, apply, _tokens(), exp, model=model, per_head=heads)
 
 
-# -- scanned decoder with a mixture-of-experts MLP --------------------------------------------------
+# -- scanned decoder with a mixture-of-experts MLP -----------------------------------------------
 
 
 E, L = 4, 3
@@ -319,7 +319,7 @@ def scanned_moe() -> Entry:
   return Entry("scanned_moe", params, apply, _tokens(), exp, model=model, per_head=heads)
 
 
-# -- Linen: scanned decoder of MultiHeadDotProductAttention, boxed kernels --------------------------
+# -- Linen: scanned decoder of MultiHeadDotProductAttention, boxed kernels -----------------------
 
 
 class LinenBlock(nn.Module):
@@ -383,7 +383,7 @@ def linen_decoder() -> Entry:
   )  # fmt: skip
 
 
-# -- ViT: patch embedding, class token, position table ----------------------------------------------
+# -- ViT: patch embedding, class token, position table -------------------------------------------
 
 
 P, IMG, C, CLASSES = 4, 16, 3, 10
@@ -459,7 +459,7 @@ def vit() -> Entry:
   return Entry("vit", params, apply, (images,), exp, model=model, per_head=heads)
 
 
-# -- Linen ResNet -----------------------------------------------------------------------------------
+# -- Linen ResNet --------------------------------------------------------------------------------
 
 
 class ResBlock(nn.Module):
@@ -492,7 +492,11 @@ def resnet() -> Entry:
   variables = module.init(jax.random.key(0), images)
   params = variables["params"]
   conv = ("conv", V(2, 3, spatial=(0, 1)))
-  exp = {"Conv_0/kernel": conv, "Dense_0/kernel": ("head", V(0, 1)), "Dense_0/bias": ("bias", V((), 0))}
+  exp = {
+    "Conv_0/kernel": conv,
+    "Dense_0/kernel": ("head", V(0, 1)),
+    "Dense_0/bias": ("bias", V((), 0)),
+  }
   for b in ("ResBlock_0", "ResBlock_1"):
     exp |= {f"{b}/Conv_0/kernel": conv, f"{b}/Conv_1/kernel": conv}
     for n in ("BatchNorm_0", "BatchNorm_1"):
@@ -508,7 +512,7 @@ def resnet() -> Entry:
   return Entry("resnet", params, apply, (images,), exp, model=module, variables=variables)
 
 
-# -- Linen 1-D conv ---------------------------------------------------------------------------------
+# -- Linen 1-D conv ------------------------------------------------------------------------------
 
 
 class Conv1d(nn.Module):
@@ -537,7 +541,5 @@ def conv1d() -> Entry:
   )
 
 
-ZOO = {
-  f.__name__: f
-  for f in (mha_decoder, einsum_gqa_tied, fused_qkv, scanned_moe, linen_decoder, vit, resnet, conv1d)
-}
+MODELS = (mha_decoder, einsum_gqa_tied, fused_qkv, scanned_moe, linen_decoder, vit, resnet, conv1d)
+ZOO = {f.__name__: f for f in MODELS}
