@@ -437,7 +437,6 @@ def _reads_inputs(other: Info) -> bool:
   return other.data and not other.params
 
 
-
 def map_axes(eqn, per_input: list[tuple[Flow, ...]], stack: bool) -> list[tuple[Flow, ...]]:
   """The flows of each output of ``eqn`` from those of its inputs, by how it moves axes.
 
@@ -601,9 +600,7 @@ def _cut(var, axis: int, consumers) -> int | None:
     if e.primitive.name != "slice" or e.params["strides"] not in (None, (1,) * len(var.aval.shape)):
       return None
     lo, hi = e.params["start_indices"], e.params["limit_indices"]
-    full = all(
-      lo[k] == 0 and hi[k] == var.aval.shape[k] for k in range(len(lo)) if k != axis
-    )
+    full = all(lo[k] == 0 and hi[k] == var.aval.shape[k] for k in range(len(lo)) if k != axis)
     if not full:
       return None
     starts.add((lo[axis], hi[axis]))

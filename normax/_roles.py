@@ -180,8 +180,7 @@ class Roles:
     if missing:
       where = ", ".join(f"{k!r} (e.g. {p!r})" for k, p in missing.items())
       raise ValueError(
-        f"relabel: no label for the role(s) {where}; map every role present:"
-        f" {sorted(present)}."
+        f"relabel: no label for the role(s) {where}; map every role present: {sorted(present)}."
       )
     return dataclasses.replace(self, labels=tuple(sorted(mapping.items())))
 

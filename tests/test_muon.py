@@ -200,7 +200,7 @@ def test_output_blocks_orthogonalize_each_block():
     blk = np.asarray(g["qkv"][:, 8 * i : 8 * (i + 1)], np.float64)
     left, _, right = np.linalg.svd(blk)
     np.testing.assert_allclose(u["qkv"][:, 8 * i : 8 * (i + 1)], -0.1 * left @ right, atol=1e-5)
-  with pytest.raises(ValueError, match=r"output_blocks=5\) of .* do not divide the fan-out size 24"):
+  with pytest.raises(ValueError, match=r"output_blocks=5\) .* do not divide the fan-out size 24"):
     normax.muon(0.1, output_blocks=5).init(params)
 
 
