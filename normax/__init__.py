@@ -13,11 +13,10 @@ from normax._hyperball import HyperballState as HyperballState
 from normax._hyperball import hyperball as hyperball
 from normax._init import init_model as init_model
 from normax._init import init_params as init_params
+from normax._label_table import label_table as label_table
 from normax._labels import LabelFn as LabelFn
 from normax._labels import Rule as Rule
 from normax._labels import label_by_path as label_by_path
-from normax._labels import label_table as label_table
-from normax._labels import resolve_specs as resolve_specs
 from normax._lmo import scale_by_lmo as scale_by_lmo
 from normax._matrix_view import MatrixView as MatrixView
 from normax._matrix_view import MuonDimensionNumbers as MuonDimensionNumbers
@@ -66,6 +65,7 @@ from normax._shampoo import scale_by_shampoo as scale_by_shampoo
 from normax._soap import SoapState as SoapState
 from normax._soap import scale_by_soap as scale_by_soap
 from normax._spec import LayerSpec as LayerSpec
+from normax._spec import resolve_specs as resolve_specs
 from normax._spectral import Spectral as Spectral
 from normax._spectral import SpectralConv as SpectralConv
 

@@ -283,6 +283,22 @@ class Norm(abc.ABC):
   def _layout(self) -> str:
     return "(..., fan_in, fan_out)"
 
+  def for_view(self, view, path: str | None = None) -> Norm:
+    """This norm for a leaf read in ``view``'s matrix layout (a :class:`normax.MatrixView`).
+
+    In the matrix layout ``stack + spatial + (fan_in, fan_out)`` a dense norm
+    reads the last two axes as usual; a view with spatial (tap) axes belongs
+    to a convolution kernel, which only a conv-aware norm reads
+    (:class:`normax.SpectralConv` overrides this).
+    """
+    if view is not None and view.spatial:
+      raise ValueError(
+        f"{self!r} got a convolution kernel{describe(path)} (its view has spatial axes"
+        f" {view.spatial}); a dense norm would read each tap as a separate matrix. Use"
+        " normax.SpectralConv() for it."
+      )
+    return self
+
   def _checked(self, x: jax.Array) -> jax.Array:
     x = jnp.asarray(x)
     self.check(x.shape, x.dtype)

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import optax
 
 from normax._base import acc_dtype
-from normax._labels import broadcast_labels, resolve_specs
+from normax._labels import broadcast_labels
 from normax._paths import tree_paths
-from normax._spec import LayerSpec
+from normax._spec import LayerSpec, resolve_specs
 
 
 def _radius_at_start(radius, label: str) -> float:
@@ -47,6 +47,10 @@ def init_params(
   scaled orthogonal matrix, ``ColNorm`` rows of RMS ``ρ``, ``Sign`` entries
   ``±ρ/d_in`` (zeros with ``Sign(zero_init=True)``). A radius schedule
   contributes its value at step 0.
+
+  A parameter with a :class:`normax.MatrixView` (from the labels, e.g.
+  :class:`normax.Roles`, or its spec) is drawn on the sphere of the matrix
+  its view forms.
 
   Labels in ``keep`` keep their values: e.g. normalization gains, which
   start at 1 and would otherwise get random signs from ``BiasRMS``'s sphere.
@@ -93,7 +97,12 @@ def init_params(
     leaf = jnp.asarray(leaf)
     leaf_key = jax.random.fold_in(key, _path_seed(path))
     radius = _radius_at_start(spec.radius, label)
-    value = spec.norm.init(leaf_key, leaf.shape, leaf.dtype)
+    if spec.view is None:
+      value = spec.norm.init(leaf_key, leaf.shape, leaf.dtype)
+    else:  # Drawn in the view's matrix layout: the sphere of the matrix the norm acts on.
+      norm = spec.norm.for_view(spec.view, path)
+      value = norm.init(leaf_key, spec.view.matrix_shape(leaf.shape), leaf.dtype)
+      value = spec.view.back(value, leaf.shape)
     out.append((value.astype(acc_dtype(leaf.dtype)) * radius).astype(leaf.dtype))
   return treedef.unflatten(out)
 

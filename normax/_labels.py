@@ -1,21 +1,24 @@
-"""Label functions: ordered path rules that give every parameter a role label.
+"""Label functions: ordered path rules that give every parameter a role label (and a view).
 
 A label names a parameter's role (``"embed"``, ``"hidden"``, ``"head"``,
 ``"bias"``); one mapping ``{label: LayerSpec}`` then says what each role
 means. Labels depend only on paths and shapes, never on values, because
 ``optax.partition`` calls the label function on the updates, not the params.
+A label function may also say each leaf's :class:`normax.MatrixView`
+(``labels.views(tree)``): :class:`normax.Rule` can state one, and
+:class:`normax.Roles` read them from the model.
 
 Flax NNX hands ``tx.init`` a state whose parameters are ``nnx.Param``
 wrappers and ``tx.update`` the same state with plain arrays. Without
 importing flax, a label function here treats any pytree node that wraps a
 single ``.value`` as one parameter and gives it one label, so both trees get
-the same labels at the same paths (and ``optax.partition`` masks whole
-wrappers, never the array inside one).
+the same labels at the same paths.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -24,8 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from normax._base import Norm
-from normax._leafwise import check_nonnegative
+from normax._matrix_view import MatrixView
 from normax._paths import (
   is_value_wrapper,
   leaf_dtype,
@@ -33,23 +35,54 @@ from normax._paths import (
   path_to_str,
   structure_mismatch,
 )
-from normax._spec import LayerSpec
 
 Shape = tuple[int, ...]
 
 
+def glob_match(pattern: str, path: str) -> bool:
+  """Whether a glob matches a ``/``-joined path, component by component.
+
+  ``*`` and ``?`` stay inside one path component, ``**`` spans any number of
+  whole components, a final ``/*`` matches everything below (one or more
+  components), and the pattern matches the path's *last* components unless
+  it starts with ``/`` (then the whole path): ``"head/*"`` matches
+  ``"lm/head/kernel"`` but not ``"multihead/kernel"``.
+  """
+  anchored = pattern.startswith("/")
+  pat = pattern.strip("/").split("/") if pattern.strip("/") else []
+  parts = path.split("/") if path else []
+  if len(pat) > 1 and pat[-1] == "*":
+    pat = [*pat[:-1], "?*", "**"]  # One component at least, then any number.
+  if not anchored:
+    pat = ["**", *pat]
+  return _match(tuple(pat), tuple(parts))
+
+
+def _match(pat: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+  if not pat:
+    return not parts
+  if pat[0] == "**":
+    return any(_match(pat[1:], parts[i:]) for i in range(len(parts) + 1))
+  return bool(parts) and fnmatch.fnmatchcase(parts[0], pat[0]) and _match(pat[1:], parts[1:])
+
+
 @dataclasses.dataclass(frozen=True)
 class Rule:
-  """One label rule: a path pattern, optional shape conditions, and a label.
+  """One label rule: a path pattern, optional shape conditions, a label and a matrix view.
 
-  A rule matches a parameter when ``pattern`` matches its whole
-  ``/``-joined path (``"blocks/0/attn/query/kernel"``,
-  ``"params/Dense_0/kernel"``) and every given condition holds.
+  A rule matches a parameter when ``pattern`` matches its ``/``-joined path
+  (``"blocks/0/attn/query/kernel"``, ``"params/Dense_0/kernel"``) and every
+  given condition holds.
 
   Args:
-    pattern: A glob (``fnmatch``, case-sensitive; ``*`` also crosses ``/``,
-      so ``"*kernel"`` matches every kernel) or a compiled ``re.Pattern``,
-      which must match the whole path (``re.fullmatch``).
+    pattern: A glob matched on whole path components: ``*`` and ``?`` stay
+      inside a component, ``**`` spans any number of them, a final ``/*``
+      matches everything below, and the pattern matches the path's last
+      components (a leading ``/`` anchors it at the root). So ``"kernel"``
+      or ``"*kernel"`` matches every kernel, ``"head/*"`` everything in a
+      module called ``head`` but not ``multihead``, ``"logits/*"`` not
+      ``pre_logits``. Or a compiled ``re.Pattern``, which must match the
+      whole path (``re.fullmatch``).
     label: The label given to matching parameters (``None`` with ``error``).
     ndim: Accepted rank(s): an int or a collection such as ``(3, 4, 5)`` or
       ``range(2, 8)``. ``None`` accepts any rank.
@@ -60,12 +93,18 @@ class Rule:
       guessing a label, the label function raises one ``ValueError`` listing
       every such path and shape, followed by this text (which should say how
       to disambiguate). Rules placed before it still label those paths.
+    view: The :class:`normax.MatrixView` of matching parameters (which axes
+      are the fan-in, the fan-out and a stack), e.g.
+      ``normax.MatrixView(fan_in=-3, fan_out=(-2, -1))`` for attention
+      kernels ``(..., d, heads, head_dim)``; ``None``: the last two axes.
 
   Examples:
     >>> import re, jax.numpy as jnp, normax
-    >>> rule = normax.Rule("*kernel", "conv", ndim=(3, 4, 5))
-    >>> rule.matches("conv1/kernel", (3, 3, 8, 16)), rule.matches("dense/kernel", (8, 16))
+    >>> rule = normax.Rule("conv*/kernel", "conv", ndim=(3, 4, 5))
+    >>> rule.matches("blocks/conv1/kernel", (3, 3, 8, 16)), rule.matches("dense/kernel", (8, 16))
     (True, False)
+    >>> normax.Rule("head/*", "head").matches("multihead/kernel", (4, 4))
+    False
     >>> normax.Rule(re.compile(r"layers/\\d+/.*"), "hidden").matches("layers/12/w", (4, 4))
     True
     >>> rule = normax.Rule("*", "hidden", min_ndim=2)
@@ -87,6 +126,7 @@ class Rule:
   where: Callable[[Shape], bool] | None = None
   error: str | None = None
   min_ndim: int | None = None
+  view: MatrixView | None = None
 
   def __post_init__(self):
     if not isinstance(self.pattern, str | re.Pattern):
@@ -107,11 +147,13 @@ class Rule:
         f"A rule needs exactly one of a label or an error, got label={self.label!r} and"
         f" error={self.error!r}."
       )
+    if self.view is not None and not isinstance(self.view, MatrixView):
+      raise TypeError(f"Rule view must be a normax.MatrixView or None, got {self.view!r}.")
 
   def matches(self, path: str, shape: Shape) -> bool:
     """Whether this rule applies to a parameter at ``path`` of ``shape``."""
     if isinstance(self.pattern, str):
-      if not fnmatch.fnmatchcase(path, self.pattern):
+      if not glob_match(self.pattern, path):
         return False
     elif self.pattern.fullmatch(path) is None:
       return False
@@ -136,7 +178,8 @@ class Rule:
     if self.where is not None:
       conditions.append("where=...")
     suffix = f" [{', '.join(conditions)}]" if conditions else ""
-    return f"{pattern!r}{suffix} -> {'error' if self.error else repr(self.label)}"
+    view = "" if self.view is None else " (with a view)"
+    return f"{pattern!r}{suffix} -> {'error' if self.error else repr(self.label)}{view}"
 
 
 def _as_rules(rules: Any) -> tuple[Rule, ...]:
@@ -158,21 +201,18 @@ def _as_rules(rules: Any) -> tuple[Rule, ...]:
 
 
 def _glob_for(path: str) -> str:
-  last = path.rsplit("/", 1)[-1]
-  return f"*/{last}" if "/" in path else last
+  return path.rsplit("/", 1)[-1]
 
 
-def _table(rows: Iterable[Iterable[str]], indent: str = "") -> str:
+def text_table(rows: Iterable[Iterable[str]], indent: str = "") -> str:
+  """Rows of strings as left-aligned columns."""
   rows = [list(r) for r in rows]
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = ("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
   return "\n".join(indent + line for line in lines)
 
 
-# -- the label function --------------------------------------------------------
-
-
-def _is_step_count(x: Any) -> bool:
+def is_step_count(x: Any) -> bool:
   """A scalar integer: what ``optax.inject_hyperparams`` calls a "schedule" with."""
   if isinstance(x, bool):
     return False
@@ -180,6 +220,9 @@ def _is_step_count(x: Any) -> bool:
     return True
   dtype = getattr(x, "dtype", None)
   return np.ndim(x) == 0 and dtype is not None and np.issubdtype(dtype, np.integer)
+
+
+# -- the label function --------------------------------------------------------
 
 
 # A static pytree (no leaves, itself the aux data), so that a label function may sit
@@ -191,7 +234,8 @@ class LabelFn:
 
   It returns a pytree of label strings with the structure of ``params``
   (one label per ``nnx.Param``, wrapped or not), so it can be passed wherever
-  optax takes labels (``optax.partition``, :func:`normax.scion`).
+  optax takes labels (``optax.partition``, :func:`normax.scion`);
+  :meth:`views` gives the :class:`normax.MatrixView` its rules state.
 
   ``optax.inject_hyperparams`` takes every callable argument for a schedule
   and calls it with the step count; called with a scalar integer, a
@@ -203,7 +247,7 @@ class LabelFn:
 
   Examples:
     >>> import jax.numpy as jnp, normax
-    >>> fn = normax.label_by_path([("*head/kernel", "head"), ("*", "hidden")])
+    >>> fn = normax.label_by_path([("head/kernel", "head"), ("*", "hidden")])
     >>> fn({"head": {"kernel": jnp.zeros((4, 2))}, "body": {"kernel": jnp.zeros((4, 4))}})
     {'body': {'kernel': 'hidden'}, 'head': {'kernel': 'head'}}
     >>> fn.label_of("head/kernel", (4, 2))
@@ -225,8 +269,17 @@ class LabelFn:
     rule = self._rule_for(path, shape)
     return self.default if rule is None else rule.label
 
+  def views(self, tree: Any) -> Any:
+    """The :class:`normax.MatrixView` of each leaf (its rule's ``view``; ``None``: none)."""
+
+    def view(keys, x):
+      rule = self._rule_for(path_to_str(keys), leaf_shape(x))
+      return None if rule is None else rule.view
+
+    return jax.tree_util.tree_map_with_path(view, tree, is_leaf=is_value_wrapper)
+
   def __call__(self, params: Any) -> Any:
-    if _is_step_count(params):  # optax.inject_hyperparams evaluating a "schedule".
+    if is_step_count(params):  # optax.inject_hyperparams evaluating a "schedule".
       return self
     unmatched: list[tuple[str, Shape, Any]] = []
     ambiguous: list[tuple[str, Shape, Any, Rule]] = []
@@ -263,7 +316,7 @@ class LabelFn:
     example = ", ".join(f'("{g}", "<label>")' for g in globs[:4])
     return (
       f"{len(unmatched)} parameter(s) match no label rule and no default was given:\n"
-      f"{_table(rows, '  ')}\n"
+      f"{text_table(rows, '  ')}\n"
       f"Rules, tried in order:\n{self._rules_text()}\n"
       f"Add rules that catch them, e.g. rules=[..., {example}], or pass"
       f' default="<label>" to label everything else.'
@@ -275,7 +328,7 @@ class LabelFn:
     example = ", ".join(f'("{p}", "<label>")' for p, *_ in ambiguous[:4])
     return (
       f"{len(ambiguous)} parameter(s) are ambiguous under these rules:\n"
-      f"{_table(rows, '  ')}\n{reasons}\n"
+      f"{text_table(rows, '  ')}\n{reasons}\n"
       f"Rules, tried in order:\n{self._rules_text()}\n"
       f"A rule in front labels them explicitly, e.g. rules=[{example}, ...]."
     )
@@ -288,7 +341,7 @@ class LabelFn:
       (p, str(s), str(self.label_of(p, s)))
       for p, s in jax.tree.leaves(shapes, is_leaf=lambda x: isinstance(x, tuple))
     ]
-    table = _table(rows, "  ") if rows else "  (no parameters)"
+    table = text_table(rows, "  ") if rows else "  (no parameters)"
     return (
       f"No parameter got the label(s) {missing}, which these rules require:\n"
       f"{self._rules_text()}\n"
@@ -312,17 +365,17 @@ def label_by_path(
   ``{"params": ...}`` dicts, Flax NNX states both with ``nnx.Param``
   wrappers (as ``nnx.Optimizer`` passes to ``init``; each wrapper gets one
   label) and as pure arrays (as passed to ``update``), and scanned layer
-  stacks (match on rank with ``ndim`` where a leading layer axis matters).
+  stacks (state their view with ``Rule(..., view=normax.MatrixView(-2, -1))``).
 
   Paths are ``/``-joined keys: ``"blocks/0/mlp/kernel"`` (NNX),
-  ``"params/Dense_0/kernel"`` (Linen). Labels depend only on paths and
-  shapes, never on values.
+  ``"params/Dense_0/kernel"`` (Linen). Globs match whole path components
+  (see :class:`normax.Rule`). Labels depend only on paths and shapes, never
+  on values. To read roles from the model instead of its names, use
+  :func:`normax.infer_roles`.
 
   Args:
     rules: :class:`normax.Rule` objects or ``(pattern, label)`` pairs, tried
       in order; a mapping ``{pattern: label}`` is read in insertion order.
-      A string pattern is a glob, a compiled ``re.Pattern`` a regex (both
-      must match the whole path).
     default: Label for parameters no rule matches. ``None`` (the default)
       makes them an error that lists every unmatched path and shape.
     required: Labels that at least one parameter must get; an error
@@ -342,9 +395,9 @@ def label_by_path(
     >>> params = {"embed": {"embedding": jnp.zeros((10, 4))},
     ...           "mlp": {"kernel": jnp.zeros((4, 4)), "bias": jnp.zeros(4)}}
     >>> labels = normax.label_by_path([
-    ...     ("*embedding", "embed"),
+    ...     ("embedding", "embed"),
     ...     normax.Rule("*", "bias", ndim=(0, 1)),
-    ...     ("*kernel", "hidden"),
+    ...     ("kernel", "hidden"),
     ... ])
     >>> labels(params)
     {'embed': {'embedding': 'embed'}, 'mlp': {'bias': 'bias', 'kernel': 'hidden'}}
@@ -352,18 +405,20 @@ def label_by_path(
   return LabelFn(_as_rules(rules), default, tuple(required))
 
 
-# -- resolving labels to specs -------------------------------------------------
+# -- labels of a tree ------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class _Resolved:
+class Labelled:
+  """One array leaf with its path, shape, dtype and label."""
+
   path: str
   shape: Shape
   dtype: Any
   label: Any
 
 
-def _labelled(params: Any, labels: Any) -> tuple[list[_Resolved], Any, list[Any], list[Any]]:
+def labelled_leaves(params: Any, labels: Any) -> tuple[list[Labelled], Any, list[Any], list[Any]]:
   """Every array leaf of ``params`` with its path, shape, dtype and label.
 
   Also returns the labels' treedef, the labels and the params subtree under
@@ -382,7 +437,7 @@ def _labelled(params: Any, labels: Any) -> tuple[list[_Resolved], Any, list[Any]
   out = []
   for (keys, label), sub in zip(flat, subtrees, strict=True):
     for subkeys, leaf in jax.tree_util.tree_flatten_with_path(sub)[0]:
-      out.append(_Resolved(path_to_str(keys + subkeys), leaf_shape(leaf), leaf_dtype(leaf), label))
+      out.append(Labelled(path_to_str(keys + subkeys), leaf_shape(leaf), leaf_dtype(leaf), label))
   return out, treedef, [label for _, label in flat], subtrees
 
 
@@ -392,26 +447,50 @@ def broadcast_labels(params: Any, labels: Any) -> Any:
   ``labels`` is a label function or a pytree of labels with the params'
   structure or a prefix of it (a label at an inner node covers its subtree).
   """
-  _, treedef, flat_labels, subtrees = _labelled(params, labels)
+  _, treedef, flat_labels, subtrees = labelled_leaves(params, labels)
   pairs = zip(flat_labels, subtrees, strict=True)
   return treedef.unflatten(jax.tree.map(lambda _, lab=lab: lab, sub) for lab, sub in pairs)
 
 
-def _as_spec(label: Any, spec: Any) -> LayerSpec:
-  if isinstance(spec, LayerSpec):
-    return spec
-  if isinstance(spec, Norm | str):
-    return LayerSpec(spec)
-  raise TypeError(
-    f"specs[{label!r}] is {spec!r}; expected a normax.LayerSpec(norm, radius, decay), a"
-    " normax.Norm or a norm name."
-  )
+def views_of(labels: Any, tree: Any) -> Any:
+  """The :class:`normax.MatrixView` of each leaf of ``tree`` that ``labels`` states.
+
+  A label function with a ``views(tree)`` method (:class:`normax.LabelFn`,
+  :class:`normax.Roles`) says them; a plain function or a pytree of labels
+  states none (``None``: every leaf in its own layout).
+  """
+  views = getattr(labels, "views", None)
+  return views(tree) if callable(views) else None
 
 
-def _check_known(
-  leaves: list[_Resolved], known: Mapping[Any, Any], what: str, fix: str | None = None
-) -> None:
-  """Raises one error naming every label not in ``known``, with its parameters."""
+def check_labels_arg(labels: Any, what: str) -> None:
+  """Rejects a single string where a label function or pytree is expected.
+
+  ``optax.inject_hyperparams`` calls every callable argument with the step count; a plain
+  Python label function then comes back as one label, which would route every parameter to it.
+  """
+  if isinstance(labels, str):
+    raise TypeError(
+      f"{what}: labels is the single label {labels!r}, which would give every parameter that"
+      " label. Under optax.inject_hyperparams a plain label function is called with the step"
+      " count (it is taken for a schedule) and returns one label: pass"
+      " optax.inject_hyperparams(..., static_args=('labels',)), or build it with"
+      " normax.label_by_path / normax.infer_roles, which inject_hyperparams leaves alone."
+    )
+
+
+def _abstract(tree: Any) -> Any:
+  """``tree`` with every array leaf replaced by a ``jax.ShapeDtypeStruct`` (wrappers kept)."""
+
+  def one(x):
+    if x is None:
+      return x
+    return jax.ShapeDtypeStruct(np.shape(x), leaf_dtype(x))
+
+  return jax.tree.map(one, tree)
+
+
+def _unknown_labels(leaves: list[Labelled], known: Mapping[Any, Any], what: str, fix) -> None:
   unknown: dict[Any, list[str]] = {}
   for leaf in leaves:
     if leaf.label not in known:
@@ -433,140 +512,55 @@ def _check_known(
   )
 
 
+def _misspelt_keys(leaves: list[Labelled], known: Mapping[Any, Any], what: str) -> None:
+  """An entry no parameter uses whose name is close to a used label is a typo, not a spare."""
+  used = sorted({str(leaf.label) for leaf in leaves})
+  for key in known:
+    if key in used or not isinstance(key, str):
+      continue
+    close = difflib.get_close_matches(key, used, n=1, cutoff=0.75)
+    if close:
+      raise ValueError(
+        f"{what} has an entry {key!r} that no parameter carries, close to the label"
+        f" {close[0]!r} that parameters do carry: a typo? Rename it to {close[0]!r} (or remove"
+        " it); as it stands it changes nothing."
+      )
+
+
+def check_known(
+  leaves: list[Labelled], known: Mapping[Any, Any], what: str, fix: str | None = None
+) -> None:
+  """Raises one error naming every label not in ``known`` (with its parameters), or an entry
+  of ``known`` that no parameter uses and that looks like a misspelt label."""
+  _unknown_labels(leaves, known, what, fix)
+  _misspelt_keys(leaves, known, what)
+
+
 def checked_labels(
   labels: Any, known: Mapping[Any, Any], what: str, fix: str | None = None
 ) -> Callable[[Any], Any]:
   """A label function for ``optax.partition`` that rejects labels not in ``known``.
 
   ``optax.partition`` calls it on params at ``init`` and on updates at
-  ``update``; either way an unknown label raises one error naming every such
-  label and the parameter paths that carry it.
+  ``update``; either way the labels are computed from the tree's shapes
+  alone (a label function that reads values fails here, instead of routing by
+  the values of the gradients) and an unknown label raises one error naming
+  every such label and the parameter paths that carry it.
   """
 
   def fn(tree):
-    lab = labels(tree) if callable(labels) else labels
-    _check_known(_labelled(tree, lab)[0], known, what, fix)
+    if callable(labels):
+      try:
+        lab = labels(_abstract(tree))
+      except (TypeError, jax.errors.ConcretizationTypeError, AttributeError) as e:
+        raise ValueError(
+          f"{what}: the label function failed on the parameters' shapes ({type(e).__name__}:"
+          f" {e}). Labels must depend on paths and shapes only, never on values (optax calls"
+          " them on the updates): build them with normax.label_by_path or normax.infer_roles."
+        ) from e
+    else:
+      lab = labels
+    check_known(labelled_leaves(tree, lab)[0], known, what, fix)
     return lab
 
   return fn
-
-
-def resolve_specs(params: Any, labels: Any, specs: Mapping[str, Any]) -> Any:
-  """Each parameter's :class:`normax.LayerSpec`, checked against its shape.
-
-  Labels every parameter, looks each label up in ``specs`` and checks that
-  the label's norm accepts the parameter's shape and dtype. Optimizers do
-  not call it (:func:`normax.scion` rejects unknown labels when
-  ``optax.partition`` labels the tree, and each norm checks its leaf when
-  the update is traced); call it before training to fail early, with errors
-  that name paths, and to see what a configuration does (or use
-  :func:`label_table`).
-
-  Args:
-    params: A params pytree (or updates, or ``jax.ShapeDtypeStruct``\\ s).
-    labels: A label function ``params -> labels`` (e.g. from
-      :func:`label_by_path`) or a pytree of labels with the params'
-      structure or a prefix of it.
-    specs: Mapping ``label -> LayerSpec``; a bare ``normax.Norm`` or norm
-      name stands for ``LayerSpec(norm)``.
-
-  Returns:
-    A pytree with the params' structure whose leaves are ``LayerSpec``\\ s.
-
-  Raises:
-    ValueError: if a label has no entry in ``specs`` (every such label is
-      named, with the paths that carry it), if the labels do not fit the
-      params, or if a norm rejects a parameter's shape.
-    TypeError: if a spec is not a ``LayerSpec``/``Norm``/name, or a norm
-      rejects a parameter's dtype.
-
-  Examples:
-    >>> import jax.numpy as jnp, normax
-    >>> params = {"w": jnp.zeros((4, 8)), "b": jnp.zeros(8)}
-    >>> specs = {"hidden": normax.LayerSpec("spectral", radius=3.0), "bias": "bias_rms"}
-    >>> out = normax.resolve_specs(params, {"w": "hidden", "b": "bias"}, specs)
-    >>> out["w"].radius, out["b"].norm
-    (3.0, BiasRMS())
-    >>> normax.resolve_specs(params, {"w": "hiden", "b": "bias"}, specs)
-    Traceback (most recent call last):
-    ...
-    ValueError: Label 'hiden' has no entry in specs (known labels: 'bias', 'hidden'). ...
-  """
-  if not isinstance(specs, Mapping):
-    raise TypeError(f"specs must be a mapping label -> normax.LayerSpec, got {specs!r}.")
-  leaves, treedef, flat_labels, subtrees = _labelled(params, labels)
-  _check_known(leaves, specs, "specs")
-  resolved = {label: _as_spec(label, spec) for label, spec in specs.items()}
-  for label, spec in resolved.items():
-    check_nonnegative(spec.radius, f"specs[{label!r}].radius")
-    check_nonnegative(spec.decay, f"specs[{label!r}].decay")
-  for leaf in leaves:
-    resolved[leaf.label].norm.check(leaf.shape, leaf.dtype, leaf.path)
-  return treedef.unflatten(
-    jax.tree.map(lambda _, lab=lab: resolved[lab], sub)
-    for lab, sub in zip(flat_labels, subtrees, strict=True)
-  )
-
-
-# -- the table -----------------------------------------------------------------
-
-
-def _norm_str(norm: Norm) -> str:
-  changed = []
-  for field in dataclasses.fields(norm):
-    value = getattr(norm, field.name)
-    if field.default is not dataclasses.MISSING and value != field.default:
-      changed.append(f"{field.name}={value!r}")
-  return f"{norm.name or type(norm).__name__}({', '.join(changed)})" if changed else norm.name
-
-
-def _scalar_str(x: Any) -> str:
-  if x is None:
-    return "default"
-  if callable(x):
-    return "schedule"
-  return f"{float(x):g}"
-
-
-def label_table(params: Any, labels: Any, specs: Mapping[str, Any] | None = None) -> str:
-  """The resolved labelling as a text table, one row per parameter.
-
-  Columns: path, shape, dtype, label and, with ``specs``, the norm, radius
-  and decay (``default``: the optimizer's choice) of each label. A label
-  missing from ``specs`` shows ``<missing>`` instead of raising, so the
-  table helps debug a configuration. Print it, log it, or assert on it.
-
-  Args:
-    params: A params pytree (NNX state, Linen dict, any pytree).
-    labels: A label function or a labels pytree, as for :func:`resolve_specs`.
-    specs: Optional mapping ``label -> LayerSpec``.
-
-  Returns:
-    The table as a string.
-
-  Examples:
-    >>> import jax.numpy as jnp, normax
-    >>> params = {"head": {"kernel": jnp.zeros((4, 10))}, "w": jnp.zeros((4, 4))}
-    >>> labels = normax.label_by_path([("head/*", "head"), ("*", "hidden")])
-    >>> specs = {"head": normax.LayerSpec("sign", radius=10.0),
-    ...          "hidden": normax.LayerSpec("spectral", radius=3.0)}
-    >>> print(normax.label_table(params, labels, specs))
-    path         shape    dtype    label   norm      radius  decay
-    head/kernel  (4, 10)  float32  head    sign      10      default
-    w            (4, 4)   float32  hidden  spectral  3       default
-  """
-  leaves = _labelled(params, labels)[0]
-  header = ["path", "shape", "dtype", "label"]
-  if specs is not None:
-    header += ["norm", "radius", "decay"]
-  rows = [header]
-  for leaf in leaves:
-    row = [leaf.path, str(leaf.shape), str(leaf.dtype), str(leaf.label)]
-    if specs is not None:
-      if leaf.label in specs:
-        spec = _as_spec(leaf.label, specs[leaf.label])
-        row += [_norm_str(spec.norm), _scalar_str(spec.radius), _scalar_str(spec.decay)]
-      else:
-        row += ["<missing>", "", ""]
-    rows.append(row)
-  return _table(rows)

@@ -79,11 +79,18 @@ def broadcast_spec(
   return [b.value for b in jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, _Box))]
 
 
-def resolve_norms(norms: Any, tree: Any) -> list[Norm | None]:
-  """One ``Norm`` (or ``None``: pass through) per leaf of ``tree``."""
+def resolve_norms(norms: Any, tree: Any, views: list[Any] | None = None) -> list[Norm | None]:
+  """One ``Norm`` (or ``None``: pass through) per leaf of ``tree``, checked against the leaf.
+
+  With ``views`` (one :class:`normax.MatrixView` or ``None`` per leaf) a leaf with a view
+  is checked in its view's matrix layout, with the norm :meth:`normax.Norm.for_view`
+  gives for it.
+  """
   specs = broadcast_spec(norms, tree, is_spec=is_norm_spec, what="norm", allow_callable=True)
+  views = views or [None] * len(specs)
   out = []
-  for spec, path, leaf in zip(specs, leaf_paths(tree), jax.tree.leaves(tree), strict=True):
+  leaves = jax.tree.leaves(tree)
+  for spec, view, path, leaf in zip(specs, views, leaf_paths(tree), leaves, strict=True):
     if spec is None:
       out.append(None)
       continue
@@ -93,7 +100,11 @@ def resolve_norms(norms: Any, tree: Any) -> list[Norm | None]:
         f" {path!r}; got {type(spec).__name__}: {spec!r}."
       )
     norm = get_norm(spec)
-    norm.check(jnp.shape(leaf), jnp.result_type(leaf), path)
+    shape = jnp.shape(leaf)
+    if view is not None:
+      norm = norm.for_view(view, path)
+      shape = view.matrix_shape(shape)
+    norm.check(shape, jnp.result_type(leaf), path)
     out.append(norm)
   return out
 

@@ -9,26 +9,39 @@ import optax
 
 from normax._grouping import dualize_leaves
 from normax._leafwise import resolve_norms
+from normax._matrix_view import matrix_views
 from normax._sharding import with_auto_axes_tree
 
 
-def dualize_tree(norms: Any, updates: optax.Updates, *, batch: bool = True) -> optax.Updates:
-  """``dualize`` of each leaf under its norm; same-shape matrices batched if ``batch``.
+def dualize_tree(
+  norms: Any, updates: optax.Updates, *, views: Any = None, batch: bool = True
+) -> optax.Updates:
+  """``dualize`` of each leaf under its norm (in its matrix view); same-shape matrices
+  batched if ``batch``.
 
   On ``Explicit`` mesh axes each output keeps its leaf's sharding.
   """
   flat, treedef = jax.tree.flatten(updates)
-  resolved = resolve_norms(norms, updates)
+  found = None if views is None else matrix_views(updates, views)
+  resolved = resolve_norms(norms, updates, found)
+  found = found or [None] * len(flat)
 
   def run(leaves):
+    mats = [u if v is None else v.to(u) for v, u in zip(found, leaves, strict=True)]
     if batch:
-      return dualize_leaves(resolved, leaves)
-    return [u if n is None else n.dualize(u) for n, u in zip(resolved, leaves, strict=True)]
+      out = dualize_leaves(resolved, mats)
+    else:
+      out = [u if n is None else n.dualize(u) for n, u in zip(resolved, mats, strict=True)]
+    return [
+      d if v is None else v.back(d, u.shape) for v, d, u in zip(found, out, leaves, strict=True)
+    ]
 
   return treedef.unflatten(with_auto_axes_tree(run, flat))
 
 
-def scale_by_lmo(norms: Any, *, batch: bool = True) -> optax.GradientTransformation:
+def scale_by_lmo(
+  norms: Any, *, views: Any = None, batch: bool = True
+) -> optax.GradientTransformation:
   r"""Dualizes each update under its layer's norm (the LMO step of Scion).
 
   Per leaf, with ``d`` the incoming update (e.g. a momentum):
@@ -49,6 +62,11 @@ def scale_by_lmo(norms: Any, *, batch: bool = True) -> optax.GradientTransformat
       unchanged (use ``optax.partition`` to give it another transform).
       Each leaf is validated with :meth:`normax.Norm.check` at trace time;
       errors name the parameter path.
+    views: The :class:`normax.MatrixView` of each leaf (one for all, a pytree
+      or prefix of them with ``None`` for leaves in their own layout, or a
+      callable on the updates): the norm acts on the leaf in that view's
+      matrix layout (e.g. an attention kernel ``(d, heads, head_dim)`` as one
+      ``d × heads·head_dim`` matrix) and the result is put back.
     batch: Orthogonalize leaves that share a :class:`normax.Spectral`-family
       norm (same Newton–Schulz settings), a matrix shape up to transposition
       (``d×4d`` with ``4d×d``) and a dtype in one batched call, instead of
@@ -86,6 +104,6 @@ def scale_by_lmo(norms: Any, *, batch: bool = True) -> optax.GradientTransformat
 
   def update_fn(updates, state, params=None):
     del params
-    return dualize_tree(norms, updates, batch=batch), state
+    return dualize_tree(norms, updates, views=views, batch=batch), state
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -1,15 +1,14 @@
 """The Muon family: a drop-in for ``optax.contrib.muon``, and its variants from normax pieces.
 
 Examples:
-  The rule behind ``normax.muon``'s default labels:
+  The rule behind ``normax.muon``'s default labels (optax's: 2-D leaves on Muon):
 
   >>> import jax.numpy as jnp, normax
-  >>> normax.DEFAULT_MUON_RULES[2].label, normax.DEFAULT_MUON_RULES[2].ndim
-  ('muon', (2, 3))
-  >>> params = {"kernel": jnp.ones((4, 8, 8)), "bias": jnp.ones((4, 8))}
-  >>> params["conv"] = jnp.ones((3, 3, 2, 4))
+  >>> normax.DEFAULT_MUON_RULES[0].label, normax.DEFAULT_MUON_RULES[0].ndim
+  ('muon', 2)
+  >>> params = {"kernel": jnp.ones((8, 8)), "stack": jnp.ones((4, 8, 8)), "bias": jnp.ones(8)}
   >>> normax.label_by_path(list(normax.DEFAULT_MUON_RULES), default="adam")(params)
-  {'bias': 'adam', 'conv': 'adam', 'kernel': 'muon'}
+  {'bias': 'adam', 'kernel': 'muon', 'stack': 'adam'}
 """
 
 from __future__ import annotations
@@ -26,30 +25,29 @@ from optax.contrib import MuonDimensionNumbers
 from normax._decay import add_cautious_weight_decay
 from normax._dual_norm import scale_by_dual_norm
 from normax._hyperball import hyperball as hyperball_step
-from normax._labels import Rule, checked_labels, label_by_path
+from normax._labels import Rule, check_labels_arg, checked_labels, label_by_path, views_of
 from normax._leafwise import broadcast_spec, check_nonnegative, leaf_paths
 from normax._lmo import scale_by_lmo
-from normax._matrix_view import with_matrix_view
+from normax._matrix_view import MatrixView, with_matrix_view
 from normax._momentum import momentum
 from normax._newton_schulz import newton_schulz
 from normax._normuon import scale_by_neuron_rms
+from normax._paths import leaf_shape, path_to_str
+from normax._roles import ROLES, Roles
 from normax._schedules import DION
 from normax._spectral import Spectral
 
 _MUON_LABELS = {"muon": None, "adam": None}
 _QUINTIC = (3.4445, -4.7750, 2.0315)
 
-#: The rule behind ``normax.muon``'s default labels, first match wins: biases and
-#: norm gains (paths ending in ``bias`` or ``scale``, stacked or not) go to Adam; a
-#: 2-D leaf is a hidden matrix; a 3-D leaf is a stack of hidden matrices (scanned
-#: layers, experts) whose last two axes are ``(fan_in, fan_out)``; everything else
-#: (vectors, scalars, conv kernels of rank >= 4) goes to Adam. Wrapper-aware (one
-#: label per ``nnx.Param``), so the Adam branch never holds a wrapped ``MaskedNode``.
-DEFAULT_MUON_RULES = (
-  Rule("*bias", "adam"),
-  Rule("*scale", "adam"),
-  Rule("*", "muon", ndim=(2, 3)),
-)
+#: The rule behind ``normax.muon``'s default labels when neither ``roles``,
+#: ``labels`` nor dimension numbers are given: ``optax.contrib.muon``'s routing,
+#: exactly -- every 2-D leaf on Muon, every other leaf (vectors, scanned stacks,
+#: attention kernels ``(d, heads, head_dim)``, conv kernels) on AdamW. Pass
+#: ``roles=normax.infer_roles(model, batch)`` for Muon on every hidden matrix in
+#: its right view. Wrapper-aware (one label per ``nnx.Param``), so the Adam branch
+#: never holds a wrapped ``MaskedNode``.
+DEFAULT_MUON_RULES = (Rule("*", "muon", ndim=2),)
 _default_labels = label_by_path(list(DEFAULT_MUON_RULES), default="adam")
 
 
@@ -163,6 +161,58 @@ def _dims_for_muon_leaves(dims):
   return fn
 
 
+def _roles_labels(roles: Roles, muon_convs: bool) -> Roles:
+  """Muon practice from inferred roles: hidden kernels (and convs) on Muon, the rest AdamW."""
+  if not isinstance(roles, Roles):
+    raise TypeError(
+      "normax.muon: roles must be normax.Roles from normax.infer_roles, got"
+      f" {type(roles).__name__}."
+    )
+  mapping = {kind: "adam" for kind in ROLES}
+  mapping["hidden"] = "muon"
+  mapping["conv"] = "muon" if muon_convs else "adam"
+  return roles.relabel(mapping)
+
+
+def _muon_views(source: Any, kind: str):
+  """The view of each Muon leaf (a callable on the masked Muon tree): from the roles (a conv
+  kernel read as one ``(taps·c_in, c_out)`` matrix), the dimension numbers or the label
+  function's rules. A Muon leaf of rank >= 3 with no view is an error: its names cannot say
+  which axes form its matrix."""
+
+  def fn(tree):
+    if kind == "dims":
+      views = source(tree)
+    else:
+      views = views_of(source, tree)
+      if kind == "roles" and views is not None:
+        is_view = lambda v: v is None or isinstance(v, MatrixView)  # noqa: E731
+        views = jax.tree.map(lambda v: v and v.merge_spatial(), views, is_leaf=is_view)
+    is_view = lambda v: v is None or isinstance(v, MatrixView | MuonDimensionNumbers)  # noqa: E731
+    flat = (
+      [None] * len(jax.tree.leaves(tree))
+      if views is None
+      else broadcast_spec(views, tree, is_spec=is_view, what="matrix view", allow_callable=False)
+    )
+    bare = [
+      f"{path_to_str(p)} {leaf_shape(x)}"
+      for (p, x), v in zip(jax.tree_util.tree_flatten_with_path(tree)[0], flat, strict=True)
+      if v is None and len(leaf_shape(x)) >= 3
+    ]
+    if bare:
+      raise ValueError(
+        f"normax.muon: {bare} are labelled 'muon' but have rank >= 3 and no matrix view, so"
+        " which axes form the matrix is unknown (an attention kernel (d, heads, head_dim), a"
+        " scanned stack (layers, d_in, d_out), a conv kernel ...). Pass"
+        " roles=normax.infer_roles(model, example_batch) instead of labels, or state the view:"
+        " a normax.Rule(..., view=normax.MatrixView(fan_in=..., fan_out=...)) in"
+        " label_by_path, or muon_weight_dimension_numbers."
+      )
+    return jax.tree.unflatten(jax.tree.structure(tree), flat)
+
+  return fn
+
+
 def _alias(new, old, new_name: str, old_name: str, default):
   """``old`` (a keyword's former name) if given; giving both is an error."""
   if old is None:
@@ -202,6 +252,8 @@ def muon(
   muon_weight_dimension_numbers: Any = None,
   consistent_rms: float | None = None,
   labels: Any = None,
+  roles: Roles | None = None,
+  muon_convs: bool = True,
   output_blocks: Any = None,
   normuon: bool = False,
   normuon_b2: float = 0.95,
@@ -250,27 +302,37 @@ def muon(
         #   hyperball: normax.hyperball(learning_rate, hyperball_radius) replaces the last two
       "adam": optax.adamw(adam_learning_rate or learning_rate, ...)}, labels)
 
-  **Which leaves are Muon's.** ``labels`` (``"muon"``/``"adam"`` per leaf)
-  decide when given. Otherwise ``muon_weight_dimension_numbers`` decide as
-  in optax (a ``None`` leaf is Adam's). Otherwise the default rule
-  :data:`normax.DEFAULT_MUON_RULES`: paths ending in ``bias`` or ``scale``
-  go to Adam (also when stacked, e.g. ``(layers, d)``); a 2-D leaf is a
-  matrix and a 3-D leaf a stack of matrices (a scanned ``(layers, d_in,
-  d_out)`` kernel: each layer orthogonalized on its own); any other rank
-  goes to Adam. optax's default puts exactly the 2-D leaves on Muon, so a
-  stacked kernel goes to Adam and a stacked bias to Muon there; normax's
-  rule gives the same split on unstacked trees. When both ``labels`` and
-  dimension numbers are given, ``labels`` route and the dimension numbers
-  only describe the matrix view of the ``"muon"`` leaves; a ``"muon"`` leaf
-  whose dimension numbers are ``None`` is an error.
+  **Which leaves are Muon's.**
 
-  **The matrix view.** Without dimension numbers the last two axes are
-  ``(fan_in, fan_out)`` and leading axes a batch. ``MuonDimensionNumbers``
-  (``optax.contrib``'s, also ``normax.MuonDimensionNumbers``) name the
-  reduction and output axes (e.g. ``(0, 1, 2)`` and ``3`` for a conv kernel
-  read as one matrix); ``output_blocks`` cuts the output axis into equal
-  blocks, each its own matrix (per attention head, or the three parts of a
-  fused QKV kernel). See :func:`normax.with_matrix_view`.
+  - ``roles=normax.infer_roles(model, batch)`` (recommended): Muon practice,
+    from the model's computation. Every hidden kernel -- a product's weight
+    that is not the head -- goes to Muon in its inferred matrix view
+    (attention kernels ``(d, heads, head_dim)`` as ``d × heads·head_dim``,
+    scanned layers and experts one matrix each, fused QKV kernels per part),
+    conv kernels too as ``(taps·c_in, c_out)`` matrices unless
+    ``muon_convs=False``; token tables, the head, gains and biases go to
+    AdamW.
+  - ``labels`` (``"muon"``/``"adam"`` per leaf, a pytree or a label function)
+    route when given; a label function's :class:`normax.Rule` views give the
+    Muon leaves' matrices, and a ``"muon"`` leaf of rank >= 3 with no view is
+    an error (its names cannot say which axes form its matrix).
+  - ``muon_weight_dimension_numbers`` (as in optax): a ``None`` leaf is
+    Adam's, the others Muon's in their view. With ``labels`` too, ``labels``
+    route and the dimension numbers give the views (a ``"muon"`` leaf whose
+    dimension numbers are ``None`` is an error).
+  - Otherwise, called like ``optax.contrib.muon``, the routing is optax's
+    exactly (:data:`normax.DEFAULT_MUON_RULES`): every 2-D leaf on Muon,
+    everything else on AdamW -- including rank-3 attention kernels, scanned
+    stacks and convs, and a 2-D token table or head, which Muon practice
+    keeps on AdamW. Pass ``roles`` for the better routing.
+
+  **The matrix view.** A Muon leaf without a view is read as it is: its
+  last two axes are ``(fan_in, fan_out)``, leading axes a stack.
+  :class:`normax.MatrixView` or ``MuonDimensionNumbers`` (``optax.contrib``'s,
+  also ``normax.MuonDimensionNumbers``: reduction = fan-in, output = fan-out)
+  name the axes; ``output_blocks`` cuts the fan-out axis into equal blocks,
+  each its own matrix (per attention head, or the three parts of a fused QKV
+  kernel). See :func:`normax.with_matrix_view`.
 
   **Variants** (keyword-only, composable; each is a normax piece):
 
@@ -322,6 +384,9 @@ def muon(
       scale.
     labels: ``"muon"``/``"adam"`` per leaf: a pytree or a callable on params
       (e.g. from :func:`normax.label_by_path`); ``None``: see above.
+    roles: :class:`normax.Roles` from :func:`normax.infer_roles`: route and
+      view every leaf from the model's computation (see above).
+    muon_convs: With ``roles``: conv kernels on Muon (``True``) or AdamW.
     output_blocks: Blocks of the output axis per Muon leaf (an int, a
       pytree or prefix of ints/``None``, or a callable).
     normuon: NorMuon's per-neuron normalization.
@@ -362,7 +427,7 @@ def muon(
     >>> import jax, jax.numpy as jnp, normax, optax
     >>> params = {"w": jnp.ones((4, 8)), "b": jnp.zeros(8)}
     >>> grads = {"w": jax.random.normal(jax.random.key(0), (4, 8)), "b": jnp.ones(8)}
-    >>> tx = normax.muon(0.02)  # was optax.contrib.muon(0.02)
+    >>> tx = normax.muon(0.02)  # was optax.contrib.muon(0.02): the same routing
     >>> updates, state = tx.update(grads, tx.init(params), params)
     >>> updates["w"].shape, bool((updates["b"] < 0).all())  # "b" is 1-D: AdamW
     ((4, 8), True)
@@ -442,14 +507,25 @@ def muon(
   if hyperball is not None:
     view.append(hyperball_step(learning_rate, hyperball_radius, norm=hyperball))
 
-  if muon_weight_dimension_numbers is None:
-    dims, route = None, _default_labels
-  else:
-    dims = _dims_for_muon_leaves(muon_weight_dimension_numbers)
+  if roles is not None:
+    if labels is not None or muon_weight_dimension_numbers is not None:
+      raise TypeError(
+        "normax.muon: roles decide the routing and every matrix view; drop labels= and"
+        " muon_weight_dimension_numbers= (change a role with"
+        " roles.replace(path, normax.Role(...)))."
+      )
+    route = _roles_labels(roles, muon_convs)
+    views = _muon_views(route, "roles")
+  elif muon_weight_dimension_numbers is not None:
     route = _labels_from_dims(muon_weight_dimension_numbers)
+    views = _muon_views(_dims_for_muon_leaves(muon_weight_dimension_numbers), "dims")
+  else:
+    check_labels_arg(labels, "normax.muon")
+    route = _default_labels
+    views = _muon_views(labels, "labels")
   hidden = [
     momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=mu_dtype),
-    with_matrix_view(optax.chain(*view), dims, blocks=output_blocks),
+    with_matrix_view(optax.chain(*view), views, blocks=output_blocks),
   ]
   if hyperball is None:
     decay = add_cautious_weight_decay if cautious_weight_decay else optax.add_decayed_weights

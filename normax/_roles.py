@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from normax._jaxpr_uses import Use, parameter_uses
+from normax._labels import is_step_count, text_table
 from normax._matrix_view import MatrixView
 from normax._paths import is_value_wrapper, leaf_dtype, leaf_shape, path_to_str
 
@@ -128,7 +129,10 @@ class Roles:
     """The label of a role: its kind, or what :meth:`relabel` maps the kind to."""
     if self.labels is None:
       return role.kind
-    return dict(self.labels)[role.kind]
+    mapping = dict(self.labels)
+    if role.kind == "hidden" and role.input and "input" in mapping:
+      return mapping["input"]
+    return mapping[role.kind]
 
   def _roles_of(self, tree: Any) -> Any:
     table = self._table()
@@ -153,7 +157,7 @@ class Roles:
     return out
 
   def __call__(self, tree: Any) -> Any:
-    if _is_step_count(tree):  # optax.inject_hyperparams evaluating a "schedule".
+    if is_step_count(tree):  # optax.inject_hyperparams evaluating a "schedule".
       return self
     return jax.tree.map(self.label_of, self._roles_of(tree), is_leaf=lambda r: isinstance(r, Role))
 
@@ -173,7 +177,9 @@ class Roles:
     """The same roles with each kind's label replaced by ``mapping[kind]``.
 
     Every kind present must be mapped (an error lists the paths of those that
-    are not), so a preset never silently drops a role.
+    are not), so a preset never silently drops a role. A key ``"input"``, if
+    given, labels the hidden kernels that read the inputs directly (the first
+    layer of an MLP on pixels).
     """
     present = {role.kind: path for path, role, _ in self.entries}
     missing = {k: p for k, p in present.items() if k not in mapping}
@@ -221,19 +227,7 @@ class Roles:
       view = "" if role.view is None else role.view.describe(shape)
       kind = role.kind + (" (input)" if role.input else "")
       rows.append((path, str(shape), kind, view, role.op))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-      "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
-
-
-def _is_step_count(x: Any) -> bool:
-  if isinstance(x, bool):
-    return False
-  if isinstance(x, int | np.integer):
-    return True
-  dtype = getattr(x, "dtype", None)
-  return np.ndim(x) == 0 and dtype is not None and np.issubdtype(dtype, np.integer)
+    return text_table(rows)
 
 
 # -- tracing --------------------------------------------------------------------------------------
@@ -264,7 +258,7 @@ def _split(fn_or_model, args) -> tuple[Callable, Any, Any, tuple]:
   nnx, nn = _nnx(), _linen()
   if nnx is not None and isinstance(fn_or_model, nnx.Module):
     graphdef, params, rest = nnx.split(fn_or_model, nnx.Param, ...)
-    return (lambda p, o, *a: nnx.merge(graphdef, p, o)(*a)), params, rest, args
+    return (lambda p, o, *a, **kw: nnx.merge(graphdef, p, o)(*a, **kw)), params, rest, args
   if not args:
     raise TypeError(
       "infer_roles(fn, params, *inputs) needs the parameters and an example batch; for an NNX"
@@ -275,8 +269,9 @@ def _split(fn_or_model, args) -> tuple[Callable, Any, Any, tuple]:
     module = fn_or_model
     if isinstance(params, Mapping) and "params" in params:
       rest = {k: v for k, v in params.items() if k != "params"}
-      return (lambda p, o, *a: module.apply({"params": p, **o}, *a)), params["params"], rest, inputs
-    return (lambda p, o, *a: module.apply({"params": p}, *a)), params, {}, inputs
+      apply = lambda p, o, *a, **kw: module.apply({"params": p, **o}, *a, **kw)  # noqa: E731
+      return apply, params["params"], rest, inputs
+    return (lambda p, o, *a, **kw: module.apply({"params": p}, *a, **kw)), params, {}, inputs
   if not callable(fn_or_model):
     raise TypeError(
       f"infer_roles expects an NNX module, a Linen module or a function fn(params, *inputs);"
@@ -285,8 +280,8 @@ def _split(fn_or_model, args) -> tuple[Callable, Any, Any, tuple]:
   fn = fn_or_model
   if nnx is not None and isinstance(params, nnx.Module):
     graphdef, state, rest = nnx.split(params, nnx.Param, ...)
-    return (lambda p, o, *a: fn(nnx.merge(graphdef, p, o), *a)), state, rest, inputs
-  return (lambda p, o, *a: fn(p, *a)), params, {}, inputs
+    return (lambda p, o, *a, **kw: fn(nnx.merge(graphdef, p, o), *a, **kw)), state, rest, inputs
+  return (lambda p, o, *a, **kw: fn(p, *a, **kw)), params, {}, inputs
 
 
 def infer_roles(

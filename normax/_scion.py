@@ -8,12 +8,12 @@ from typing import Any, Literal
 import optax
 
 from normax._decay import add_constrained_decay
-from normax._labels import checked_labels
+from normax._labels import check_labels_arg, checked_labels
 from normax._leafwise import check_nonnegative
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._radius import scale_by_radius
-from normax._spec import LayerSpec
+from normax._spec import LayerSpec, spec_views
 
 
 def scion(
@@ -44,7 +44,7 @@ def scion(
 
     optax.chain(
       normax.momentum(beta, nesterov=..., init=..., dtype=...),
-      optax.partition({label: optax.chain(normax.scale_by_lmo(spec.norm),
+      optax.partition({label: optax.chain(normax.scale_by_lmo(spec.norm, views=...),
                                           normax.scale_by_radius(spec.radius),
                                           normax.add_constrained_decay(μ))
                        for label, spec in specs.items()}, labels),
@@ -57,6 +57,10 @@ def scion(
       ``init`` and on updates at ``update``; it must depend only on
       structure and shapes), or such a pytree. A label missing from
       ``specs`` raises an error naming it and its parameter paths.
+      :class:`normax.Roles` (from :func:`normax.infer_roles`) and
+      :class:`normax.LabelFn` rules also give each parameter its
+      :class:`normax.MatrixView`, which the LMO applies (``views=`` above;
+      else ``spec.view``).
     beta: Momentum ``β = 1 - α`` (Scion's ``α = 0.1``), float or schedule.
     constrained: Default decay ``μ = 1`` (SCG) rather than ``0`` (uSCG).
     nesterov: Nesterov momentum.
@@ -96,10 +100,11 @@ def scion(
     check_nonnegative(spec.radius, f"specs[{label!r}].radius")
     check_nonnegative(spec.decay, f"specs[{label!r}].decay")
   check_nonnegative(learning_rate, "normax.scion learning_rate")
+  check_labels_arg(labels, "normax.scion")
   default_decay = 1.0 if constrained else 0.0
   branches = {
     label: optax.chain(
-      scale_by_lmo(spec.norm, batch=batch),
+      scale_by_lmo(spec.norm, views=spec_views(labels, spec), batch=batch),
       scale_by_radius(spec.radius),
       add_constrained_decay(default_decay if spec.decay is None else spec.decay),
     )

@@ -294,6 +294,17 @@ class SpectralConv(Spectral):
         " normax.SpectralConv(spatial_dims=2)."
       )
 
+  def for_view(self, view, path=None):
+    """Reads the view's spatial axes as taps and its stack axes as a batch."""
+    if view is None:
+      return self
+    if not view.spatial:
+      raise ValueError(
+        f"{self!r} got a dense kernel{describe(path)} (its view has no spatial axes); use"
+        " normax.Spectral() for it."
+      )
+    return dataclasses.replace(self, spatial_dims=len(view.spatial))
+
   def as_matrices(self, x):
     """The stacked taps ``(..., k·c_in, c_out)`` of a kernel, and the dualize scale ``s/k``."""
     core = self.core_ndim(x.ndim)

@@ -157,24 +157,23 @@ def test_old_keyword_names_still_work():
 # -- labels and matrix views --------------------------------------------------
 
 
-def test_default_labels_treat_stacks_as_matrices_and_stacked_biases_as_vectors():
+def test_default_routing_is_optax_routing_exactly():
+  # Called like optax.contrib.muon, normax.muon routes as it does: 2-D leaves on Muon, all
+  # else on AdamW, even where Muon practice differs (a stacked kernel, a 2-D stacked bias).
   params = {
     "layers": rand_tree({"kernel": (4, 6, 8), "bias": (4, 8), "norm_scale": (4, 8)}, 1),
     "embed": rand_tree({"w": (10, 6)}, 2)["w"],
     "conv": rand_tree({"w": (3, 3, 2, 4)}, 3)["w"],
+    "attn": rand_tree({"query": (6, 2, 3)}, 4),
   }
   labels = normax.label_by_path(list(normax.DEFAULT_MUON_RULES), default="adam")(params)
   assert labels == {
-    "layers": {"kernel": "muon", "bias": "adam", "norm_scale": "adam"},
+    "layers": {"kernel": "adam", "bias": "muon", "norm_scale": "muon"},
     "embed": "muon",
     "conv": "adam",
+    "attn": {"query": "adam"},
   }
-  # The stacked kernel: one orthogonalization per layer, as optax with dimension numbers.
-  dims = {"layers": {"kernel": MDN(1, 2), "bias": None, "norm_scale": None}, "embed": MDN()}
-  dims["conv"] = None
-  params = {"layers": params["layers"], "embed": params["embed"], "conv": params["conv"]}
-  ref = optax.contrib.muon(0.02, muon_weight_dimension_numbers=dims)
-  assert_same_updates(ref, normax.muon(0.02), params, steps=2)
+  assert_same_updates(optax.contrib.muon(0.02), normax.muon(0.02), params, steps=2)
 
 
 def test_labels_route_and_dimension_numbers_describe_the_view():
