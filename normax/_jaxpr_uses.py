@@ -100,14 +100,14 @@ class Use:
     if self.kind == "dot":
       return f"{self.primitive} (contracts {_axes_text(self.fan_in)})"
     if self.kind == "conv":
-      return f"{self.primitive} (taps {_axes_text(self.spatial)}, in {_axes_text(self.fan_in)})"
+      return f"{self.primitive} (taps {_axes_text(self.spatial)}; in {_axes_text(self.fan_in)})"
     if self.kind == "embed":
       return f"{self.primitive} (indexes {_axes_text(self.fan_in)})"
     return self.primitive
 
 
 def _axes_text(axes) -> str:
-  return "axis " + str(axes[0]) if len(axes) == 1 else "axes " + str(tuple(axes))
+  return ", ".join(map(str, axes))
 
 
 def _subjaxprs(eqn) -> list[Any]:

@@ -463,16 +463,18 @@ def views_of(labels: Any, tree: Any) -> Any:
   return views(tree) if callable(views) else None
 
 
-def check_labels_arg(labels: Any, what: str) -> None:
-  """Rejects a single string where a label function or pytree is expected.
+def check_labels_arg(labels: Any, what: str, known: Collection[Any]) -> None:
+  """Rejects one string for every parameter where several labels are ``known``.
 
   ``optax.inject_hyperparams`` calls every callable argument with the step count; a plain
   Python label function then comes back as one label, which would route every parameter to it.
+  (One label for everything is fine where it is the only one.)
   """
-  if isinstance(labels, str):
+  if isinstance(labels, str) and len(known) > 1:
     raise TypeError(
       f"{what}: labels is the single label {labels!r}, which would give every parameter that"
-      " label. Under optax.inject_hyperparams a plain label function is called with the step"
+      f" label although {len(known)} labels are configured. Under optax.inject_hyperparams a"
+      " plain label function is called with the step"
       " count (it is taken for a schedule) and returns one label: pass"
       " optax.inject_hyperparams(..., static_args=('labels',)), or build it with"
       " normax.label_by_path / normax.infer_roles, which inject_hyperparams leaves alone."

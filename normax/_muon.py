@@ -520,7 +520,7 @@ def muon(
     route = _labels_from_dims(muon_weight_dimension_numbers)
     views = _muon_views(_dims_for_muon_leaves(muon_weight_dimension_numbers), "dims")
   else:
-    check_labels_arg(labels, "normax.muon")
+    check_labels_arg(labels, "normax.muon", _MUON_LABELS)
     route = _default_labels
     views = _muon_views(labels, "labels")
   hidden = [

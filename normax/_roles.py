@@ -91,7 +91,7 @@ class Roles:
     >>> import jax.numpy as jnp, normax
     >>> params = {"w": jnp.ones((3, 4, 2)), "b": jnp.ones(8)}
     >>> def fn(params, x):  # w is (d_in, heads, head_dim)
-    ...   return jnp.einsum("bd,dhk->bhk", x, params["w"]).reshape(2, 8) + params["b"]
+    ...   return jnp.einsum("bd,dhk->bhk", x, params["w"]).reshape(2, 8) + params["b"][None]
     >>> roles = normax.infer_roles(fn, params, jnp.ones((2, 3)))
     >>> roles({"w": jnp.zeros((3, 4, 2)), "b": jnp.zeros(8)})
     {'b': 'bias', 'w': 'head'}
@@ -346,16 +346,16 @@ def infer_roles(
     >>> attn = nnx.MultiHeadAttention(num_heads=4, in_features=32, decode=False,
     ...                               rngs=nnx.Rngs(0))
     >>> roles = normax.infer_roles(attn, jnp.ones((2, 5, 32)))
-    >>> print(roles.table())  # doctest: +NORMALIZE_WHITESPACE
-    path          shape        role    view          decided by
-    key/bias      (4, 8)       bias    vector (4·8)  add
-    key/kernel    (32, 4, 8)   hidden  32 × (4·8)    dot_general (contracts axis 0)
-    out/bias      (32,)        bias    vector 32     add
-    out/kernel    (4, 8, 32)   head    (4·8) × 32    dot_general (contracts axes (0, 1)) → output
-    query/bias    (4, 8)       bias    vector (4·8)  add
-    query/kernel  (32, 4, 8)   hidden  32 × (4·8)    dot_general (contracts axis 0)
-    value/bias    (4, 8)       bias    vector (4·8)  add
-    value/kernel  (32, 4, 8)   hidden  32 × (4·8)    dot_general (contracts axis 0)
+    >>> print(roles.table())
+    path          shape       role            view          decided by
+    key/bias      (4, 8)      bias            vector (4·8)  add
+    key/kernel    (32, 4, 8)  hidden (input)  32 × (4·8)    dot_general (contracts 0)
+    out/bias      (32,)       bias            vector 32     add
+    out/kernel    (4, 8, 32)  head            (4·8) × 32    dot_general (contracts 0, 1) → output
+    query/bias    (4, 8)      bias            vector (4·8)  add
+    query/kernel  (32, 4, 8)  hidden (input)  32 × (4·8)    dot_general (contracts 0)
+    value/bias    (4, 8)      bias            vector (4·8)  add
+    value/kernel  (32, 4, 8)  hidden (input)  32 × (4·8)    dot_general (contracts 0)
     >>> roles.per_head()["query/kernel"].view.describe((32, 4, 8))
     '4 × [32 × 8]'
 

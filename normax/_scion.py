@@ -100,7 +100,7 @@ def scion(
     check_nonnegative(spec.radius, f"specs[{label!r}].radius")
     check_nonnegative(spec.decay, f"specs[{label!r}].decay")
   check_nonnegative(learning_rate, "normax.scion learning_rate")
-  check_labels_arg(labels, "normax.scion")
+  check_labels_arg(labels, "normax.scion", specs)
   default_decay = 1.0 if constrained else 0.0
   branches = {
     label: optax.chain(

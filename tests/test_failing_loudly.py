@@ -205,14 +205,17 @@ def test_schedules_zero_and_traced_values_are_accepted():
 # -- labels that cannot silently mis-route ------------------------------------------
 
 
-def test_scion_cnn_refuses_to_guess_between_a_dense_stack_and_a_1d_conv():
+def test_scion_cnn_refuses_to_guess_the_matrix_of_a_rank3_kernel():
   params = {"stack": {"kernel": jnp.zeros((3, 16, 16))}, "head": {"kernel": jnp.zeros((16, 4))}}
-  labels, specs = normax.presets.scion_cnn()
-  with pytest.raises(ValueError, match=r"(?s)stack/kernel  \(3, 16, 16\).*Pass spatial_dims"):
-    labels(params)
-  labels, specs = normax.presets.scion_cnn(spatial_dims=2)  # Now rank 3 is a dense stack.
+  for spatial_dims in (None, 2):  # A dense stack or a 1-D conv: names cannot tell.
+    labels, specs = normax.presets.scion_cnn(spatial_dims=spatial_dims)
+    with pytest.raises(ValueError, match=r"(?s)stack/kernel  \(3, 16, 16\).*infer_roles"):
+      labels(params)
+  stated = normax.Rule("stack/*", "hidden", view=normax.MatrixView(-2, -1))
+  labels, specs = normax.presets.scion_cnn(rules=[stated])
   assert labels(params)["stack"]["kernel"] == "hidden"
-  assert normax.resolve_specs(params, labels, specs)["stack"]["kernel"].norm == normax.Spectral()
+  spec = normax.resolve_specs(params, labels, specs)["stack"]["kernel"]
+  assert spec.norm == normax.Spectral() and spec.view == normax.MatrixView(-2, -1)
 
 
 def test_spectral_refuses_a_kernel_of_a_conv_module():

@@ -79,8 +79,8 @@ def train(model, optimizer, steps):
 
 
 def scion_gpt_optimizer(model):
-  # The preset's radii with the learning rate they were tuned with.
-  labels, specs = normax.presets.scion_gpt()
+  # The preset's radii with the learning rate they were tuned with; roles read from the model.
+  labels, specs = normax.presets.scion_gpt(roles=normax.infer_roles(model, TOKENS))
   return nnx.Optimizer(model, normax.scion(2**-6, specs, labels), wrt=nnx.Param)
 
 
@@ -99,20 +99,14 @@ def test_nnx_models_train_with_scion_presets(model_cls):
 
 def test_scanned_stack_is_one_batched_parameter_per_role():
   model = ScanGpt(nnx.Rngs(0))
-  labels, specs = normax.presets.scion_gpt()
+  labels, specs = normax.presets.scion_gpt(roles=normax.infer_roles(model, TOKENS))
   table = normax.label_table(nnx.state(model, nnx.Param), labels, specs).splitlines()
-  rows = {line.split()[0]: line.split() for line in table[1:]}
-  assert rows["blocks/mlp/kernel"][1:] == [
-    "(3,",
-    "16,",
-    "16)",
-    "float32",
-    "hidden",
-    "spectral",
-    "10",
-    "default",
-  ]
-  assert rows["blocks/norm/scale"][4] == "bias"
+  rows = {line.split()[0]: line for line in table[1:]}
+  # One row per stacked parameter: the scan's axis is a stack of 3 matrices of 16 × 16.
+  assert rows["blocks/mlp/kernel"].split()[1:6] == ["(3,", "16,", "16)", "float32", "hidden"]
+  assert "3 × [16 × 16]" in rows["blocks/mlp/kernel"]
+  assert rows["blocks/mlp/kernel"].split()[-3:] == ["spectral", "10", "default"]
+  assert rows["blocks/norm/scale"].split()[4] == "bias"
 
 
 def test_constrained_scion_keeps_hidden_layers_in_their_ball():
@@ -279,7 +273,7 @@ def assert_trees_equal(a, b):
 def test_optimizer_state_round_trips_through_orbax(tmp_path, momentum_dtype):
   def make():
     model = ScanGpt(nnx.Rngs(0))
-    labels, specs = normax.presets.scion_gpt()
+    labels, specs = normax.presets.scion_gpt(roles=normax.infer_roles(model, TOKENS))
     tx = normax.scion(2**-12, specs, labels, nesterov=True, momentum_dtype=momentum_dtype)
     return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 

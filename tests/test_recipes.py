@@ -22,8 +22,12 @@ def gpt_params():
   }
 
 
+# The scanned stack's view, stated (labelling by name cannot tell a stack from other layouts).
+STACKED = [normax.Rule("blocks/*", "hidden", min_ndim=3, view=normax.MatrixView(-2, -1))]
+
+
 def test_init_params_puts_every_layer_on_its_sphere_times_its_radius():
-  labels, specs = normax.presets.scion_gpt()
+  labels, specs = normax.presets.scion_gpt(rules=STACKED)
   params = gpt_params()
   new = normax.init_params(jax.random.key(0), params, labels, specs, keep=("bias",))
   # Independent checks with numpy: singular values, row norms, entry magnitudes.
@@ -46,7 +50,7 @@ def test_init_params_puts_every_layer_on_its_sphere_times_its_radius():
 
 
 def test_init_params_keys_do_not_depend_on_the_other_leaves():
-  labels, specs = normax.presets.scion_gpt()
+  labels, specs = normax.presets.scion_gpt(rules=STACKED)
   params = gpt_params()
   full = normax.init_params(jax.random.key(0), params, labels, specs, keep=("bias",))
   del params["pos_embed"]
@@ -102,7 +106,7 @@ def test_init_model_on_nnx():
 
 
 def test_constrained_scion_keeps_a_boundary_initialized_layer_inside_its_ball():
-  labels, specs = normax.presets.scion_gpt()
+  labels, specs = normax.presets.scion_gpt(rules=STACKED)
   params = normax.init_params(jax.random.key(0), gpt_params(), labels, specs, keep=("bias",))
   tx = normax.scion(0.1, specs, labels)
   state = tx.init(params)
@@ -123,7 +127,7 @@ def test_preset_families_and_their_radii():
   assert {k: v.radius for k, v in specs.items()} == {
     "embed": 3.0, "hidden": 10.0, "head": 30.0, "bias": 1.0
   }  # fmt: skip
-  labels, specs = normax.presets.scion_gpt_tied()
+  labels, specs = normax.presets.scion_gpt_tied(rules=STACKED)
   params = gpt_params()
   del params["lm_head"]
   out = labels(params)

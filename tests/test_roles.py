@@ -383,7 +383,7 @@ def test_label_table_shows_views_and_what_decided_them():
   labels, specs = normax.presets.scion_gpt(roles=infer(entry))
   table = normax.label_table(entry.params, labels, specs)
   row = next(line for line in table.splitlines() if line.startswith("qkv/kernel"))
-  assert re.search(r"hidden\s+3 × \[32 × 96/3\]\s+dot_general \(contracts axis 0\)\s+spectral", row)
+  assert re.search(r"hidden\s+3 × \[32 × 96/3\]\s+dot_general \(contracts 0\)\s+spectral", row)
   row = next(line for line in table.splitlines() if line.startswith("qkv2/kernel"))
   assert "3 × [32 × (4·8)]" in row
 
