@@ -525,3 +525,62 @@ def test_presets_user_rules_come_first_and_specs_are_editable():
   assert specs["embed"].norm == normax.Sign(normalized=False)
   assert specs["hidden"].radius == 2.0 and specs["bias"].radius == 1.0  # Gains keep theirs.
   normax.resolve_specs(tree(), labels, specs)
+
+
+# -- labels that cannot silently mis-route (round two) ---------------------------------
+
+
+def test_a_plain_label_function_under_inject_hyperparams_is_an_error_not_one_label():
+  params = {"w": jnp.ones((4, 4)), "b": jnp.ones(4)}
+  specs = {"hidden": normax.LayerSpec("spectral"), "bias": normax.LayerSpec("bias_rms")}
+
+  def plain(p):  # inject_hyperparams takes it for a schedule and calls it with the step count.
+    return jax.tree.map(lambda x: "hidden" if jnp.ndim(x) == 2 else "bias", p)
+
+  tx = optax.inject_hyperparams(normax.scion)(0.1, specs, plain)
+  with pytest.raises(TypeError, match=r"single label 'bias'.*static_args=\('labels',\)"):
+    tx.init(params)
+  # The fixes named in the message work, and route as the uninjected optimizer does.
+  by_path = normax.label_by_path([normax.Rule("*", "hidden", ndim=2)], default="bias")
+  grads = {"w": jnp.eye(4) + 0.5, "b": jnp.arange(4.0)}
+  ref = normax.scion(0.1, specs, plain)
+  want, _ = ref.update(grads, ref.init(params), params)
+  for tx in (
+    optax.inject_hyperparams(normax.scion, static_args=("labels",))(0.1, specs, plain),
+    optax.inject_hyperparams(normax.scion)(0.1, specs, by_path),
+  ):
+    got, _ = tx.update(grads, tx.init(params), params)
+    for key in ("w", "b"):
+      assert jnp.allclose(got[key], want[key], atol=1e-6), key
+  # normax.muon too; one label for everything is fine where it is the only one configured.
+  with pytest.raises(TypeError, match="single label"):
+    optax.inject_hyperparams(normax.muon)(0.1, labels=lambda p: "muon").init(params)
+  normax.scion(0.1, {"h": normax.LayerSpec("frobenius")}, "h").init(params)
+
+
+def test_a_misspelt_spec_key_is_an_error():
+  params = {"w": jnp.ones((4, 4)), "head": {"kernel": jnp.ones((4, 2))}}
+  labels = normax.label_by_path([("head/*", "head"), ("*", "hidden")])
+  specs = {"hidden": normax.LayerSpec("spectral"), "head": normax.LayerSpec("sign")}
+  specs["haed"] = normax.LayerSpec("sign", radius=100.0)  # Meant to change the head's radius.
+  tx = normax.scion(0.1, specs, labels)
+  with pytest.raises(ValueError, match=r"entry 'haed' that no parameter carries.*'head'"):
+    tx.init(params)
+  with pytest.raises(ValueError, match="'haed'"):
+    normax.resolve_specs(params, labels, specs)
+  # A spare entry that is not close to a used label stays allowed (a preset's unused role).
+  del specs["haed"]
+  specs["embed"] = normax.LayerSpec("colnorm")
+  normax.scion(0.1, specs, labels).init(params)
+
+
+def test_a_label_function_that_reads_values_is_an_error():
+  params = {"w": jnp.ones((4, 4)), "v": -jnp.ones((4, 4))}
+  specs = {"pos": normax.LayerSpec("spectral"), "neg": normax.LayerSpec("sign")}
+
+  def by_sign(p):  # Routes by the values: eagerly by the gradients' signs.
+    return jax.tree.map(lambda x: "pos" if float(x.sum()) > 0 else "neg", p)
+
+  tx = normax.scion(0.1, specs, by_sign)
+  with pytest.raises(ValueError, match="depend on paths and shapes only"):
+    tx.init(params)
