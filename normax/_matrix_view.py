@@ -69,18 +69,18 @@ class MatrixView:
   (counted from the end), so one view can serve a leaf with or without a
   leading layer axis.
 
-  ====================================  =====================  ==================================
-  parameter                             shape                  view
-  ====================================  =====================  ==================================
-  ``nnx.Linear`` / ``Dense`` kernel     ``(d_in, d_out)``      ``MatrixView(-2, -1)``
-  scanned stack of them                 ``(layers, d, d)``     ``MatrixView(-2, -1)``
-  ``nnx.MultiHeadAttention`` q/k/v      ``(d, heads, hd)``     ``MatrixView(0, (1, 2))``
-  the same, one matrix per head         ``(d, heads, hd)``     ``MatrixView(0, 2, stack=1)``
-  its output projection                 ``(heads, hd, d)``     ``MatrixView((0, 1), 2)``
-  ``nnx.Einsum`` head ``"btd,vd->btv"`` ``(vocab, d)``         ``MatrixView(1, 0)``
-  2-D conv kernel (HWIO)                ``(3, 3, c_i, c_o)``   ``MatrixView(2, 3, spatial=(0, 1))``
-  fused QKV kernel                      ``(d, 3·d)``           ``MatrixView(0, 1, blocks=3)``
-  ====================================  =====================  ==================================
+  ===================================  ====================  ====================================
+  parameter                            shape                 view
+  ===================================  ====================  ====================================
+  ``nnx.Linear`` / ``Dense`` kernel    ``(d_in, d_out)``     ``MatrixView(-2, -1)``
+  scanned stack of them                ``(layers, d, d)``    ``MatrixView(-2, -1)``
+  ``nnx.MultiHeadAttention`` q/k/v     ``(d, heads, hd)``    ``MatrixView(0, (1, 2))``
+  the same, one matrix per head        ``(d, heads, hd)``    ``MatrixView(0, 2, stack=1)``
+  its output projection                ``(heads, hd, d)``    ``MatrixView((0, 1), 2)``
+  ``nnx.Einsum`` head ``btd,vd->btv``  ``(vocab, d)``        ``MatrixView(1, 0)``
+  2-D conv kernel (HWIO)               ``(3, 3, c_i, c_o)``  ``MatrixView(2, 3, spatial=(0, 1))``
+  fused QKV kernel                     ``(d, 3·d)``          ``MatrixView(0, 1, blocks=3)``
+  ===================================  ====================  ====================================
 
   :func:`normax.infer_roles` reads every parameter's view from the model's
   computation; a :class:`normax.Rule` can state one by hand.

@@ -1,14 +1,19 @@
-"""The README's Python snippets run as written."""
+"""The README's and the roles page's Python snippets run as written."""
 
 import pathlib
 import re
 
 import pytest
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", ROOT / "docs" / "roles.md"]
+BLOCKS = [
+  (page.name, i, block)
+  for page in PAGES
+  for i, block in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL))
+]
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_snippet_runs(index):
-  exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {})
+@pytest.mark.parametrize(("page", "index", "block"), BLOCKS, ids=[f"{p}-{i}" for p, i, _ in BLOCKS])
+def test_snippet_runs(page, index, block):
+  exec(compile(block, f"{page}[python block {index}]", "exec"), {})
