@@ -65,6 +65,7 @@ class Flow:
   axes: tuple[LeafAxes, ...]
   stack: frozenset = frozenset()  # Leaf axes sliced away (scan xs, w[i]).
   partial: frozenset = frozenset()  # Leaf axes split by a reshape: not followed further.
+  sliced: frozenset = frozenset()  # Leaf axes cut to a range of entries (table[:n]).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +237,14 @@ class _Walker:
   def consume(self, ins: list[Info], primitive: str, multiplicative: bool = False) -> None:
     for info in ins:
       for flow in info.flows:
+        present = {a for axes in flow.axes if axes for a in axes}
+        rows = sorted(flow.sliced & present)
+        if rows and not multiplicative:  # table[:n] + x: rows looked up by position.
+          rest = [i for i, axes in enumerate(flow.axes) if axes and not set(axes) & set(rows)]
+          looked = [i for i, axes in enumerate(flow.axes) if axes and set(axes) & set(rows)]
+          use = _use(flow, "embed", f"slice + {primitive}", fan_in=looked, fan_out=rest)
+          self.uses.append(use)
+          continue
         self.uses.append(_use(flow, "elementwise", primitive, multiplicative=multiplicative))
 
   # -- products -----------------------------------------------------------------------------
@@ -494,7 +503,16 @@ def map_axes(eqn, per_input: list[tuple[Flow, ...]], stack: bool) -> list[tuple[
     shape_out = tuple(p["new_sizes"])
     return each(lambda f, j, k: _reshape(f, shape_in[0], shape_out, stack) if j == 0 else None)
   if name in ("slice", "dynamic_slice"):
-    return each(lambda f, j, k: f if j == 0 else None)
+    shape_out = tuple(eqn.outvars[0].aval.shape)
+    cut = [i for i, (a, b) in enumerate(zip(shape_in[0], shape_out, strict=True)) if b < a]
+
+    def sliced(f, j, k):
+      if j != 0:
+        return None
+      rows = {a for i in cut if f.axes[i] for a in f.axes[i]}
+      return dataclasses.replace(f, sliced=f.sliced | frozenset(rows)) if stack else f
+
+    return each(sliced)
   if name == "concatenate":
     return each(lambda f, j, k: f)
   if name in REDUCTIONS or name in ("argmax", "argmin"):

@@ -409,3 +409,28 @@ def test_inferred_roles_add_nothing_to_the_compiled_step():
     return jax.jit(tx.update).lower(grads, state, params).as_text(debug_info=False)
 
   assert hlo(normax.scion(0.01, specs, labels)) == hlo(normax.scion(0.01, specs, by_hand))
+
+
+def test_gpt2_style_tables_and_indexed_stacks():
+  # A position table sliced to the sequence and added (GPT-2's wpe), a stack indexed w[i] in a
+  # Python loop, and a token table tied to the head through Embed.attend.
+  class Gpt2ish(nnx.Module):
+    def __init__(self, rngs):
+      self.wte = nnx.Embed(50, 16, rngs=rngs)
+      self.wpe = nnx.Param(jnp.zeros((32, 16)))
+      self.layers = nnx.Param(jnp.ones((3, 16, 16)))
+
+    def __call__(self, tokens):
+      x = self.wte(tokens) + self.wpe[: tokens.shape[1]][None]
+      for i in range(3):
+        x = jnp.tanh(x @ self.layers[i])
+      return self.wte.attend(x)
+
+  roles = normax.infer_roles(Gpt2ish(nnx.Rngs(0)), jnp.zeros((2, 8), jnp.int32))
+  assert roles["wpe"].kind == "embed" and same_view(
+    roles["wpe"].view, normax.MatrixView(0, 1), (32, 16)
+  )
+  assert roles["layers"].kind == "hidden"
+  assert same_view(roles["layers"].view, normax.MatrixView(1, 2, (0,)), (3, 16, 16))
+  assert roles["wte/embedding"].kind == "tied"
+  assert same_view(roles["wte/embedding"].view, normax.MatrixView(1, 0), (50, 16))
