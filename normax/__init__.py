@@ -15,7 +15,6 @@ from normax._init import init_model as init_model
 from normax._init import init_params as init_params
 from normax._label_table import label_table as label_table
 from normax._labels import LabelFn as LabelFn
-from normax._labels import Rule as Rule
 from normax._labels import label_by_path as label_by_path
 from normax._lmo import scale_by_lmo as scale_by_lmo
 from normax._matrix_view import MatrixView as MatrixView
@@ -54,6 +53,7 @@ from normax._roles import ROLES as ROLES
 from normax._roles import Role as Role
 from normax._roles import Roles as Roles
 from normax._roles import infer_roles as infer_roles
+from normax._rules import Rule as Rule
 from normax._schedules import CUBIC as CUBIC
 from normax._schedules import DION as DION
 from normax._schedules import QUINTIC as QUINTIC

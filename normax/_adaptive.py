@@ -11,12 +11,13 @@ import optax
 
 from normax._base import where_nonzero
 from normax._decay import add_constrained_decay
-from normax._labels import Rule, checked_labels, label_by_path
+from normax._labels import label_by_path
 from normax._leafwise import cast_scalar, evaluate, resolve_norms, resolve_scalars
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._radius import scale_by_radius
-from normax._spec import LayerSpec
+from normax._rules import Rule
+from normax._spec import LayerSpec, checked_labels
 from normax._spectral import Spectral
 
 _F32 = jnp.float32

@@ -18,16 +18,13 @@ the same labels at the same paths.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import fnmatch
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-from normax._matrix_view import MatrixView
 from normax._paths import (
   is_value_wrapper,
   leaf_dtype,
@@ -35,169 +32,9 @@ from normax._paths import (
   path_to_str,
   structure_mismatch,
 )
+from normax._rules import Rule, as_rules
 
 Shape = tuple[int, ...]
-
-
-def glob_match(pattern: str, path: str) -> bool:
-  """Whether a glob matches a ``/``-joined path, component by component.
-
-  ``*`` and ``?`` stay inside one path component, ``**`` spans any number of
-  whole components, a final ``/*`` matches everything below (one or more
-  components), and the pattern matches the path's *last* components unless
-  it starts with ``/`` (then the whole path): ``"head/*"`` matches
-  ``"lm/head/kernel"`` but not ``"multihead/kernel"``.
-  """
-  anchored = pattern.startswith("/")
-  pat = pattern.strip("/").split("/") if pattern.strip("/") else []
-  parts = path.split("/") if path else []
-  if len(pat) > 1 and pat[-1] == "*":
-    pat = [*pat[:-1], "?*", "**"]  # One component at least, then any number.
-  if not anchored:
-    pat = ["**", *pat]
-  return _match(tuple(pat), tuple(parts))
-
-
-def _match(pat: tuple[str, ...], parts: tuple[str, ...]) -> bool:
-  if not pat:
-    return not parts
-  if pat[0] == "**":
-    return any(_match(pat[1:], parts[i:]) for i in range(len(parts) + 1))
-  return bool(parts) and fnmatch.fnmatchcase(parts[0], pat[0]) and _match(pat[1:], parts[1:])
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-  """One label rule: a path pattern, optional shape conditions, a label and a matrix view.
-
-  A rule matches a parameter when ``pattern`` matches its ``/``-joined path
-  (``"blocks/0/attn/query/kernel"``, ``"params/Dense_0/kernel"``) and every
-  given condition holds.
-
-  Args:
-    pattern: A glob matched on whole path components: ``*`` and ``?`` stay
-      inside a component, ``**`` spans any number of them, a final ``/*``
-      matches everything below, and the pattern matches the path's last
-      components (a leading ``/`` anchors it at the root). So ``"kernel"``
-      or ``"*kernel"`` matches every kernel, ``"head/*"`` everything in a
-      module called ``head`` but not ``multihead``, ``"logits/*"`` not
-      ``pre_logits``. Or a compiled ``re.Pattern``, which must match the
-      whole path (``re.fullmatch``).
-    label: The label given to matching parameters (``None`` with ``error``).
-    ndim: Accepted rank(s): an int or a collection such as ``(3, 4, 5)`` or
-      ``range(2, 8)``. ``None`` accepts any rank.
-    min_ndim: Smallest accepted rank (``min_ndim=2``: every matrix, scanned
-      stacks included). ``None`` sets no lower bound; with ``ndim`` both hold.
-    where: An extra predicate on the shape, ``shape -> bool``.
-    error: Marks parameters this rule matches as ambiguous: instead of
-      guessing a label, the label function raises one ``ValueError`` listing
-      every such path and shape, followed by this text (which should say how
-      to disambiguate). Rules placed before it still label those paths.
-    view: The :class:`normax.MatrixView` of matching parameters (which axes
-      are the fan-in, the fan-out and a stack), e.g.
-      ``normax.MatrixView(fan_in=-3, fan_out=(-2, -1))`` for attention
-      kernels ``(..., d, heads, head_dim)``; ``None``: the last two axes.
-
-  Examples:
-    >>> import re, jax.numpy as jnp, normax
-    >>> rule = normax.Rule("conv*/kernel", "conv", ndim=(3, 4, 5))
-    >>> rule.matches("blocks/conv1/kernel", (3, 3, 8, 16)), rule.matches("dense/kernel", (8, 16))
-    (True, False)
-    >>> normax.Rule("head/*", "head").matches("multihead/kernel", (4, 4))
-    False
-    >>> normax.Rule(re.compile(r"layers/\\d+/.*"), "hidden").matches("layers/12/w", (4, 4))
-    True
-    >>> rule = normax.Rule("*", "hidden", min_ndim=2)
-    >>> rule.matches("w", (3, 8, 8)), rule.matches("b", (8,)), rule.describe()
-    (True, False, "'*' [ndim>=2] -> 'hidden'")
-    >>> fn = normax.label_by_path([normax.Rule("*", None, ndim=3, error="Say which.")])
-    >>> try:
-    ...   fn({"w": jnp.zeros((3, 4, 4))})
-    ... except ValueError as e:
-    ...   print(*str(e).splitlines()[:3], sep="\\n")
-    1 parameter(s) are ambiguous under these rules:
-      w  (3, 4, 4)  float32
-    Say which.
-  """
-
-  pattern: str | re.Pattern
-  label: str | None
-  ndim: int | Collection[int] | None = None
-  where: Callable[[Shape], bool] | None = None
-  error: str | None = None
-  min_ndim: int | None = None
-  view: MatrixView | None = None
-
-  def __post_init__(self):
-    if not isinstance(self.pattern, str | re.Pattern):
-      raise TypeError(
-        f"A rule pattern must be a glob string or a compiled re.Pattern, got"
-        f" {type(self.pattern).__name__}: {self.pattern!r}."
-      )
-    if isinstance(self.ndim, range):
-      pass  # Hashable and cheap to test; shown as a range in messages.
-    elif isinstance(self.ndim, Collection) and not isinstance(self.ndim, str):
-      object.__setattr__(self, "ndim", tuple(self.ndim))
-    elif self.ndim is not None and not isinstance(self.ndim, int):
-      raise TypeError(f"Rule ndim must be an int or a collection of ints, got {self.ndim!r}.")
-    if self.min_ndim is not None and not (isinstance(self.min_ndim, int) and self.min_ndim >= 0):
-      raise TypeError(f"Rule min_ndim must be an int >= 0, got {self.min_ndim!r}.")
-    if (self.label is None) == (self.error is None):
-      raise TypeError(
-        f"A rule needs exactly one of a label or an error, got label={self.label!r} and"
-        f" error={self.error!r}."
-      )
-    if self.view is not None and not isinstance(self.view, MatrixView):
-      raise TypeError(f"Rule view must be a normax.MatrixView or None, got {self.view!r}.")
-
-  def matches(self, path: str, shape: Shape) -> bool:
-    """Whether this rule applies to a parameter at ``path`` of ``shape``."""
-    if isinstance(self.pattern, str):
-      if not glob_match(self.pattern, path):
-        return False
-    elif self.pattern.fullmatch(path) is None:
-      return False
-    if self.ndim is not None:
-      ranks = (self.ndim,) if isinstance(self.ndim, int) else self.ndim
-      if len(shape) not in ranks:
-        return False
-    if self.min_ndim is not None and len(shape) < self.min_ndim:
-      return False
-    return self.where is None or bool(self.where(shape))
-
-  def describe(self) -> str:
-    pattern = self.pattern if isinstance(self.pattern, str) else f"re:{self.pattern.pattern}"
-    conditions = []
-    if isinstance(self.ndim, range) and self.ndim.step == 1:
-      top = "" if self.ndim.stop >= 64 else f"<{self.ndim.stop}"
-      conditions.append(f"ndim>={self.ndim.start}{top}".replace(">=0", ""))
-    elif self.ndim is not None:
-      conditions.append(f"ndim={self.ndim}")
-    if self.min_ndim:
-      conditions.append(f"ndim>={self.min_ndim}")
-    if self.where is not None:
-      conditions.append("where=...")
-    suffix = f" [{', '.join(conditions)}]" if conditions else ""
-    view = "" if self.view is None else " (with a view)"
-    return f"{pattern!r}{suffix} -> {'error' if self.error else repr(self.label)}{view}"
-
-
-def _as_rules(rules: Any) -> tuple[Rule, ...]:
-  if isinstance(rules, Mapping):
-    rules = rules.items()
-  if isinstance(rules, str | Rule):
-    raise TypeError(
-      f"rules must be a sequence of rules, got {rules!r}; wrap it: rules=[{rules!r}, ...]."
-    )
-  out = []
-  for rule in rules:
-    if isinstance(rule, Rule):
-      out.append(rule)
-    elif isinstance(rule, tuple) and len(rule) == 2:
-      out.append(Rule(*rule))
-    else:
-      raise TypeError(f"Each rule must be a normax.Rule or a (pattern, label) pair, got {rule!r}.")
-  return tuple(out)
 
 
 def _glob_for(path: str) -> str:
@@ -402,7 +239,7 @@ def label_by_path(
     >>> labels(params)
     {'embed': {'embedding': 'embed'}, 'mlp': {'bias': 'bias', 'kernel': 'hidden'}}
   """
-  return LabelFn(_as_rules(rules), default, tuple(required))
+  return LabelFn(as_rules(rules), default, tuple(required))
 
 
 # -- labels of a tree ------------------------------------------------------------
@@ -461,108 +298,3 @@ def views_of(labels: Any, tree: Any) -> Any:
   """
   views = getattr(labels, "views", None)
   return views(tree) if callable(views) else None
-
-
-def check_labels_arg(labels: Any, what: str, known: Collection[Any]) -> None:
-  """Rejects one string for every parameter where several labels are ``known``.
-
-  ``optax.inject_hyperparams`` calls every callable argument with the step count; a plain
-  Python label function then comes back as one label, which would route every parameter to it.
-  (One label for everything is fine where it is the only one.)
-  """
-  if isinstance(labels, str) and len(known) > 1:
-    raise TypeError(
-      f"{what}: labels is the single label {labels!r}, which would give every parameter that"
-      f" label although {len(known)} labels are configured. Under optax.inject_hyperparams a"
-      " plain label function is called with the step"
-      " count (it is taken for a schedule) and returns one label: pass"
-      " optax.inject_hyperparams(..., static_args=('labels',)), or build it with"
-      " normax.label_by_path / normax.infer_roles, which inject_hyperparams leaves alone."
-    )
-
-
-def _abstract(tree: Any) -> Any:
-  """``tree`` with every array leaf replaced by a ``jax.ShapeDtypeStruct`` (wrappers kept)."""
-
-  def one(x):
-    if x is None:
-      return x
-    return jax.ShapeDtypeStruct(np.shape(x), leaf_dtype(x))
-
-  return jax.tree.map(one, tree)
-
-
-def _unknown_labels(leaves: list[Labelled], known: Mapping[Any, Any], what: str, fix) -> None:
-  unknown: dict[Any, list[str]] = {}
-  for leaf in leaves:
-    if leaf.label not in known:
-      unknown.setdefault(leaf.label, []).append(f"{leaf.path} {leaf.shape}")
-  if not unknown:
-    return
-  names = ", ".join(repr(k) for k in sorted(known, key=str)) or "none"
-  lines = "\n".join(f"  {lab!r}: {', '.join(paths)}" for lab, paths in unknown.items())
-  first = next(iter(unknown))
-  many = len(unknown) > 1
-  fix = fix or (
-    f"Add one, e.g. {what}[{first!r}] = normax.LayerSpec('spectral', radius=1.0), or fix"
-    " the label rules."
-  )
-  raise ValueError(
-    f"Label{'s' if many else ''} {', '.join(repr(k) for k in unknown)}"
-    f" {'have' if many else 'has'} no entry in {what} (known labels: {names})."
-    f" Parameters carrying {'them' if many else 'it'}:\n{lines}\n{fix}"
-  )
-
-
-def _misspelt_keys(leaves: list[Labelled], known: Mapping[Any, Any], what: str) -> None:
-  """An entry no parameter uses whose name is close to a used label is a typo, not a spare."""
-  used = sorted({str(leaf.label) for leaf in leaves})
-  for key in known:
-    if key in used or not isinstance(key, str):
-      continue
-    close = difflib.get_close_matches(key, used, n=1, cutoff=0.75)
-    if close:
-      raise ValueError(
-        f"{what} has an entry {key!r} that no parameter carries, close to the label"
-        f" {close[0]!r} that parameters do carry: a typo? Rename it to {close[0]!r} (or remove"
-        " it); as it stands it changes nothing."
-      )
-
-
-def check_known(
-  leaves: list[Labelled], known: Mapping[Any, Any], what: str, fix: str | None = None
-) -> None:
-  """Raises one error naming every label not in ``known`` (with its parameters), or an entry
-  of ``known`` that no parameter uses and that looks like a misspelt label."""
-  _unknown_labels(leaves, known, what, fix)
-  _misspelt_keys(leaves, known, what)
-
-
-def checked_labels(
-  labels: Any, known: Mapping[Any, Any], what: str, fix: str | None = None
-) -> Callable[[Any], Any]:
-  """A label function for ``optax.partition`` that rejects labels not in ``known``.
-
-  ``optax.partition`` calls it on params at ``init`` and on updates at
-  ``update``; either way the labels are computed from the tree's shapes
-  alone (a label function that reads values fails here, instead of routing by
-  the values of the gradients) and an unknown label raises one error naming
-  every such label and the parameter paths that carry it.
-  """
-
-  def fn(tree):
-    if callable(labels):
-      try:
-        lab = labels(_abstract(tree))
-      except (TypeError, jax.errors.ConcretizationTypeError, AttributeError) as e:
-        raise ValueError(
-          f"{what}: the label function failed on the parameters' shapes ({type(e).__name__}:"
-          f" {e}). Labels must depend on paths and shapes only, never on values (optax calls"
-          " them on the updates): build them with normax.label_by_path or normax.infer_roles."
-        ) from e
-    else:
-      lab = labels
-    check_known(labelled_leaves(tree, lab)[0], known, what, fix)
-    return lab
-
-  return fn

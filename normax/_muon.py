@@ -25,7 +25,7 @@ from optax.contrib import MuonDimensionNumbers
 from normax._decay import add_cautious_weight_decay
 from normax._dual_norm import scale_by_dual_norm
 from normax._hyperball import hyperball as hyperball_step
-from normax._labels import Rule, check_labels_arg, checked_labels, label_by_path, views_of
+from normax._labels import label_by_path, views_of
 from normax._leafwise import broadcast_spec, check_nonnegative, leaf_paths
 from normax._lmo import scale_by_lmo
 from normax._matrix_view import MatrixView, with_matrix_view
@@ -34,7 +34,9 @@ from normax._newton_schulz import newton_schulz
 from normax._normuon import scale_by_neuron_rms
 from normax._paths import leaf_shape, path_to_str
 from normax._roles import ROLES, Roles
+from normax._rules import Rule
 from normax._schedules import DION
+from normax._spec import check_labels_arg, checked_labels
 from normax._spectral import Spectral
 
 _MUON_LABELS = {"muon": None, "adam": None}

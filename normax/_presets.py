@@ -40,9 +40,10 @@ import re
 from collections.abc import Iterable, Sequence
 
 from normax._base import Norm
-from normax._labels import LabelFn, Rule, label_by_path
+from normax._labels import LabelFn, label_by_path
 from normax._norms import BiasRMS, ColNorm, Sign
 from normax._roles import Roles
+from normax._rules import Rule
 from normax._spec import LayerSpec
 from normax._spectral import CONV_PATH, Spectral, SpectralConv
 

@@ -8,12 +8,11 @@ from typing import Any, Literal
 import optax
 
 from normax._decay import add_constrained_decay
-from normax._labels import check_labels_arg, checked_labels
 from normax._leafwise import check_nonnegative
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._radius import scale_by_radius
-from normax._spec import LayerSpec, spec_views
+from normax._spec import LayerSpec, check_labels_arg, checked_labels, spec_views
 
 
 def scion(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import difflib
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 
 from normax._base import Norm
-from normax._labels import check_known, labelled_leaves, views_of
+from normax._labels import Labelled, labelled_leaves, views_of
 from normax._leafwise import check_nonnegative
 from normax._matrix_view import MatrixView
+from normax._paths import leaf_dtype
 from normax._registry import get_norm
 
 
@@ -171,3 +174,111 @@ def resolve_specs(params: Any, labels: Any, specs: Mapping[str, Any]) -> Any:
     per_leaf.append(spec)
   it = iter(per_leaf)
   return treedef.unflatten(jax.tree.map(lambda _: next(it), sub) for sub in subtrees)
+
+
+# -- checking labels against specs ----------------------------------------------
+
+
+def check_labels_arg(labels: Any, what: str, known: Collection[Any]) -> None:
+  """Rejects one string for every parameter where several labels are ``known``.
+
+  ``optax.inject_hyperparams`` calls every callable argument with the step count; a plain
+  Python label function then comes back as one label, which would route every parameter to it.
+  (One label for everything is fine where it is the only one.)
+  """
+  if isinstance(labels, str) and len(known) > 1:
+    raise TypeError(
+      f"{what}: labels is the single label {labels!r}, which would give every parameter that"
+      f" label although {len(known)} labels are configured. Under optax.inject_hyperparams a"
+      " plain label function is called with the step"
+      " count (it is taken for a schedule) and returns one label: pass"
+      " optax.inject_hyperparams(..., static_args=('labels',)), or build it with"
+      " normax.label_by_path / normax.infer_roles, which inject_hyperparams leaves alone."
+    )
+
+
+def _abstract(tree: Any) -> Any:
+  """``tree`` with every array leaf replaced by a ``jax.ShapeDtypeStruct`` (wrappers kept)."""
+
+  def one(x):
+    if x is None:
+      return x
+    return jax.ShapeDtypeStruct(np.shape(x), leaf_dtype(x))
+
+  return jax.tree.map(one, tree)
+
+
+def _unknown_labels(leaves: list[Labelled], known: Mapping[Any, Any], what: str, fix) -> None:
+  unknown: dict[Any, list[str]] = {}
+  for leaf in leaves:
+    if leaf.label not in known:
+      unknown.setdefault(leaf.label, []).append(f"{leaf.path} {leaf.shape}")
+  if not unknown:
+    return
+  names = ", ".join(repr(k) for k in sorted(known, key=str)) or "none"
+  lines = "\n".join(f"  {lab!r}: {', '.join(paths)}" for lab, paths in unknown.items())
+  first = next(iter(unknown))
+  many = len(unknown) > 1
+  fix = fix or (
+    f"Add one, e.g. {what}[{first!r}] = normax.LayerSpec('spectral', radius=1.0), or fix"
+    " the label rules."
+  )
+  raise ValueError(
+    f"Label{'s' if many else ''} {', '.join(repr(k) for k in unknown)}"
+    f" {'have' if many else 'has'} no entry in {what} (known labels: {names})."
+    f" Parameters carrying {'them' if many else 'it'}:\n{lines}\n{fix}"
+  )
+
+
+def _misspelt_keys(leaves: list[Labelled], known: Mapping[Any, Any], what: str) -> None:
+  """An entry no parameter uses whose name is close to a used label is a typo, not a spare."""
+  used = sorted({str(leaf.label) for leaf in leaves})
+  for key in known:
+    if key in used or not isinstance(key, str):
+      continue
+    close = difflib.get_close_matches(key, used, n=1, cutoff=0.75)
+    if close:
+      raise ValueError(
+        f"{what} has an entry {key!r} that no parameter carries, close to the label"
+        f" {close[0]!r} that parameters do carry: a typo? Rename it to {close[0]!r} (or remove"
+        " it); as it stands it changes nothing."
+      )
+
+
+def check_known(
+  leaves: list[Labelled], known: Mapping[Any, Any], what: str, fix: str | None = None
+) -> None:
+  """Raises one error naming every label not in ``known`` (with its parameters), or an entry
+  of ``known`` that no parameter uses and that looks like a misspelt label."""
+  _unknown_labels(leaves, known, what, fix)
+  _misspelt_keys(leaves, known, what)
+
+
+def checked_labels(
+  labels: Any, known: Mapping[Any, Any], what: str, fix: str | None = None
+) -> Callable[[Any], Any]:
+  """A label function for ``optax.partition`` that rejects labels not in ``known``.
+
+  ``optax.partition`` calls it on params at ``init`` and on updates at
+  ``update``; either way the labels are computed from the tree's shapes
+  alone (a label function that reads values fails here, instead of routing by
+  the values of the gradients) and an unknown label raises one error naming
+  every such label and the parameter paths that carry it.
+  """
+
+  def fn(tree):
+    if callable(labels):
+      try:
+        lab = labels(_abstract(tree))
+      except (TypeError, jax.errors.ConcretizationTypeError, AttributeError) as e:
+        raise ValueError(
+          f"{what}: the label function failed on the parameters' shapes ({type(e).__name__}:"
+          f" {e}). Labels must depend on paths and shapes only, never on values (optax calls"
+          " them on the updates): build them with normax.label_by_path or normax.infer_roles."
+        ) from e
+    else:
+      lab = labels
+    check_known(labelled_leaves(tree, lab)[0], known, what, fix)
+    return lab
+
+  return fn
