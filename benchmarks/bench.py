@@ -130,9 +130,11 @@ def gpt_params(key, vocab: int, d: int, depth: int, scanned: bool, dtype=jnp.flo
   }
 
 
-def _muon_labels(params):
-  """Every matrix (rank >= 2, scanned stacks included) on Muon, the rest on AdamW."""
-  return jax.tree.map(lambda p: "muon" if p.ndim >= 2 else "adam", params)
+#: Every matrix on Muon, the rest on AdamW; a scanned stack (layers, d_in, d_out) is a stack of
+#: matrices over its last two axes (stated: labelling by name does not guess it).
+_muon_labels = normax.label_by_path(
+  [normax.Rule("*", "muon", min_ndim=2, view=normax.MatrixView(-2, -1))], default="adam"
+)
 
 
 def _optax_muon_dims(params):
@@ -195,9 +197,14 @@ def soap(lr, every: int = 1):
   return optax.partition({"muon": matrices, "adam": optax.adamw(lr)}, _muon_labels)
 
 
+# The benchmark's parameters are built here: every rank-3 leaf is a scanned stack of dense kernels
+# (layers, d_in, d_out), stated as such (labelling by name refuses to guess it).
+STACKED = normax.Rule("*", "hidden", min_ndim=3, view=normax.MatrixView(-2, -1))
+
+
 def optimizers(ns_dtype=None, steps: int = 5) -> dict:
   """The update-section contestants, by name (``ns_dtype`` applies to normax only)."""
-  labels, specs = normax.presets.scion_gpt()
+  labels, specs = normax.presets.scion_gpt(rules=[STACKED])
   spectral = normax.Spectral(steps=steps, compute_dtype=ns_dtype)
   specs = dict(specs, hidden=dataclasses.replace(specs["hidden"], norm=spectral))
   lr = 1e-3
@@ -374,7 +381,7 @@ def nbytes(tree) -> int:
 def bench_state(args) -> list[dict]:
   d = args.widths[-1]
   params = gpt_params(jax.random.key(0), args.vocab, d, args.depths[-1], scanned=False)
-  labels, specs = normax.presets.scion_gpt()
+  labels, specs = normax.presets.scion_gpt(rules=[STACKED])
   txs = {
     "scion (f32 momentum)": normax.scion(1e-3, specs, labels),
     "scion (bf16 momentum)": normax.scion(1e-3, specs, labels, momentum_dtype=jnp.bfloat16),

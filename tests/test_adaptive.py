@@ -243,10 +243,10 @@ def test_errors():
 def test_scion_free_trains_a_scanned_nnx_model_with_the_gpt_preset():
   """No learning rate: presets.scion_gpt's radii, a scanned stack, inside nnx.Optimizer."""
   from flax import nnx  # (imported here: test_flax pulls in flax and orbax)
-  from test_flax import ScanGpt, train
+  from test_flax import TOKENS, ScanGpt, train
 
   model = ScanGpt(nnx.Rngs(0))
-  labels, specs = normax.presets.scion_gpt()
+  labels, specs = normax.presets.scion_gpt(roles=normax.infer_roles(model, TOKENS))
   optimizer = nnx.Optimizer(model, normax.scion_free(specs, labels), wrt=nnx.Param)
   losses = train(model, optimizer, 30)
   assert losses[-1] < 0.1 * losses[0], losses

@@ -255,10 +255,10 @@ def test_sharded_parameters_under_jit():
 def test_nnx_scanned_model_per_label():
   """Shampoo (spectral-grafted) on hidden matrices of a scanned stack, Sign on the head."""
   from flax import nnx  # (imported here: test_flax pulls in flax and orbax)
-  from test_flax import ScanGpt, train
+  from test_flax import TOKENS, ScanGpt, train
 
   model = ScanGpt(nnx.Rngs(0))
-  labels, specs = normax.presets.scion_gpt()
+  labels, specs = normax.presets.scion_gpt(roles=normax.infer_roles(model, TOKENS))
   branch = {
     label: optax.chain(
       normax.momentum(0.9), normax.scale_by_lmo(spec.norm), normax.scale_by_radius(spec.radius)
