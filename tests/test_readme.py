@@ -1,4 +1,4 @@
-"""The README's and the roles page's Python snippets run as written."""
+"""The Python snippets of the README and the roles and migration pages run as written."""
 
 import pathlib
 import re
@@ -6,7 +6,7 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", ROOT / "docs" / "roles.md"]
+PAGES = [ROOT / "README.md", ROOT / "docs" / "roles.md", ROOT / "docs" / "migration.md"]
 BLOCKS = [
   (page.name, i, block)
   for page in PAGES
