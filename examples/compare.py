@@ -309,7 +309,9 @@ PRESETS = {
           "optax_muon": pow2(-7, -3),
         },
         seeds=SEEDS,
-      )
+      ),
+      # scion_last2's best landed on the grid's bottom edge (2**-9): one more power of 2.
+      Sweep({"scion_last2": (2**-10,)}, seeds=SEEDS),
     ],
   ),
   "shakespeare_long": dict(
