@@ -312,6 +312,8 @@ PRESETS = {
       ),
       # scion_last2's best landed on the grid's bottom edge (2**-9): one more power of 2.
       Sweep({"scion_last2": (2**-10,)}, seeds=SEEDS),
+      # Still on the edge there: two more, so its best is bracketed (beyond the one widening).
+      Sweep({"scion_last2": (2**-12, 2**-11)}, seeds=SEEDS),
     ],
   ),
   "shakespeare_long": dict(
