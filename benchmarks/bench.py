@@ -33,6 +33,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -547,8 +548,16 @@ def parse(argv=None):
   p.add_argument("--train-depth", type=int, default=4)
   p.add_argument("--block-size", type=int, default=128)
   p.add_argument("--batch-size", type=int, default=16)
-  p.add_argument("--json", default="benchmarks/results.json")
+  p.add_argument(
+    "--json",
+    default=None,
+    help="where to write the results (default: benchmarks/results.json; with --quick, a file\n"
+    "in a new temporary folder)",
+  )
   args = p.parse_args(argv)
+  if args.json is None:  # A quick run is a smoke test: keep its file out of the checkout.
+    quick_dir = Path(tempfile.mkdtemp(prefix="normax-bench-")) if args.quick else None
+    args.json = str(quick_dir / "results.json") if quick_dir else "benchmarks/results.json"
   args.optimizers = args.optimizers.split(",")
   args.trees = args.trees.split(",")
   args.train_optimizers = args.train_optimizers.split(",")

@@ -43,6 +43,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -295,9 +296,23 @@ def parse(argv=None):
   p.add_argument("--max-steps", type=int, default=None, help="Polar Express steps tried")
   p.add_argument("--repeats", type=int, default=None)
   p.add_argument("--no-time", action="store_true", help="quality only")
-  p.add_argument("--json", default="benchmarks/results/equal_quality.json")
-  p.add_argument("--markdown", default="benchmarks/results/equal_quality.md")
+  p.add_argument(
+    "--json",
+    default=None,
+    help="default: benchmarks/results/equal_quality.json; with --quick, a temporary folder's",
+  )
+  p.add_argument(
+    "--markdown",
+    default=None,
+    help="default: benchmarks/results/equal_quality.md; with --quick, a temporary folder's",
+  )
   args = p.parse_args(argv)
+  if args.json is None or args.markdown is None:
+    # A quick run is a smoke test: it must not overwrite the committed results.
+    out = ROOT / "benchmarks" / "results"
+    out = Path(tempfile.mkdtemp(prefix="normax-equal_quality-")) if args.quick else out
+    args.json = args.json or str(out / "equal_quality.json")
+    args.markdown = args.markdown or str(out / "equal_quality.md")
   quick = dict(gpt_width=32, gpt_depth=1, mlp_width=32, block_size=16, batch_size=8)
   quick |= dict(max_steps=5, repeats=1)
   full = dict(gpt_width=256, gpt_depth=4, mlp_width=256, block_size=128, batch_size=32)

@@ -28,7 +28,8 @@ into the results, never raised):
    train``).
 
 Writes ``gpu_check.json`` (everything) and ``gpu_check.md`` (tables) under
-``--out-dir`` and prints where.
+``--out-dir`` (by default a new ``benchmarks/results/gpu_check-<time>``, or a
+temporary folder with ``--quick``) and prints where.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -63,7 +65,11 @@ QUICK_TESTS = [
 def parse(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--quick", action="store_true", help="tiny sizes (a CPU smoke test)")
-  p.add_argument("--out-dir", default=None, help="default: benchmarks/results/gpu_check-<time>")
+  p.add_argument(
+    "--out-dir",
+    default=None,
+    help="default: benchmarks/results/gpu_check-<time>; with --quick, a new temporary folder",
+  )
   p.add_argument(
     "--skip", default="", help="comma-separated pieces to skip: tests,numerics,update,ns,train"
   )
@@ -260,7 +266,12 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> dict:
   args = parse(argv)
   started = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-  out_dir = Path(args.out_dir or ROOT / "benchmarks" / "results" / f"gpu_check-{started}")
+  if args.out_dir:
+    out_dir = Path(args.out_dir)
+  elif args.quick:  # A smoke test's results are not results: keep them out of the checkout.
+    out_dir = Path(tempfile.mkdtemp(prefix=f"normax-gpu_check-{started}-"))
+  else:
+    out_dir = ROOT / "benchmarks" / "results" / f"gpu_check-{started}"
   out_dir.mkdir(parents=True, exist_ok=True)
   skip = set(filter(None, args.skip.split(",")))
   result = {"started": started, "command": " ".join(["python", *sys.argv]), "pieces": {}}

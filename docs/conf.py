@@ -2,16 +2,23 @@
 
 Build it with ``python -m sphinx -W -b html docs docs/_build/html`` (``pip install -e ".[docs]"``).
 The pages are Markdown (MyST); the API reference comes from the docstrings (autodoc + napoleon);
-the notebooks are rendered from their committed ``.ipynb`` without running them.
+the notebooks are executed from their committed ``.ipynb`` and shown with their outputs.
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import shutil
 import sys
 
+from sphinx.errors import PycodeError
+from sphinx.pycode import ModuleAnalyzer
+from sphinx.util import logging
+from sphinx.util.docstrings import prepare_docstring
+
+logger = logging.getLogger(__name__)
 DOCS = pathlib.Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))  # Document this checkout, not another installed copy.
@@ -31,8 +38,14 @@ source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "_readme.md", "Thumbs.db", ".DS_Store"]
 root_doc = "index"
 
-# -- notebooks: the committed .ipynb, copied in, rendered as they are (never executed) --
-nb_execution_mode = "off"
+# -- notebooks: the committed .ipynb (no outputs), copied in and executed on every build --
+# The outputs shown are those of this checkout's code; an error in a cell fails the build.
+nb_execution_mode = "force"
+nb_execution_raise_on_error = True
+nb_execution_timeout = 300
+nb_execution_show_tb = True
+# The kernels import the normax of this checkout, as autodoc does.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 NOTEBOOKS = DOCS / "notebooks"
 NOTEBOOKS.mkdir(exist_ok=True)
 for _nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
@@ -155,5 +168,51 @@ def _math_blocks_to_tex(app, what, name, obj, options, lines):
       i += 1
 
 
+# -- constants: their own text, not their type's ---------------------------------
+# A public constant (``normax.QUINTIC``, ``normax.presets.HEAD_PATTERNS``) is re-exported from
+# the private module that defines it, with a ``#:`` comment above the definition. autodoc looks
+# for that comment in the re-exporting module and, finding none, shows the value's type's
+# docstring (``tuple``'s). Here the comment is taken from the defining module instead; a public
+# constant without one fails the build.
+
+
+def _defining_comment(name: str, obj) -> list[str] | None:
+  attr = name.rpartition(".")[2]
+  for modname in sorted(m for m in sys.modules if m == "normax" or m.startswith("normax.")):
+    if getattr(sys.modules[modname], attr, None) is not obj:
+      continue
+    try:
+      docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
+    except PycodeError:
+      continue
+    if ("", attr) in docs:
+      return list(docs[("", attr)])
+  return None
+
+
+def _constant_docs(app, what, name, obj, options, lines):
+  del app, options
+  if what != "data" or not name.startswith("normax."):
+    return
+  comment = _defining_comment(name, obj)
+  if comment is not None:
+    lines[:] = comment
+  elif lines == prepare_docstring(type(obj).__doc__ or ""):
+    logger.warning(f"{name} has no '#:' comment where it is defined; write one above it.")
+
+
+def _public_bases(app, name, obj, options, bases):
+  """A private base class (``_SliceLp``) is shown as the public classes it derives from."""
+  del app, name, obj, options
+  i = 0
+  while i < len(bases):
+    if bases[i].__name__.startswith("_"):
+      bases[i : i + 1] = [b for b in bases[i].__bases__ if b not in bases]
+    else:
+      i += 1
+
+
 def setup(app):
   app.connect("autodoc-process-docstring", _math_blocks_to_tex)
+  app.connect("autodoc-process-docstring", _constant_docs)
+  app.connect("autodoc-process-bases", _public_bases)

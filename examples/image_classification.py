@@ -134,7 +134,7 @@ class Config:
   eval_size: int | None = None  # Use only this many held-out images (None: all).
   model: Literal["mlp", "cnn"] = "mlp"  # The CNN's conv kernels get SpectralConv.
   width: int = 128  # Hidden units; the CNN's conv layers have width/4 and width/2 channels.
-  optimizer: Optimizer = "scion"  # See above.
+  optimizer: Optimizer = "scion"  # uscion: unconstrained Scion; *_free: learning-rate-free.
   lr: float | None = None  # Peak learning rate; None: DEFAULT_LR[model][optimizer].
   adam_lr: float | None = None  # AdamW part of muon / optax_muon; None: 3e-3.
   beta: float | None = None  # Momentum; None: 0.9 (Scion), 0.95 (Muon), b1=0.9 (AdamW).

@@ -75,7 +75,7 @@ def scale_by_lmo(
       orientation. It suits sharded parameters too: on an ``Explicit`` mesh
       every update keeps its leaf's sharding, and under
       ``Spectral(sharding="distribute")`` the stack is what is spread over
-      the devices (``docs/sharding.md``). ``batch=False`` keeps one call per
+      the devices (:doc:`/sharding`). ``batch=False`` keeps one call per
       leaf, e.g. so that ``"partition"`` works inside each leaf's own layout
       when same-shape leaves are sharded very differently.
 

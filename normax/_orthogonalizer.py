@@ -42,7 +42,7 @@ class Orthogonalizer:
     coefficients: Newton–Schulz schedule (a name, one triple, or one per step).
     compute_dtype: dtype of the iterate; ``None``: float32.
     precision: ``jax.lax.Precision`` of the matmuls.
-    sharding: Where it runs on sharded matrices (``docs/sharding.md``).
+    sharding: Where it runs on sharded matrices (:doc:`/sharding`).
     preconditioning: Scaling before the first step (see :func:`normax.precondition`).
     eps: Denominator guard of the preconditioning.
 

@@ -67,7 +67,7 @@ def scion(
     momentum_dtype: dtype of the momentum buffer (e.g. ``jnp.bfloat16``).
     batch: Orthogonalize same-shape matrices in one batched call (see
       :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
-      either way, ``docs/sharding.md``).
+      either way, :doc:`/sharding`).
 
   Returns:
     An ``optax.GradientTransformation``.

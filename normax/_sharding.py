@@ -29,7 +29,8 @@ can run in one of four ways, chosen with ``Spectral(sharding=...)``:
 partitioner cannot split its matmuls: every collective they cost is in the
 resharding before and after. The iteration runs under the named scope
 ``"normax_orthogonalize"``, which marks its ops in the compiled HLO
-(``benchmarks/sharding.py`` counts the collectives inside and outside it).
+(the documentation's :doc:`/sharding` page counts the collectives inside and
+outside it).
 
 The mesh comes from the leaf's type (``Explicit`` mesh axes) or from the
 ``jax.set_mesh`` context. Without a mesh (one device, or a ``jit`` outside

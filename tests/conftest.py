@@ -1,11 +1,28 @@
 """Strict settings for the whole suite."""
 
+import os
+import pathlib
+
 import jax
 import pytest
 from hypothesis import settings
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
 # Rank promotion hides shape bugs (a (n,) bias broadcast against (n, 1)); raise.
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# Most of the suite's time is XLA compiling small programs, the same ones from one run to the
+# next: keep them in JAX's persistent compilation cache, an ignored folder of this checkout
+# (delete it at will; NORMAX_TEST_CACHE=0 switches it off). Each xdist worker has a folder of its
+# own: JAX writes an entry in place, so a folder shared by two processes could hand one of them
+# an entry the other is still writing (its size-limited mode locks, but rescans the folder on
+# every write).
+if os.environ.get("NORMAX_TEST_CACHE", "1") != "0":
+  _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+  jax.config.update("jax_compilation_cache_dir", str(ROOT / ".jax_cache" / _worker))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # JAX compiles every new shape: keep example counts modest and drop deadlines.
 settings.register_profile("normax", max_examples=30, deadline=None, derandomize=True)

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,25 @@ def test_equal_quality_quick(tmp_path):
   # One Polar Express step cannot orthogonalize a real gradient.
   assert not rows[("normax polar_express", 1)]["reaches target"]
   assert "| method | fewest steps at target" in (tmp_path / "q.md").read_text()
+
+
+def test_quick_runs_write_outside_the_checkout(bench, gpu_check, tmp_path, monkeypatch, capsys):
+  # A smoke test's files go to a new temporary folder (here under tmp_path), never into the
+  # repository, unless a path is given; full runs keep writing into benchmarks/.
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+  gpu_check.main(["--quick", "--skip", "tests,numerics,update,ns,train"])
+  (written,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote ")]
+  out_dir = Path(written.split()[1]).parent
+  assert out_dir.parent == tmp_path and (out_dir / "gpu_check.md").is_file()
+  assert gpu_check.parse([]).out_dir is None  # main() then picks benchmarks/results/gpu_check-*.
+
+  assert Path(bench.parse(["--quick"]).json).parent.parent == tmp_path
+  assert bench.parse([]).json == "benchmarks/results.json"
+
+  spec = importlib.util.spec_from_file_location("eq", ROOT / "benchmarks" / "equal_quality.py")
+  eq = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(eq)
+  quick = eq.parse(["--quick"])
+  assert Path(quick.json).parent.parent == tmp_path == Path(quick.markdown).parent.parent
+  full = eq.parse([])
+  assert Path(full.json) == ROOT / "benchmarks" / "results" / "equal_quality.json"

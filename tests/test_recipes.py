@@ -98,28 +98,14 @@ def test_init_model_on_nnx():
   def loss(m):
     return optax.softmax_cross_entropy_with_integer_labels(m(x), y).mean()
 
+  @nnx.jit  # One compiled step (eagerly, every step re-traces the update op by op).
+  def step(model, optimizer):
+    optimizer.update(model, nnx.grad(loss)(model))
+
   first = float(loss(model))
   for _ in range(20):
-    grads = nnx.grad(loss)(model)
-    optimizer.update(model, grads)
+    step(model, optimizer)
   assert float(loss(model)) < 0.5 * first
-
-
-def test_constrained_scion_keeps_a_boundary_initialized_layer_inside_its_ball():
-  labels, specs = normax.presets.scion_gpt(rules=STACKED)
-  params = normax.init_params(jax.random.key(0), gpt_params(), labels, specs, keep=("bias",))
-  tx = normax.scion(0.1, specs, labels)
-  state = tx.init(params)
-  key = jax.random.key(1)
-  for _ in range(10):
-    key, sub = jax.random.split(key)
-    grads = jax.tree.map(lambda p, k=sub: 100 * jax.random.normal(k, p.shape), params)
-    updates, state = tx.update(grads, state, params)
-    params = optax.apply_updates(params, updates)
-  head = specs["head"]
-  assert float(head.norm.norm(params["lm_head"]["kernel"])) <= head.radius * (1 + 1e-5)
-  hidden = specs["hidden"]
-  assert np.all(hidden.norm.norm(params["blocks"]["fc"]["kernel"]) <= hidden.radius * 1.001)
 
 
 def test_preset_families_and_their_radii():

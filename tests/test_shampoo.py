@@ -146,19 +146,30 @@ def test_matches_numpy(beta2, block, every, graft, root):
 
 
 def test_no_accumulation_is_the_spectral_lmo():
-  """β₂ = 0, e = 1/4: (GGᵀ)^{-1/4} G (GᵀG)^{-1/4} = UVᵀ = Spectral.dualize / √(d_out/d_in)."""
+  """β₂ = 0, e = 1/4: (GGᵀ)^{-1/4} G (GᵀG)^{-1/4} = UVᵀ = Spectral.dualize / √(d_out/d_in).
+
+  Also for a rank-deficient gradient: G has no component on the factors' null spaces, so the
+  regularized roots' large values there multiply zero (the pseudo-inverse's ``U Vᵀ``).
+  """
   rng = np.random.default_rng(1)
   shapes = {"square": (4, 4), "tall": (6, 3), "wide": (3, 6), "stack": (2, 5, 4)}
   g = {k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in shapes.items()}
+  low_rank = rng.standard_normal((6, 2)) @ rng.standard_normal((2, 6))  # rank 2 of 6
+  shapes["rank 2"], g["rank 2"] = (6, 6), jnp.asarray(low_rank, jnp.float32)
   spectral = normax.Spectral(method="svd")
   plain = normax.scale_by_shampoo(beta2=0.0, eps=1e-10)
   grafted = normax.scale_by_shampoo(beta2=0.0, eps=1e-10, graft=spectral)
   u, _ = jax.jit(plain.update)(g, plain.init(g))
   v, _ = jax.jit(grafted.update)(g, grafted.init(g))
   for k, (d_in, d_out) in ((k, s[-2:]) for k, s in shapes.items()):
-    lmo = np.asarray(spectral.dualize(g[k]))
-    np.testing.assert_allclose(u[k], lmo / np.sqrt(d_out / d_in), atol=2e-4)
-    np.testing.assert_allclose(v[k], lmo, atol=2e-4)
+    # numpy's U Vᵀ over the nonzero singular values: the independent reference.
+    left, sigma, right = np.linalg.svd(np.asarray(g[k], np.float64), full_matrices=False)
+    keep = sigma > 1e-6 * sigma.max(axis=-1, keepdims=True)
+    uvt = (left * keep[..., None, :]) @ right
+    np.testing.assert_allclose(u[k], uvt, atol=2e-4)
+    lmo = np.asarray(spectral.dualize(g[k]))  # = √(d_out/d_in)·UVᵀ
+    np.testing.assert_allclose(lmo / np.sqrt(d_out / d_in), uvt, atol=2e-4)
+    np.testing.assert_allclose(v[k], lmo, atol=2e-4)  # Grafted onto the spectral LMO's size.
 
 
 @pytest.mark.parametrize("p", [2, 4])
