@@ -90,7 +90,7 @@ DEFAULT_LR = {
 
 @dataclasses.dataclass
 class Config:
-  optimizer: Optimizer = "scion"  # See above.
+  optimizer: Optimizer = "scion"  # The update rule: one of the menu in the module docstring.
   lr: float | None = None  # Peak learning rate; none: DEFAULT_LR[optimizer].
   adam_lr: float | None = None  # Muon's AdamW part (embeddings, head, gains); none: 3e-3.
   steps: int = 300  # Training steps.
@@ -99,12 +99,8 @@ class Config:
   n_embd: int = 128  # Model width.
   n_layer: int = 4  # Transformer blocks.
   n_head: int = 4  # Attention heads.
-  attention: Literal["linear", "mha"] = (
-    "linear"  # q/k/v/out as nnx.Linear, or nnx.MultiHeadAttention.
-  )
-  labels: Literal["roles", "names"] = (
-    "roles"  # Scion's and Muon's labels: from the model, or by path.
-  )
+  attention: Literal["linear", "mha"] = "linear"  # nnx.Linear q/k/v/out, or MultiHeadAttention.
+  labels: Literal["roles", "names"] = "roles"  # Scion/Muon labels: from the model, or by path.
   tie_embeddings: bool = False  # The token table is also the head (logits = x @ Eᵀ).
   vocab_size: int = 65  # Replaced by the text's alphabet size when training.
   warmup: int = 0  # Linear warmup steps.
@@ -269,7 +265,7 @@ class GPT(nnx.Module):
 # Muon's split by name: 2-D hidden matrices (attention and MLP) on Muon; embeddings, head and gains
 # on AdamW. With roles (the default) normax.muon reads the same split from the model instead.
 muon_labels = normax.label_by_path(
-  [("embed/embedding", "adam"), ("lm_head/*", "adam"), normax.Rule("*", "muon", ndim=2)],
+  [("*embed/embedding", "adam"), ("lm_head/*", "adam"), normax.Rule("*", "muon", ndim=2)],
   default="adam",
 )
 # Every rank-3 kernel read as a stack over its last two axes: how labelling by name read them

@@ -344,7 +344,7 @@ def muon(
   - ``preconditioning="aol"`` with ``ns_steps=4``: Turbo-Muon (Boissin et
     al., 2025); ``ns_coeffs="polar_express"`` (Amsel et al., 2025; computed
     for ``ns_steps``), ``"dion"``, ``"standard"``/``"quintic"``,
-    ``"cubic"``; bounds in ``docs/newton_schulz.md``.
+    ``"cubic"``; their bounds are on the documentation's Newton–Schulz page.
   - ``adaptive=True``: the step scaled by the dual norm ``⟨d, O⟩`` (Bernstein
     & Newhouse, 2024), :func:`normax.scale_by_dual_norm` with ``exact=False``.
     Unlike optax, which takes one inner product over a whole stacked leaf,
@@ -405,13 +405,13 @@ def muon(
     ns_method: ``"newton_schulz"``, ``"gram_newton_schulz"`` (fewer FLOPs on
       rectangular matrices) or ``"svd"`` (exact), see :class:`normax.Spectral`.
     ns_sharding: Where Newton–Schulz runs on sharded parameters (see
-      ``docs/sharding.md``).
+      :doc:`/sharding`).
     ns_dtype: dtype of the Newton–Schulz iterate (e.g. ``jnp.bfloat16``).
     ns_precision: ``jax.lax.Precision`` of the Newton–Schulz matmuls (e.g.
       ``"highest"`` for float32 passes on TPU), as ``Spectral(precision=)``.
     batch: Orthogonalize same-shape matrices in one batched call (see
       :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
-      either way, ``docs/sharding.md``).
+      either way, :doc:`/sharding`).
     ns_coefficients: Old name of ``ns_coeffs``.
     momentum_dtype: Old name of ``mu_dtype``.
 

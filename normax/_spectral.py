@@ -54,7 +54,7 @@ class Spectral(Norm):
       run on the short-side Gram matrix where that needs fewer FLOPs, about
       0.56× for ``d×4d``, and the plain iteration elsewhere and for iterates
       below 32 bits; same quality at 0.86× the time on the examples' gradients,
-      ``benchmarks/results/equal_quality.md``; see :func:`normax.newton_schulz`),
+      the benchmarks of the documentation; see :func:`normax.newton_schulz`),
       ``"newton_schulz"`` (the plain iteration everywhere, ``optax.contrib.muon``'s
       arithmetic) or ``"svd"`` (exact; for reference and tests). :meth:`dual_norm`
       and :meth:`norm` are always exact.
@@ -66,7 +66,7 @@ class Spectral(Norm):
       GPU/TPU (products accumulate in float32). ``None``: float32.
     precision: ``jax.lax.Precision`` of the Newton–Schulz matmuls.
     sharding: Where the iteration runs on sharded parameters (see
-      ``docs/sharding.md``): ``"auto"`` (default; per group of matrices,
+      :doc:`/sharding`): ``"auto"`` (default; per group of matrices,
       ``"distribute"`` for a batch, ``"gather"`` for a lone matrix,
       ``"partition"`` only for a matrix too big for one device; no
       collective inside the iteration otherwise), ``"partition"`` (GSPMD

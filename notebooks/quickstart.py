@@ -72,7 +72,7 @@ model = MLP(nnx.Rngs(0))
 # `normax.presets.scion_mlp` returns a label function and a dict `{label: LayerSpec}`
 # following the Scion paper's layer roles: `Spectral(max=True)` for the pixel-input matrix,
 # `Spectral` for hidden matrices, `Sign` for the output head, `BiasRMS` for biases. The radii
-# (input 4, hidden 2, head 2¹⁰) were tuned on Fashion-MNIST (`results/fashion_mnist`).
+# (input 4, hidden 2, head 2¹⁰) were tuned on Fashion-MNIST (the results page of the documentation).
 # `label_table` shows what every parameter got; `decay = default` means the optimizer decides
 # (1 when constrained, 0 when not).
 

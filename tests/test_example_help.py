@@ -19,9 +19,7 @@ POINTERS = re.compile(r"\b(see )?(above|below)\b", re.IGNORECASE)
   "script",
   [
     "image_classification",
-    pytest.param(
-      "char_gpt", marks=pytest.mark.xfail(strict=True, reason="its Config says 'See above.'")
-    ),
+    "char_gpt",
   ],
 )
 def test_every_flag_has_a_help_text_of_its_own(script):
