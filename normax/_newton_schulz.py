@@ -200,7 +200,9 @@ def precondition(x: jax.Array, preconditioning: str = "frobenius", eps=0.0) -> j
   else:  # AOL: r_i = Σ_j |A_ij| bounds the spectrum of A (Gershgorin), so D A D ≼ I.
     r = jnp.sum(jnp.abs(a), axis=-1)
     r = r[..., None, :] if x.shape[-2] > x.shape[-1] else r[..., :, None]
-  r = jnp.maximum(r, eps / jnp.square(m))  # r scales as m².
+  # The floor scales as m² (like r). Divided twice, so that m² never underflows to 0: with
+  # eps = 0 and a gradient below ~1e-19 that was 0/0 = NaN.
+  r = jnp.maximum(r, jnp.where(eps > 0, eps / m / m, 0))
   return x * jax.lax.rsqrt(jnp.where(r == 0, 1, r))
 
 

@@ -19,6 +19,11 @@ SCALE_CASES = {
   "spectral_ns": (normax.Spectral(), (6, 4)),
   "spectral_gram": (normax.Spectral(method="gram_newton_schulz"), (4, 12)),
   "spectral_svd": (normax.Spectral(method="svd"), (6, 4)),
+  "spectral_aol": (normax.Spectral(preconditioning="aol"), (6, 4)),
+  "spectral_schatten": (normax.Spectral(preconditioning="schatten"), (6, 4)),
+  "spectral_spectral": (normax.Spectral(preconditioning="spectral"), (6, 4)),
+  "gram_aol": (normax.Spectral(preconditioning="aol"), (4, 12)),
+  "gram_schatten": (normax.Spectral(preconditioning="schatten"), (4, 12)),
   "spectral_conv": (normax.SpectralConv(), (3, 3, 4, 5)),
   "colnorm": (normax.ColNorm(), (6, 4)),
   "rownorm": (normax.RowNorm(), (6, 4)),
@@ -71,6 +76,25 @@ def test_zero_stays_zero_and_nan_or_inf_come_out_as_nan(name, dtype):
   for bad in (np.nan, np.inf, -np.inf):
     d = np.asarray(norm.dualize(g.at[(0,) * len(shape)].set(bad)), np.float32)
     assert np.isnan(d).any() and not np.isinf(d).any(), (name, bad, d)
+
+
+@pytest.mark.parametrize("preconditioning", normax.PRECONDITIONINGS)
+def test_a_layer_whose_gradient_dies_stays_finite_under_constrained_scion(preconditioning):
+  # One gradient, then zeros (a dead layer, an idle expert): the momentum decays through
+  # every scale down to 0. With AOL or Schatten preconditioning that reached 0/0 = NaN
+  # once max|d| < ~1e-19 (step ~400 at beta = 0.9).
+  norm = normax.Spectral(preconditioning=preconditioning)
+  tx = normax.scion(0.1, {"h": normax.LayerSpec(norm, 1.0)}, {"w": "h"})
+  params = {"w": norm.init(jax.random.key(0), (8, 16))}
+
+  def step(carry, t):
+    p, state = carry
+    g = {"w": jnp.where(t == 0, 1.0, 0.0) * jnp.ones((8, 16))}
+    u, state = tx.update(g, state, p)
+    return (optax.apply_updates(p, u), state), jnp.all(jnp.isfinite(u["w"]))
+
+  (final, _), finite = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(1200))
+  assert bool(finite.all()) and bool(jnp.isfinite(final["w"]).all())
 
 
 @pytest.mark.parametrize(
