@@ -222,6 +222,23 @@ class Norm(abc.ABC):
     """The linear minimization oracle ``argmin_{‖t‖≤1} ⟨g, t⟩ = -dualize(g)``."""
     return -self.dualize(g)
 
+  def for_constraint(self) -> Norm:
+    """The norm a constrained optimizer uses: one whose :meth:`dualize` never leaves the ball.
+
+    Constrained Scion keeps ``‖x‖ ≤ ρ/μ`` only if ``norm(dualize(g)) ≤ 1``. Exact
+    dualizers satisfy it, and this default returns ``self``; a norm that approximates its
+    dualize returns a variant that bounds it (:class:`normax.Spectral`: ``bounded=True``,
+    unless ``bounded`` was set).
+
+    Examples:
+      >>> import normax
+      >>> normax.Sign().for_constraint() == normax.Sign()
+      True
+      >>> normax.Spectral().for_constraint().bounded
+      True
+    """
+    return self
+
   @_projection_safe
   def project(self, w: jax.Array, radius, sphere: bool = False) -> jax.Array:
     """Projects each tensor of ``w`` onto the ball ``‖w‖ ≤ radius`` (or the sphere ``= radius``).

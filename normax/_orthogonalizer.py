@@ -45,6 +45,9 @@ class Orthogonalizer:
     sharding: Where it runs on sharded matrices (``docs/sharding.md``).
     preconditioning: Scaling before the first step (see :func:`normax.precondition`).
     eps: Denominator guard of the preconditioning.
+    bounded: End with a cubic step that keeps every singular value ``≤ 1``
+      (see :func:`normax.newton_schulz`); ``None`` (default) is ``False`` here and
+      lets constrained Scion choose ``True`` (see :meth:`normax.Norm.for_constraint`).
 
   Examples:
     >>> import jax, jax.numpy as jnp, normax
@@ -65,8 +68,11 @@ class Orthogonalizer:
   sharding: Strategy = "auto"
   preconditioning: str = "frobenius"
   eps: float = 0.0
+  bounded: bool | None = None
 
   def __post_init__(self):
+    if self.bounded not in (None, True, False):
+      raise TypeError(f"bounded must be None, True or False, got {self.bounded!r}.")
     if self.method not in METHODS:
       raise ValueError(
         "Spectral method must be 'newton_schulz', 'gram_newton_schulz' or 'svd',"
@@ -103,4 +109,5 @@ class Orthogonalizer:
       gram=None if self.method == "gram_newton_schulz" else False,
       preconditioning=self.preconditioning,
       eps=self.eps,
+      bounded=bool(self.bounded),
     )

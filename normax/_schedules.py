@@ -215,6 +215,24 @@ def schedule_bound(
   return float(xs.min()), float(xs.max())
 
 
+def schedule_peak(coefficients: str | Sequence = "quintic", steps: int = 5) -> float:
+  """The largest ``|p(x)|`` of the composed step polynomials over all of ``x ∈ [0, 1]``.
+
+  Every singular value of ``newton_schulz(G)`` is ``|p(σ/‖G‖_F)|`` with ``σ/‖G‖_F ∈ [0, 1]``,
+  so this bounds them all (the quintic's 1.2024 is reached by the values near 1e-3, which
+  ``schedule_bound`` with a larger ``lower`` leaves out).
+  """
+  return _peak(resolve_coefficients(coefficients, steps))
+
+
+@functools.cache
+def _peak(schedule: Coefficients) -> float:
+  if not schedule:
+    return 1.0
+  lo, hi = schedule_bound(schedule, len(schedule), lower=1e-12)
+  return max(hi, -lo)
+
+
 __all__ = [
   "CUBIC",
   "DION",
@@ -223,4 +241,5 @@ __all__ = [
   "polar_express_coefficients",
   "resolve_coefficients",
   "schedule_bound",
+  "schedule_peak",
 ]

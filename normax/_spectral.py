@@ -82,9 +82,16 @@ class Spectral(Norm):
       :func:`normax.newton_schulz`.
     eps: Denominator guard of the preconditioning (``optax.contrib.muon``'s
       ``eps``); ``0`` only guards zero matrices.
+    bounded: ``True`` ends Newton–Schulz with a cubic step that keeps every
+      singular value of ``U Vᵀ``'s approximation at most 1, so
+      ``norm(dualize(g)) ≤ 1`` up to float rounding (the quintic alone reaches
+      1.2024; see :func:`normax.newton_schulz`). ``None`` (default): ``False``,
+      except in a constrained
+      optimizer, which takes :meth:`for_constraint` (``True``). ``False``:
+      never (e.g. to reproduce another library's constrained runs).
 
-  The arguments from ``method`` to ``eps`` (all but ``normalized`` and
-  ``max``) form the norm's :attr:`orthogonalizer`; :meth:`as_matrices` is
+  The arguments from ``method`` to ``eps`` and ``bounded`` (all but ``normalized``
+  and ``max``) form the norm's :attr:`orthogonalizer`; :meth:`as_matrices` is
   its matrix view of a leaf.
 
   Examples:
@@ -110,6 +117,7 @@ class Spectral(Norm):
   max: bool = False
   preconditioning: str = Orthogonalizer.preconditioning
   eps: float = Orthogonalizer.eps
+  bounded: bool | None = Orthogonalizer.bounded
   name = "spectral"
 
   def __post_init__(self):
@@ -133,6 +141,10 @@ class Spectral(Norm):
   def check(self, shape, dtype=None, path=None):
     super().check(shape, dtype, path)
     self._check_layout(tuple(shape), path)
+
+  def for_constraint(self) -> Spectral:
+    """This norm with ``bounded=True`` unless ``bounded`` was set: ``‖dualize(g)‖ ≤ 1``."""
+    return self if self.bounded is not None else dataclasses.replace(self, bounded=True)
 
   def _check_layout(self, shape, path) -> None:
     """Refuses to read a conv kernel's spatial axes as a batch of matrices."""

@@ -176,43 +176,39 @@ def test_integer_leaves_are_named_or_set_aside_with_optax_partition(name):
 BALL_SPECS = {
   "embed": normax.LayerSpec(normax.ColNorm(), 1.0),
   "exact": normax.LayerSpec(normax.Spectral(method="svd"), 3.0),
-  "stack": normax.LayerSpec(normax.Spectral(), 3.0),  # Newton–Schulz, scanned stack.
+  "wide": normax.LayerSpec(normax.Spectral(), 3.0),  # Gram-form Newton–Schulz (the default).
+  "stack": normax.LayerSpec(normax.Spectral(method="newton_schulz"), 3.0),  # Scanned stack.
   "conv": normax.LayerSpec(normax.SpectralConv(), 2.0),
   "head": normax.LayerSpec(normax.Sign(), 10.0),
+  "l1": normax.LayerSpec(normax.L1ToLp(1.0), 2.0),
   "bias": normax.LayerSpec(normax.BiasRMS(), 0.5),
 }
 BALL_SHAPES = {
   "embed": (7, 4),
   "exact": (4, 6),
-  "stack": (2, 4, 4),
+  "wide": (16, 64),
+  "stack": (3, 8, 8),
   "conv": (2, 2, 3, 4),
   "head": (4, 5),
+  "l1": (4, 6),
   "bias": (4,),
 }
-# The quintic Newton–Schulz map lands singular values in a band around 1 whose top is this
-# (schedule_bound): its LMO steps, hence the weights, may reach that far past the radius.
-NS_TOP = normax.schedule_bound("quintic", 5, lower=1e-6)[1]
 
 
-@pytest.mark.slow  # One compile of the scanned step (the 10,000 steps take seconds).
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
-def test_constrained_scion_stays_in_its_balls_for_10000_adversarial_steps(dtype):
-  labels = {name: name for name in BALL_SPECS}
-  # γ alternates between 1 (the step lands on the boundary) and 0.3.
-  tx = normax.scion(lambda t: jnp.where(t % 2 == 0, 1.0, 0.3), BALL_SPECS, labels, beta=0.5)
-  keys = jax.random.split(jax.random.key(0), len(BALL_SPECS))
+def _ball_history(dtype, learning_rate, steps, specs=BALL_SPECS, **kwargs):
+  """``‖x‖/ρ`` per layer (the largest over a stack) after each of ``steps`` adversarial steps."""
+  labels = {name: name for name in specs}
+  tx = normax.scion(learning_rate, specs, labels, beta=0.5, **kwargs)
+  keys = jax.random.split(jax.random.key(0), len(specs))
   params = {  # Start on each ball's boundary: the hardest place to stay inside.
-    name: spec.radius * spec.norm.init(key, BALL_SHAPES[name], dtype)
-    for (name, spec), key in zip(BALL_SPECS.items(), keys, strict=True)
+    name: (spec.radius * spec.norm.init(key, BALL_SHAPES[name])).astype(dtype)
+    for (name, spec), key in zip(specs.items(), keys, strict=True)
   }
   scales = jnp.array([1e30, 1e-30, 1.0, 3e4], jnp.float32)
 
-  def ratios(p):  # ‖x‖ / ρ per layer (the largest over a stack).
+  def ratios(p):
     return jnp.stack(
-      [
-        jnp.max(spec.norm.norm(p[n].astype(jnp.float32))) / spec.radius
-        for n, spec in BALL_SPECS.items()
-      ]
+      [jnp.max(spec.norm.norm(p[n].astype(jnp.float32))) / spec.radius for n, spec in specs.items()]
     )
 
   def step(carry, t):
@@ -229,15 +225,44 @@ def test_constrained_scion_stays_in_its_balls_for_10000_adversarial_steps(dtype)
     p = optax.apply_updates(p, updates)
     return (p, state), ratios(p)
 
-  (final, _), history = jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), jnp.arange(10_000)))(
-    params
-  )
-  history = np.asarray(history)
+  run = jax.jit(lambda p: jax.lax.scan(step, (p, tx.init(p)), jnp.arange(steps)))
+  (final, _), history = run(params)
+  assert all(x.dtype == dtype for x in jax.tree.leaves(final))
+  return np.asarray(history)
+
+
+@pytest.mark.slow  # One compile of the scanned step, and 10,000 steps.
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+def test_constrained_scion_stays_in_its_balls_for_10000_adversarial_steps(dtype):
+  # γ alternates between 1 (the step lands on the boundary) and 0.3. Every norm, Newton–Schulz
+  # ones included (the quintic alone reached 1.2024 ρ), keeps ‖x‖ ≤ ρ up to rounding.
+  history = _ball_history(dtype, lambda t: jnp.where(t % 2 == 0, 1.0, 0.3), 10_000)
   assert history.shape == (10_000, len(BALL_SPECS)) and np.isfinite(history).all()
-  slack = 1e-4 if dtype == jnp.float32 else 3e-2  # bfloat16 rounds each new weight.
-  tops = {name: NS_TOP if name in ("stack", "conv") else 1.0 for name in BALL_SPECS}
+  slack = 1e-4 if dtype == jnp.float32 else 2e-2  # bfloat16 rounds each new weight.
   for i, name in enumerate(BALL_SPECS):
-    assert history[:, i].max() <= tops[name] * (1 + slack), (name, history[:, i].max())
+    assert history[:, i].max() <= 1 + slack, (name, history[:, i].max())
   # The steps do move the weights (the check above is not vacuous).
   assert history[:, list(BALL_SPECS).index("exact")].min() > 0.3
-  assert all(x.dtype == dtype for x in jax.tree.leaves(final))
+
+
+@pytest.mark.parametrize("learning_rate", [1e-2, 1e-3])
+def test_projected_scion_keeps_bfloat16_weights_in_their_balls_at_small_learning_rates(
+  learning_rate,
+):
+  # Below bfloat16's resolution the decay (1 - γ)·x rounds back to x: L1ToLp(1) drifted to
+  # 1.04 ρ at γ = 1e-2 and 1.44 ρ at 1e-3, Spectral to 1.22 ρ. project=True projects each
+  # constrained layer back after the step: one rounding past the ball at most.
+  specs = {name: BALL_SPECS[name] for name in ("l1", "stack", "head", "embed")}
+  history = _ball_history(jnp.bfloat16, learning_rate, 1000, specs, project=True)
+  assert np.isfinite(history).all()
+  for i, name in enumerate(specs):
+    assert history[:, i].max() <= 1 + 2**-7, (name, history[:, i].max())
+
+
+def test_scion_warns_when_the_learning_rate_passes_the_center_of_the_ball():
+  specs = {"h": normax.LayerSpec("sign"), "free": normax.LayerSpec("sign", decay=0.0)}
+  with pytest.warns(UserWarning, match=r"learning_rate·decay > 1 for \{'h': 1\.5\}"):
+    normax.scion(1.5, specs, "h")
+  normax.scion(1.0, specs, "h")  # γμ = 1 lands on the boundary: fine.
+  normax.scion(1.5, specs, "h", project=True)  # Projected back: fine.
+  normax.scion(1.5, specs, "h", constrained=False)  # No ball.
