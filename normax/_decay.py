@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._checks import NONNEGATIVE, check_args
 from normax._leafwise import (
   cast_scalar,
   check_nonnegative,
@@ -23,7 +24,9 @@ class AddConstrainedDecayState(NamedTuple):
   count: jax.Array
 
 
-def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
+def add_constrained_decay(
+  decay: float | optax.Schedule | Any = 1.0,
+) -> optax.GradientTransformation:
   r"""Adds ``μ·x`` to the update, before the learning rate (Scion's SCG).
 
   Placed after :func:`normax.scale_by_lmo` and :func:`normax.scale_by_radius`
@@ -130,7 +133,7 @@ def add_cautious_weight_decay(
   References:
     Chen et al., *Cautious Weight Decay*, 2025 (arXiv:2510.12402).
   """
-
+  check_args("normax.add_cautious_weight_decay", weight_decay=(weight_decay, NONNEGATIVE))
   scheduled = callable(weight_decay)
 
   def init_fn(params):

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._checks import NONNEGATIVE, POSITIVE, check_args
 from normax._leafwise import acc_dtype, cast_scalar, evaluate, leaf_paths, resolve_norms
 
 
@@ -77,6 +78,10 @@ def hyperball(
     Hyperball Optimization*, 2026 (arXiv:2606.16899), and the Muon-Hyperball
     of NVIDIA's ``emerging_optimizers``.
   """
+
+  check_args(
+    "normax.hyperball", learning_rate=(learning_rate, NONNEGATIVE), radius=(radius, POSITIVE)
+  )
 
   def radii(params):
     flat, treedef = jax.tree.flatten(params)

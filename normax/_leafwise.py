@@ -16,6 +16,7 @@ import numpy as np
 
 from normax._base import Norm
 from normax._base import acc_dtype as acc_dtype
+from normax._checks import NONNEGATIVE, check_value
 from normax._paths import path_to_str, structure_mismatch
 from normax._registry import get_norm
 
@@ -134,23 +135,10 @@ def evaluate(value: Any, count: jax.Array) -> Any:
 def check_nonnegative(value: Any, what: str) -> None:
   """Raises a ``ValueError`` naming ``what`` if a number in ``value`` is NaN, inf or < 0.
 
-  ``value`` is a hyperparameter as the transforms take it: a number, a
-  schedule, ``None`` or a pytree of them. Schedules and traced values (as
-  ``optax.inject_hyperparams`` passes inside ``jit``) are not checked here.
-  A negative radius or learning rate would silently turn descent into ascent.
+  :func:`normax._checks.check_value` with ``[0, ∞)``: ``value`` is a number, a schedule,
+  ``None`` or a pytree of them; schedules and traced values are not checked here.
   """
-  flat = jax.tree_util.tree_flatten_with_path(value, is_leaf=is_scalar_hyperparam)[0]
-  for keys, x in flat:
-    if callable(x) or x is None or isinstance(x, jax.core.Tracer):
-      continue
-    if not is_scalar_hyperparam(x):
-      continue  # Not a number: the transform's own checks name what it expected.
-    v = float(np.asarray(x))
-    if not (np.isfinite(v) and v >= 0):
-      where = f" at {path_to_str(keys)!r}" if keys else ""
-      raise ValueError(
-        f"{what}{where} must be a finite number >= 0 (or an optax.Schedule), got {x!r}."
-      )
+  check_value(value, what, NONNEGATIVE)
 
 
 def cast_scalar(x: Any, dtype) -> jax.Array:

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._checks import UNIT, check_args
 from normax._leafwise import acc_dtype, cast_scalar, evaluate
 
 
@@ -80,8 +81,7 @@ def momentum(
   """
   if init not in ("zeros", "first_gradient"):
     raise ValueError(f"momentum init must be 'zeros' or 'first_gradient', got {init!r}.")
-  if isinstance(beta, int | float) and not 0 <= beta < 1:
-    raise ValueError(f"momentum beta must be in [0, 1), got {beta}.")
+  check_args("normax.momentum", beta=(beta, UNIT))
   state_dtype = None if dtype is None else jnp.dtype(dtype)
 
   def init_fn(params):

@@ -22,11 +22,12 @@ import numpy as np
 import optax
 from optax.contrib import MuonDimensionNumbers
 
+from normax._checks import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_args
 from normax._decay import add_cautious_weight_decay
 from normax._dual_norm import scale_by_dual_norm
 from normax._hyperball import hyperball as hyperball_step
 from normax._labels import label_by_path, views_of
-from normax._leafwise import broadcast_spec, check_nonnegative, leaf_paths
+from normax._leafwise import broadcast_spec, leaf_paths
 from normax._lmo import scale_by_lmo
 from normax._matrix_view import MatrixView, with_matrix_view
 from normax._momentum import momentum
@@ -452,13 +453,23 @@ def muon(
   mu_dtype = _alias(mu_dtype, momentum_dtype, "mu_dtype", "momentum_dtype", None)
   if shape_scaling not in ("muon", "rms"):
     raise ValueError(f"shape_scaling must be 'muon' or 'rms', got {shape_scaling!r}.")
-  for what, value in (
-    ("learning_rate", learning_rate),
-    ("adam_learning_rate", adam_learning_rate),
-    ("weight_decay", weight_decay),
-    ("adam_weight_decay", adam_weight_decay),
-  ):
-    check_nonnegative(value, f"normax.muon {what}")
+  check_args(
+    "normax.muon",
+    learning_rate=(learning_rate, NONNEGATIVE),
+    ns_steps=(ns_steps, COUNT),
+    beta=(beta, UNIT),
+    eps=(eps, NONNEGATIVE),
+    weight_decay=(weight_decay, NONNEGATIVE),
+    adam_b1=(adam_b1, UNIT),
+    adam_b2=(adam_b2, UNIT),
+    adam_eps_root=(adam_eps_root, NONNEGATIVE),
+    adam_weight_decay=(adam_weight_decay, NONNEGATIVE),
+    adam_learning_rate=(adam_learning_rate, NONNEGATIVE),
+    consistent_rms=(consistent_rms, NONNEGATIVE),
+    normuon_b2=(normuon_b2, UNIT),
+    hyperball_radius=(hyperball_radius, POSITIVE),
+    adam_eps=(adam_eps, NONNEGATIVE),
+  )
   if shape_scaling == "rms" and consistent_rms is not None:
     raise ValueError("consistent_rms sets the shape scale; it cannot be combined with 'rms'.")
   if hyperball not in (None, "frobenius", "spectral"):

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from normax._base import acc_dtype, scaled_by_max, svd_safe
+from normax._checks import COUNT, NONNEGATIVE, check_args
 from normax._schedules import CUBIC, DION, Coefficients, resolve_coefficients, schedule_peak
 
 #: How the matrix is scaled before the first step (``optax.contrib.muon``'s ``preconditioning``).
@@ -97,7 +98,9 @@ def newton_schulz(
       ``schedule_peak(coefficients, steps)`` (1.2024 for the quintic). A schedule
       that reaches past ``√3`` is divided by its peak first. The band of the
       quintic, ``[0.68, 1.134]`` for ``σ ≥ 1e-2·‖G‖_F``, becomes
-      ``[0.86, 1]``. Constrained Scion uses it to keep each layer in its ball.
+      ``[0.86, 1]``. A schedule that already ends within ``1e-4`` of 1 (8 Polar
+      Express steps) gets no extra step. Constrained Scion uses it to keep each
+      layer in its ball.
 
   ``steps`` may be a traced integer (e.g. a hyperparameter injected by
   ``optax.inject_hyperparams``): the iteration then runs as a
@@ -133,6 +136,7 @@ def newton_schulz(
     >>> bool(jnp.all((lo < s) & (s < hi))), bool(jnp.allclose(s, 1.0, atol=0.01))
     (True, False)
   """
+  check_args("normax.newton_schulz", steps=(steps, COUNT), eps=(eps, NONNEGATIVE))
   if x.ndim < 2:
     raise ValueError(f"newton_schulz needs a matrix (..., m, n); got shape {x.shape}.")
   dynamic = not isinstance(steps, int)
@@ -159,10 +163,15 @@ def newton_schulz(
     X = _gram_newton_schulz(X, schedule, tall, acc, cdt, precision)
   else:
     X = _plain_newton_schulz(X, schedule, tall, acc, cdt, precision)
-  if bounded:
-    X = _bounded_step(X, schedule_peak(schedule, len(schedule)), tall, acc, cdt, precision)
+  peak = schedule_peak(schedule, len(schedule)) if bounded else 1.0
+  if peak > 1 + SELF_BOUNDED:  # (A schedule that ends within SELF_BOUNDED of 1 needs no step.)
+    X = _bounded_step(X, peak, tall, acc, cdt, precision)
   return X.astype(out_dtype)
 
+
+#: A schedule whose peak is at most ``1 + SELF_BOUNDED`` (8 Polar Express steps: 1 + 2.5e-6) is
+#: bounded already: ``bounded=True`` adds nothing to it.
+SELF_BOUNDED = 1e-4
 
 #: ``q(x) = (3x − x³)/2`` maps ``[0, CUBIC_REACH]`` into ``[0, 1]`` (``q(√3) = 0``); a
 #: schedule whose peak comes within 1% of it is divided by its peak before ``q``.
@@ -222,6 +231,7 @@ def precondition(x: jax.Array, preconditioning: str = "frobenius", eps=0.0) -> j
     Array([[1., 0.],
            [0., 1.]], dtype=float32)
   """
+  check_args("normax.precondition", eps=(eps, NONNEGATIVE))
   if preconditioning not in PRECONDITIONINGS:
     raise ValueError(
       f"Unknown preconditioning {preconditioning!r}; expected one of {PRECONDITIONINGS}."
@@ -354,6 +364,7 @@ def orthogonalize_svd(x: jax.Array) -> jax.Array:
 __all__ = [
   "PRECONDITIONINGS",
   "CUBIC_REACH",
+  "SELF_BOUNDED",
   "GRAM_MIN_ASPECT",
   "GRAM_RESTART",
   "newton_schulz",

@@ -25,6 +25,7 @@ from normax._base import (
   unit_l2,
   where_nonzero,
 )
+from normax._checks import EXPONENT, check_args
 
 
 def _nan_where_inf(g: jax.Array, out: jax.Array) -> jax.Array:
@@ -72,13 +73,6 @@ def _conjugate(p: float) -> float:
   if p == math.inf:
     return 1.0
   return p / (p - 1)
-
-
-def _validate_p(p: float) -> float:
-  p = float(p)
-  if not p >= 1:
-    raise ValueError(f"p must be in [1, inf], got {p}.")
-  return p
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,7 +391,8 @@ class _SliceLp(Norm):
   axis: ClassVar[int]
 
   def __post_init__(self):
-    object.__setattr__(self, "p", _validate_p(self.p))
+    check_args(f"normax.{type(self).__name__}", p=(self.p, EXPONENT))
+    object.__setattr__(self, "p", float(self.p))
 
   @property
   def slice_p(self) -> float:

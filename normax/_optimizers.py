@@ -10,8 +10,8 @@ from typing import Any
 
 import optax
 
+from normax._checks import NONNEGATIVE, POSITIVE, UNIT, check_args
 from normax._dual_norm import scale_by_dual_norm
-from normax._leafwise import check_nonnegative
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._norms import Frobenius, Sign
@@ -23,7 +23,7 @@ def steepest_descent(
   sharpness: float = 1.0,
   *,
   modular: bool = False,
-  masses: Any = None,
+  masses: float | Any = None,
 ) -> optax.GradientTransformation:
   r"""Steepest descent under a norm, with sharpness ``λ`` (no momentum).
 
@@ -60,7 +60,12 @@ def steepest_descent(
     Bernstein & Newhouse, *Old Optimizer, New Norm: An Anthology*, 2024,
     Prop. 1 (steepest descent) and Prop. 7 (modular norm).
   """
-  check_nonnegative(learning_rate, "normax.steepest_descent learning_rate")
+  check_args(
+    "normax.steepest_descent",
+    learning_rate=(learning_rate, NONNEGATIVE),
+    sharpness=(sharpness, POSITIVE),
+    masses=(masses, NONNEGATIVE),
+  )
   return optax.chain(
     scale_by_dual_norm(norm, sharpness, modular=modular, masses=masses),
     optax.scale_by_learning_rate(learning_rate),
@@ -115,7 +120,7 @@ def sign_descent(
     Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.1 (Adam
     without EMA is sign descent); Bernstein et al., *signSGD*, 2018.
   """
-  check_nonnegative(learning_rate, "normax.sign_descent learning_rate")
+  check_args("normax.sign_descent", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
   return optax.chain(
     *_maybe_momentum(beta, nesterov, momentum_dtype),
     scale_by_lmo(Sign(normalized=normalized)),
@@ -162,7 +167,7 @@ def normalized_sgd(
     2015; Cutkosky & Mehta, *Momentum Improves Normalized SGD*, 2020;
     Pethick et al., 2025, Table 1.
   """
-  check_nonnegative(learning_rate, "normax.normalized_sgd learning_rate")
+  check_args("normax.normalized_sgd", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
   return optax.chain(
     *_maybe_momentum(beta, nesterov, momentum_dtype),
     scale_by_lmo(Frobenius()),

@@ -17,6 +17,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from normax._checks import COUNT, NONNEGATIVE, check_args
 from normax._newton_schulz import PRECONDITIONINGS, newton_schulz, orthogonalize_svd
 from normax._schedules import resolve_coefficients
 from normax._sharding import Strategy, check_strategy, run_sharded
@@ -71,6 +72,7 @@ class Orthogonalizer:
   bounded: bool | None = None
 
   def __post_init__(self):
+    check_args("normax.Orthogonalizer", steps=(self.steps, COUNT), eps=(self.eps, NONNEGATIVE))
     if self.bounded not in (None, True, False):
       raise TypeError(f"bounded must be None, True or False, got {self.bounded!r}.")
     if self.method not in METHODS:

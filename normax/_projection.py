@@ -12,7 +12,7 @@ from normax._leafwise import acc_dtype, check_nonnegative, resolve_norms, resolv
 from normax._matrix_view import matrix_views
 
 
-def project(params: optax.Params, norms: Any, radius: Any = 1.0, *, sphere: bool = False):
+def project(params: optax.Params, norms: Any, radius: float | Any = 1.0, *, sphere: bool = False):
   r"""Returns ``params`` with each leaf projected onto its norm ball (or sphere).
 
   Per leaf ``w`` with norm ``‖·‖`` and radius ``r``, ``norm.project(w, r, sphere)``
@@ -74,7 +74,11 @@ class ProjectToNormBallState(NamedTuple):
 
 
 def project_to_norm_ball(
-  norms: Any, radius: Any = 1.0, *, sphere: bool = False, views: Any = None
+  norms: Any,
+  radius: float | optax.Schedule | Any = 1.0,
+  *,
+  sphere: bool = False,
+  views: Any = None,
 ) -> optax.GradientTransformation:
   r"""Turns the update into one that lands on the norm ball (or sphere).
 
@@ -133,7 +137,8 @@ def project_to_norm_ball(
     resolved = resolve_norms(norms, updates, found)
     radii = resolve_scalars(radius, updates, state.count, "radius")
     out = []
-    for n, r, u, p, v in zip(resolved, radii, flat_u, flat_p, found or [None] * len(flat_u)):
+    found = found or [None] * len(flat_u)
+    for n, r, u, p, v in zip(resolved, radii, flat_u, flat_p, found, strict=True):
       if n is None or r is None:
         out.append(u)
         continue

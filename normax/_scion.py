@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import optax
 
+from normax._checks import NONNEGATIVE, UNIT, check_args
 from normax._decay import add_constrained_decay
 from normax._leafwise import check_nonnegative
 from normax._lmo import scale_by_lmo
@@ -123,7 +124,7 @@ def scion(
       )
     check_nonnegative(spec.radius, f"specs[{label!r}].radius")
     check_nonnegative(spec.decay, f"specs[{label!r}].decay")
-  check_nonnegative(learning_rate, "normax.scion learning_rate")
+  check_args("normax.scion", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
   check_labels_arg(labels, "normax.scion", specs)
   default_decay = 1.0 if constrained else 0.0
   branches = {}

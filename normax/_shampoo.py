@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from normax._base import where_nonzero
+from normax._checks import COUNT, NONNEGATIVE, POSITIVE, POSITIVE_COUNT, UNIT, check_args
 from normax._registry import get_norm
 
 _F32 = jnp.float32
@@ -65,6 +66,19 @@ def matrix_leaves(params: Any, what: str) -> None:
       f" {listing}. Give them another transform with optax.partition, e.g. label them"
       " 'bias' and use normax.scale_by_lmo('bias_rms') there."
     )
+
+
+def static_count(x: Any) -> Any:
+  """A block size or interval as a Python ``int`` (``None`` stays ``None``): shapes need one."""
+  if x is None:
+    return None
+  try:
+    return int(x)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    raise TypeError(
+      f"block sizes and intervals set shapes and must be static numbers, got {x!r}; under"
+      " optax.inject_hyperparams list them in static_args."
+    ) from None
 
 
 def _frobenius(mat: jax.Array) -> jax.Array:
@@ -208,13 +222,17 @@ def scale_by_shampoo(
     and its inverse*, 2006 (coupled Newton); Bernstein & Newhouse, *Old
     Optimizer, New Norm*, 2024, Sec. 3.2.
   """
-  # Python numbers are checked here; under optax.inject_hyperparams they arrive traced.
-  if isinstance(beta2, int | float) and not 0 <= beta2 < 1:
-    raise ValueError(f"beta2 must be in [0, 1) or None (plain sums), got {beta2}.")
-  if not (isinstance(precondition_every, int) and precondition_every >= 1):
-    raise ValueError(f"precondition_every must be an int >= 1, got {precondition_every!r}.")
-  if block_size is not None and not (isinstance(block_size, int) and block_size >= 1):
-    raise ValueError(f"block_size must be None or an int >= 1, got {block_size!r}.")
+  # Numbers are checked here; under optax.inject_hyperparams they may arrive traced.
+  check_args(
+    "normax.scale_by_shampoo",
+    beta2=(beta2, UNIT),
+    exponent=(exponent, POSITIVE),
+    eps=(eps, NONNEGATIVE),
+    block_size=(block_size, POSITIVE_COUNT),
+    precondition_every=(precondition_every, POSITIVE_COUNT),
+    newton_steps=(newton_steps, COUNT),
+  )
+  block_size, precondition_every = static_count(block_size), static_count(precondition_every)
   graft_norm = None if graft is None else get_norm(graft)
   if root_method not in ("eigh", "newton"):
     raise ValueError(f"root_method must be 'eigh' or 'newton', got {root_method!r}.")

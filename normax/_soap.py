@@ -8,7 +8,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._shampoo import factor_shapes, from_blocks, matrix_leaves, mT, to_blocks
+from normax._checks import NONNEGATIVE, POSITIVE_COUNT, UNIT, check_args
+from normax._shampoo import (
+  factor_shapes,
+  from_blocks,
+  matrix_leaves,
+  mT,
+  static_count,
+  to_blocks,
+)
 
 _F32 = jnp.float32
 
@@ -104,14 +112,17 @@ def scale_by_soap(
     Vyas et al., *SOAP: Improving and Stabilizing Shampoo using Adam*, 2024,
     Alg. 3; Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.
   """
+  check_args(  # Numbers; under optax.inject_hyperparams they may arrive traced.
+    "normax.scale_by_soap",
+    b1=(b1, UNIT),
+    b2=(b2, UNIT),
+    eps=(eps, NONNEGATIVE),
+    shampoo_beta=(shampoo_beta, UNIT),
+    block_size=(block_size, POSITIVE_COUNT),
+    precondition_every=(precondition_every, POSITIVE_COUNT),
+  )
+  block_size, precondition_every = static_count(block_size), static_count(precondition_every)
   beta_s = b2 if shampoo_beta is None else shampoo_beta
-  for name, value in (("b1", b1), ("b2", b2), ("shampoo_beta", beta_s)):
-    if isinstance(value, int | float) and not 0 <= value < 1:  # (traced under inject_hyperparams)
-      raise ValueError(f"{name} must be in [0, 1), got {value}.")
-  if not (isinstance(precondition_every, int) and precondition_every >= 1):
-    raise ValueError(f"precondition_every must be an int >= 1, got {precondition_every!r}.")
-  if block_size is not None and not (isinstance(block_size, int) and block_size >= 1):
-    raise ValueError(f"block_size must be None or an int >= 1, got {block_size!r}.")
 
   def init_fn(params):
     matrix_leaves(params, "normax.scale_by_soap")

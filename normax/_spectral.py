@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from normax._base import Norm, compute_dtype, describe, scaled_by_max, svd_safe
+from normax._checks import COUNT, NONNEGATIVE, POSITIVE_COUNT, check_args
 from normax._newton_schulz import orthogonalize_svd
 from normax._orthogonalizer import Method, Orthogonalizer
 from normax._sharding import Strategy, with_auto_axes
@@ -121,7 +122,10 @@ class Spectral(Norm):
   name = "spectral"
 
   def __post_init__(self):
-    # The orthogonalizer validates the settings; keep its normalized values
+    check_args(
+      f"normax.{type(self).__name__}", steps=(self.steps, COUNT), eps=(self.eps, NONNEGATIVE)
+    )
+    # The orthogonalizer validates the other settings; keep its normalized values
     # (coefficient lists frozen to tuples, a dtype's name) so the norm stays hashable.
     orth = self.orthogonalizer
     object.__setattr__(self, "coefficients", orth.coefficients)
@@ -285,8 +289,7 @@ class SpectralConv(Spectral):
 
   def __post_init__(self):
     super().__post_init__()
-    if self.spatial_dims is not None and self.spatial_dims < 1:
-      raise ValueError(f"spatial_dims must be >= 1, got {self.spatial_dims}.")
+    check_args("normax.SpectralConv", spatial_dims=(self.spatial_dims, POSITIVE_COUNT))
 
   @property
   def min_ndim(self) -> int:

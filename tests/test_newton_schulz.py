@@ -163,9 +163,9 @@ def test_user_coefficients_and_their_errors():
     normax.newton_schulz(g, coefficients="quintik")
   with pytest.raises(ValueError, match=r"needs a matrix \(\.\.\., m, n\); got shape \(5,\)"):
     normax.newton_schulz(jnp.ones(5))
-  with pytest.raises(ValueError, match="lower must be in"):
+  with pytest.raises(ValueError, match=r"lower must be a number in \(0, 1\)"):
     normax.polar_express_coefficients(5, lower=2.0)
-  with pytest.raises(ValueError, match="steps must be >= 1"):
+  with pytest.raises(ValueError, match="steps must be an integer >= 1"):
     normax.polar_express_coefficients(0)
 
 
@@ -217,8 +217,9 @@ def test_bounded_keeps_every_singular_value_at_most_one(sched, gram):
     # The cubic (3x - x³)/2 applied to the schedule's own singular values (divided by the
     # schedule's peak first where that is past the cubic's reach, √3).
     s0 = np.linalg.svd(np.asarray(run(False), np.float64), compute_uv=False)
+    # A schedule that ends within 1e-4 of 1 (cubic, 8 Polar Express steps) is left alone.
     s0 = s0 / peak if peak > 0.99 * np.sqrt(3) else s0
-    want = np.sort(1.5 * s0 - 0.5 * s0**3)[::-1]  # q is not monotone past 1: sort again.
+    want = np.sort(1.5 * s0 - 0.5 * s0**3)[::-1] if peak > 1 + 1e-4 else s0  # Sorted again.
     np.testing.assert_allclose(s, want, atol=1e-4, err_msg=f"{kind} {peak}")
 
 
