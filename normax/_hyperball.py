@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._base import divide
 from normax._checks import NONNEGATIVE, POSITIVE, check_args
 from normax._leafwise import acc_dtype, cast_scalar, evaluate, leaf_paths, resolve_norms
 
@@ -113,7 +114,7 @@ def hyperball(
       uf, wf = u.astype(acc), w.astype(acc)
       r = _expand(r.astype(acc), u.ndim)
       size = _expand(n.norm(uf), u.ndim)
-      step = uf * r / jnp.where(size == 0, 1, size)
+      step = uf * divide(r, jnp.where(size == 0, 1, size))  # r/size first: no overflow.
       new = wf - cast_scalar(lr, acc) * step
       new = n.project(new, r, sphere=True) if n.name == "frobenius" else _radial(n, new, r)
       out.append((new - wf).astype(u.dtype))
@@ -125,4 +126,4 @@ def hyperball(
 
 def _radial(norm, w: jax.Array, r: jax.Array) -> jax.Array:
   size = _expand(norm.norm(w), w.ndim)
-  return w * r / jnp.where(size == 0, 1, size)
+  return w * divide(r, jnp.where(size == 0, 1, size))

@@ -18,10 +18,10 @@ from normax._base import (
   Norm,
   clip_onto,
   compute_dtype,
-  l2_keepdims,
   l2_norm,
   rescale_onto,
   scaled_by_max,
+  scaled_sum,
   unit_l2,
   where_nonzero,
 )
@@ -65,6 +65,12 @@ def _lp_dual_maximizer(g: jax.Array, q: float, axis: int) -> jax.Array:
   r, _ = scaled_by_max(a, axis)
   t = jnp.sign(g) * r ** (q - 1)
   return where_nonzero(_lp_norm(r, q, axis) ** (q - 1), t)
+
+
+def _scale_first(x: jax.Array, scale: float) -> tuple[jax.Array, float]:
+  """``(x·scale, 1)`` for ``scale < 1``: a per-row norm that overflows only before the
+  factor (16 entries of 2e38) is then finite, as the result is. ``(x, scale)`` otherwise."""
+  return (x * scale, 1.0) if scale < 1 else (x, scale)
 
 
 def _conjugate(p: float) -> float:
@@ -140,7 +146,7 @@ class Sign(Norm):
 
   def dual_norm(self, g):
     axes = self.core_axes(g.ndim)
-    return jnp.sum(jnp.abs(g.astype(compute_dtype(g))), axis=axes) * self._scale(g)
+    return scaled_sum(jnp.abs(g.astype(compute_dtype(g))), axes, self._scale(g))
 
   def norm(self, w):
     axes = self.core_axes(w.ndim)
@@ -203,7 +209,8 @@ class ColNorm(Norm):
 
   def dual_norm(self, g):
     x, scale = self._view(g)
-    return scale * jnp.sum(_lp_norm(x, 2, -1)[..., 0], axis=-1)
+    x, scale = _scale_first(x, scale)
+    return scaled_sum(_lp_norm(x, 2, -1)[..., 0], -1, scale)
 
   def norm(self, w):
     x, scale = self._view(w)
@@ -218,7 +225,7 @@ class ColNorm(Norm):
     axis = -2 if self.transpose else -1
     d_in, d_out = (w.shape[-1], w.shape[-2]) if self.transpose else w.shape[-2:]
     bound = radius * math.sqrt(d_out) / (d_in if self.normalized else 1)
-    return rescale_onto(w, l2_keepdims(w, axis), bound, sphere)
+    return rescale_onto(w, l2_norm(w, axis), bound, sphere)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,7 +273,8 @@ class RowNorm(Norm):
 
   def dual_norm(self, g):
     x, scale = self._view(g)
-    return scale * jnp.sum(_lp_norm(x, 2, -2)[..., 0, :], axis=-1)
+    x, scale = _scale_first(x, scale)
+    return scaled_sum(_lp_norm(x, 2, -2)[..., 0, :], -1, scale)
 
   def norm(self, w):
     x, scale = self._view(w)
@@ -281,7 +289,7 @@ class RowNorm(Norm):
     axis = -1 if self.transpose else -2
     d_in = w.shape[-1] if self.transpose else w.shape[-2]
     bound = radius / math.sqrt(d_in) if self.normalized else radius
-    return rescale_onto(w, l2_keepdims(w, axis), bound, sphere)
+    return rescale_onto(w, l2_norm(w, axis), bound, sphere)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,7 +342,7 @@ class BiasRMS(Norm):
     """Each vector scaled to ``‖w‖₂ ≤ radius·√n`` (a scalar clipped to ``±radius``)."""
     if w.ndim == 0:
       return clip_onto(w, radius, sphere)
-    return rescale_onto(w, l2_keepdims(w, -1), radius * math.sqrt(w.shape[-1]), sphere)
+    return rescale_onto(w, l2_norm(w, -1), radius * math.sqrt(w.shape[-1]), sphere)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,7 +384,7 @@ class Frobenius(Norm):
 
   def project(self, w, radius, sphere=False):
     """Each tensor scaled to ``‖w‖_F ≤ radius``, the nearest point (sphere: onto it)."""
-    return rescale_onto(w, l2_keepdims(w, self.core_axes(w.ndim)), radius, sphere)
+    return rescale_onto(w, l2_norm(w, self.core_axes(w.ndim)), radius, sphere)
 
 
 class _SliceLp(Norm):
@@ -412,7 +420,7 @@ class _SliceLp(Norm):
     return _lp_dual_maximizer(x, self.dual_slice_p, self.axis).astype(g.dtype)
 
   def dual_norm(self, g):
-    return jnp.sum(self._slice_norms(g, self.dual_slice_p), axis=-1)
+    return scaled_sum(self._slice_norms(g, self.dual_slice_p), -1)
 
   def norm(self, w):
     return jnp.max(self._slice_norms(w, self.slice_p), axis=-1)
@@ -424,7 +432,7 @@ class _SliceLp(Norm):
     if self.slice_p == math.inf:
       return clip_onto(w, radius, sphere)
     if self.slice_p == 2:
-      return rescale_onto(w, l2_keepdims(w, self.axis), radius, sphere)
+      return rescale_onto(w, l2_norm(w, self.axis), radius, sphere)
     return super().project(w, radius, sphere)
 
 

@@ -208,18 +208,20 @@ class Spectral(Norm):
     return self.from_polar(self.orthogonalize(mats), scale, g)
 
   def _singular_values(self, x):
-    """Singular values of each matrix and the dualize scale; exact at any scale."""
+    """``(σ/m, m, s)``: the singular values of each matrix over its largest entry ``m`` (the
+    last axis), ``m`` and the dualize scale ``s``; exact at any scale, and ``m`` times them
+    is taken last, so a norm overflows only if it is past the largest float."""
     mats, scale = self.as_matrices(x)
     r, m = scaled_by_max(svd_safe(mats.astype(compute_dtype(x))), (-2, -1))
-    return m[..., 0] * jnp.linalg.svd(r, compute_uv=False), scale
+    return jnp.linalg.svd(r, compute_uv=False), m[..., 0, 0], scale
 
   def _dual_norm(self, g):
-    s, scale = self._singular_values(g)
-    return scale * jnp.sum(s, axis=-1)
+    s, m, scale = self._singular_values(g)
+    return m * (jnp.sum(s, axis=-1) * scale)
 
   def _norm(self, w):
-    s, scale = self._singular_values(w)
-    return jnp.max(s, axis=-1, initial=0) / scale
+    s, m, scale = self._singular_values(w)
+    return m * (jnp.max(s, axis=-1, initial=0) / scale)
 
   def dual_norm(self, g):
     return with_auto_axes(self._dual_norm, g, keep=g.ndim - self.core_ndim(g.ndim))

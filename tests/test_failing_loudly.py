@@ -330,3 +330,66 @@ def test_label_and_hyperparameter_structure_errors_name_missing_and_extra_paths(
   assert "The radius tree does not match" in radius_message and "['a/x', 'c']" in radius_message
   for message in (labels_message, radius_message):
     assert "1234" not in message and "Array" not in message and "metadata" not in message
+
+
+# -- the top and bottom of the float range -------------------------------------------
+
+EDGE_NORMS = {
+  "spectral": normax.Spectral(),
+  "colnorm": normax.ColNorm(),
+  "rownorm": normax.RowNorm(),
+  "bias_rms": normax.BiasRMS(),
+  "frobenius": normax.Frobenius(),
+  "sign": normax.Sign(),
+  "sign_unnormalized": normax.Sign(normalized=False),
+  "l1_to_l2": normax.L1ToLp(2.0),
+  "l1_to_l3": normax.L1ToLp(3.0),
+  "l3_to_linf": normax.LpToLinf(3.0),
+}
+
+
+@pytest.mark.parametrize("dtype", (jnp.float32, jnp.bfloat16), ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(EDGE_NORMS))
+def test_norms_near_the_largest_float_are_exact_or_inf_never_zero(name, dtype):
+  # Entries near 2e38: dividing by the largest entry used to round its reciprocal (a
+  # subnormal) to 0, so dualize gave 0 and the norms 0. A dual norm whose sum overflows
+  # before its 1/d_in (Sign, RowNorm) came out inf although the result is representable.
+  norm = EDGE_NORMS[name]
+  g = _gradient((16, 2), seed=3)
+  big = 2e38 / np.abs(g).max()
+  x = jnp.asarray(g * big, dtype)
+  g64 = np.asarray(x, np.float64) / big
+  d = np.asarray(norm.dualize(x), np.float64)
+  np.testing.assert_allclose(d, np.asarray(norm.dualize(jnp.asarray(g64, jnp.float32))), atol=2e-2)
+  for fn in (norm.dual_norm, norm.norm):
+    want = float(jnp.max(fn(jnp.asarray(g64, jnp.float32)))) * big
+    got = float(jnp.max(fn(x)))
+    if want < 0.5 * float(jnp.finfo(jnp.float32).max):
+      np.testing.assert_allclose(got, want, rtol=2e-2, err_msg=fn.__name__)
+    else:
+      assert got == np.inf or np.isclose(got, want, rtol=2e-2), (fn.__name__, got, want)
+
+
+@pytest.mark.parametrize("sphere", [False, True], ids=["ball", "sphere"])
+@pytest.mark.parametrize("name", ["colnorm", "rownorm", "bias_rms", "frobenius", "l1_to_l2"])
+def test_projection_is_exact_at_every_scale(name, sphere):
+  # ‖w‖ from an unscaled sum of squares overflowed at 1e20 (the projection gave 0) and
+  # underflowed at 1e-20 (the weight was taken for zero and kept).
+  norm = EDGE_NORMS[name]
+  g = _gradient((6, 4), seed=4)
+  want = np.asarray(norm.project(jnp.asarray(g, jnp.float32), 1.0, sphere), np.float64)
+  for c in (1e-30, 1e-20, 1e20, 1e30):
+    got = np.asarray(norm.project(jnp.asarray(g * c, jnp.float32), c, sphere), np.float64) / c
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=str(c))
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e20])
+@pytest.mark.parametrize("norm", ["frobenius", "spectral"])
+def test_hyperball_keeps_tiny_and_huge_weights_on_their_sphere(scale, norm):
+  w = {"w": jnp.asarray(_gradient((6, 4), seed=5) * scale, jnp.float32)}
+  tx = normax.hyperball(0.1, norm=norm)
+  size = normax.get_norm(norm).norm
+  u, _ = tx.update(jax.tree.map(jnp.ones_like, w), tx.init(w), w)
+  new = optax.apply_updates(w, u)["w"]
+  np.testing.assert_allclose(float(size(new)) / float(size(w["w"])), 1.0, rtol=1e-5)
+  assert float(jnp.abs(new - w["w"]).max()) > 0.01 * scale  # It did move.
