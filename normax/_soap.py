@@ -10,6 +10,9 @@ import optax
 
 from normax._checks import NONNEGATIVE, POSITIVE_COUNT, UNIT, check_args
 from normax._shampoo import (
+  EMPTY_SCALE,
+  accumulate,
+  block_max,
   factor_shapes,
   from_blocks,
   matrix_leaves,
@@ -32,6 +35,9 @@ class SoapState(NamedTuple):
     right_basis: Eigenvectors ``Q_R`` of ``R``.
     mu: Adam's first moment, in the parameters' own basis and shape.
     nu: Adam's second moment, in the rotated basis (blocked).
+    left_scale: ``log2`` scale of each block of ``L`` (stored as ``L = 2^left_scale·left``, so
+      that huge or tiny gradients neither overflow nor underflow it).
+    right_scale: The same for ``R``.
 
   Examples:
     >>> import jax.numpy as jnp, normax
@@ -47,6 +53,8 @@ class SoapState(NamedTuple):
   right_basis: optax.Updates
   mu: optax.Updates
   nu: optax.Updates
+  left_scale: optax.Updates
+  right_scale: optax.Updates
 
 
 def scale_by_soap(
@@ -142,6 +150,8 @@ def scale_by_soap(
       right_basis=tree(lambda s: jnp.zeros(factor_shapes(s, block_size)[1], _F32)),
       mu=tree(lambda s: jnp.zeros(s, _F32)),
       nu=tree(lambda s: jnp.zeros(blocked_shape(s), _F32)),
+      left_scale=tree(lambda s: jnp.full(factor_shapes(s, block_size)[0][:-2], EMPTY_SCALE, _F32)),
+      right_scale=tree(lambda s: jnp.full(factor_shapes(s, block_size)[1][:-2], EMPTY_SCALE, _F32)),
     )
 
   def update_fn(updates, state, params=None):
@@ -151,12 +161,14 @@ def scale_by_soap(
     t = count.astype(_F32)
     refresh = state.count % precondition_every == 0
 
-    def leaf(g, left, right, left_basis, right_basis, mu, nu):
+    def leaf(g, left, right, left_basis, right_basis, mu, nu, ls, rs):
       m, n = g.shape[-2:]
       gf = g.astype(_F32)
       gb = to_blocks(gf, block_size)
-      left = beta_s * left + (1 - beta_s) * (gb @ mT(gb))
-      right = beta_s * right + (1 - beta_s) * (mT(gb) @ gb)
+      # The factors at unit scale, their log2 scales apart: only their eigenvectors are used.
+      unit, log_m = block_max(gb)
+      left, ls = accumulate(left, ls, unit @ mT(unit), 2 * log_m, beta_s, 1 - beta_s)
+      right, rs = accumulate(right, rs, mT(unit) @ unit, 2 * log_m, beta_s, 1 - beta_s)
 
       def bases(_):
         return jnp.linalg.eigh(left)[1], jnp.linalg.eigh(right)[1]
@@ -173,7 +185,7 @@ def scale_by_soap(
       nu = b2 * nu + (1 - b2) * jnp.square(g_rot)
       step = (m_rot / (1 - b1**t)) / (jnp.sqrt(nu / (1 - b2**t)) + eps)
       out = from_blocks(left_basis @ step @ mT(right_basis), m, n)
-      return out.astype(g.dtype), left, right, left_basis, right_basis, mu, nu
+      return out.astype(g.dtype), left, right, left_basis, right_basis, mu, nu, ls, rs
 
     flat, treedef = jax.tree.flatten(updates)
     rest = [treedef.flatten_up_to(x) for x in state[1:]]
