@@ -107,7 +107,7 @@ def test_soap_bases_do_not_depend_on_the_gradients_scale():
   tx = normax.scale_by_soap(precondition_every=1)
   _, ref = tx.update(g, tx.init(g))
   for c in (2.0**-66, 2.0**66, 2.0**100):
-    u, state = tx.update(jax.tree.map(lambda x: x * c, g), tx.init(g))
+    u, state = tx.update({"w": g["w"] * c}, tx.init(g))
     assert bool(jnp.isfinite(u["w"]).all()), c
     for got, want in ((state.left_basis, ref.left_basis), (state.right_basis, ref.right_basis)):
       np.testing.assert_allclose(jnp.abs(got["w"]), jnp.abs(want["w"]), atol=1e-4, err_msg=str(c))
