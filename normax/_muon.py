@@ -27,7 +27,7 @@ from normax._decay import add_cautious_weight_decay
 from normax._dual_norm import scale_by_dual_norm
 from normax._hyperball import hyperball as hyperball_step
 from normax._labels import label_by_path, views_of
-from normax._leafwise import broadcast_spec, leaf_paths
+from normax._leafwise import acc_dtype, broadcast_spec, leaf_paths
 from normax._lmo import scale_by_lmo
 from normax._matrix_view import MatrixView, with_matrix_view
 from normax._momentum import momentum
@@ -559,4 +559,21 @@ def muon(
     "normax.muon",
     fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
   )
-  return optax.partition({"muon": optax.chain(*hidden), "adam": adam}, label_fn)
+  return optax.partition({"muon": _in_float32(optax.chain(*hidden)), "adam": adam}, label_fn)
+
+
+def _in_float32(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+  """``inner`` on 16-bit float updates cast to float32, its output cast back to their dtype.
+
+  Muon's Nesterov output ``β d + (1 − β) g`` (bias-corrected: about 1.5 g at step 1) rounded
+  to float16 before Newton–Schulz overflowed to inf for gradients near 4e4 (float16's largest
+  value is 65504); in float32 it reaches Newton–Schulz intact, which is scale-free.
+  """
+
+  def update_fn(updates, state, params=None):
+    dtypes = jax.tree.map(lambda u: u.dtype, updates)
+    wide = jax.tree.map(lambda u: u.astype(acc_dtype(u.dtype)), updates)
+    out, state = inner.update(wide, state, params)
+    return jax.tree.map(lambda u, d: u.astype(d), out, dtypes), state
+
+  return optax.GradientTransformation(inner.init, update_fn)

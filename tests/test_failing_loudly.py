@@ -393,3 +393,22 @@ def test_hyperball_keeps_tiny_and_huge_weights_on_their_sphere(scale, norm):
   new = optax.apply_updates(w, u)["w"]
   np.testing.assert_allclose(float(size(new)) / float(size(w["w"])), 1.0, rtol=1e-5)
   assert float(jnp.abs(new - w["w"]).max()) > 0.01 * scale  # It did move.
+
+
+def test_muon_on_float16_gradients_near_the_top_of_their_range():
+  # Nesterov's bias-corrected output (about 1.5 g at step 1) rounded to float16 before
+  # Newton–Schulz overflowed to inf for gradients near 4e4 (float16's largest value: 65504).
+  params = {"w": jnp.zeros((8, 16), jnp.float16), "b": jnp.zeros((16,), jnp.float16)}
+  g = _gradient((8, 16), seed=6)
+  tx = normax.muon(0.01, eps=0.0)
+
+  def step(scale):
+    grads = {"w": jnp.asarray(g * scale, jnp.float16), "b": jnp.ones((16,), jnp.float16)}
+    u, _ = tx.update(grads, tx.init(params), params)
+    assert u["w"].dtype == jnp.float16
+    return np.asarray(u["w"], np.float64)
+
+  want = step(1.0)
+  got = step(3e4)  # Entries up to 6e4.
+  assert np.isfinite(got).all()
+  np.testing.assert_allclose(got, want, atol=3e-2 * np.abs(want).max())
