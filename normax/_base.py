@@ -290,6 +290,8 @@ class Norm(abc.ABC):
     """
     shape = tuple(shape)
     self.check(shape, dtype)
+    if math.prod(shape) == 0:  # Nothing to draw (and no dimension factor to divide by).
+      return jnp.zeros(shape, dtype)
     g = jax.random.normal(key, shape, acc_dtype(dtype))
     return self._init_direction(g).astype(dtype)
 

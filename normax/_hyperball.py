@@ -92,6 +92,12 @@ def hyperball(
       if n is None:
         raise ValueError(f"normax.hyperball: no norm for the parameter at {path!r}.")
       size = n.norm(w.astype(acc_dtype(w.dtype)))
+      if radius is None and not isinstance(size, jax.core.Tracer) and bool(jnp.any(size == 0)):
+        raise ValueError(
+          f"normax.hyperball: the weight at {path!r} (shape {jnp.shape(w)}) has norm 0 at"
+          " init, so its sphere has radius 0 and it would stay 0. Initialize it nonzero, or"
+          " pass radius= (then it leaves 0 along its first update)."
+        )
       out.append(size if radius is None else jnp.full_like(size, radius))
     return treedef.unflatten(out)
 

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from normax._base import Norm
 from normax._base import acc_dtype as acc_dtype
@@ -139,6 +140,54 @@ def check_nonnegative(value: Any, what: str) -> None:
   ``None`` or a pytree of them; schedules and traced values are not checked here.
   """
   check_value(value, what, NONNEGATIVE)
+
+
+def check_updates(updates: Any, params: Any, owner: str) -> None:
+  """Raises an error naming paths if ``updates`` cannot be the gradients of ``params``.
+
+  ``float0`` leaves (what ``jax.grad(..., allow_int=True)`` gives integer parameters) are a
+  ``TypeError``; with ``params``, paths missing on either side or a leaf whose shape differs
+  from its parameter's are a ``ValueError``. Never shows array values.
+  """
+  flat = jax.tree_util.tree_flatten_with_path(updates)[0]
+  float0 = [path_to_str(k) for k, u in flat if jnp.result_type(u) == jax.dtypes.float0]
+  if float0:
+    raise TypeError(
+      f"{owner} got float0 gradients at {float0}: jax.grad(..., allow_int=True) gives them"
+      " for integer parameters, which no optimizer can step. Leave integer leaves out, e.g."
+      " optax.partition({'float': tx, 'int': optax.set_to_zero()}, label_fn) with label_fn"
+      " giving 'int' to integer leaves."
+    )
+  if params is None:
+    return
+  shapes = {path_to_str(k): jnp.shape(u) for k, u in flat}
+  wanted = {
+    path_to_str(k): jnp.shape(p) for k, p in jax.tree_util.tree_flatten_with_path(params)[0]
+  }
+  if shapes.keys() != wanted.keys():
+    raise ValueError(
+      f"{owner}: the gradients do not have the parameters' structure: they have"
+      f" {structure_mismatch(updates, params)}. Pass the gradients of exactly the tree given"
+      " to tx.init (same containers, same keys)."
+    )
+  wrong = [f"{k} {shapes[k]} (parameter {wanted[k]})" for k in shapes if shapes[k] != wanted[k]]
+  if wrong:
+    raise ValueError(
+      f"{owner}: gradients whose shape differs from their parameter's: {', '.join(wrong)}."
+    )
+
+
+def with_checked_updates(
+  tx: optax.GradientTransformation, owner: str
+) -> optax.GradientTransformationExtraArgs:
+  """``tx`` whose ``update`` first runs :func:`check_updates` (same state, same result)."""
+  tx = optax.with_extra_args_support(tx)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    check_updates(updates, params, owner)
+    return tx.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
 
 def cast_scalar(x: Any, dtype) -> jax.Array:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from normax._checks import UNIT, check_args
-from normax._leafwise import acc_dtype, cast_scalar, evaluate
+from normax._leafwise import acc_dtype, cast_scalar, check_updates, evaluate
 
 
 class MomentumState(NamedTuple):
@@ -115,7 +115,13 @@ def momentum(
       return out.astype(g.dtype), new.astype(d.dtype)
 
     flat, treedef = jax.tree.flatten(updates)
-    pairs = [leaf(g, d) for g, d in zip(flat, treedef.flatten_up_to(state.trace), strict=True)]
+    try:
+      traces = treedef.flatten_up_to(state.trace)
+    except (ValueError, TypeError):
+      traces = None
+    if traces is None or any(g.shape != d.shape for g, d in zip(flat, traces, strict=True)):
+      check_updates(updates, state.trace, "normax.momentum")  # Names the paths.
+    pairs = [leaf(g, d) for g, d in zip(flat, traces, strict=True)]
     out = treedef.unflatten([p[0] for p in pairs])
     trace = treedef.unflatten([p[1] for p in pairs])
     return out, MomentumState(count=count, trace=trace)

@@ -27,7 +27,7 @@ from normax._decay import add_cautious_weight_decay
 from normax._dual_norm import scale_by_dual_norm
 from normax._hyperball import hyperball as hyperball_step
 from normax._labels import label_by_path, views_of
-from normax._leafwise import acc_dtype, broadcast_spec, leaf_paths
+from normax._leafwise import acc_dtype, broadcast_spec, leaf_paths, with_checked_updates
 from normax._lmo import scale_by_lmo
 from normax._matrix_view import MatrixView, with_matrix_view
 from normax._momentum import momentum
@@ -559,7 +559,8 @@ def muon(
     "normax.muon",
     fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
   )
-  return optax.partition({"muon": _in_float32(optax.chain(*hidden)), "adam": adam}, label_fn)
+  tx = optax.partition({"muon": _in_float32(optax.chain(*hidden)), "adam": adam}, label_fn)
+  return with_checked_updates(tx, "normax.muon")
 
 
 def _in_float32(inner: optax.GradientTransformation) -> optax.GradientTransformation:

@@ -12,6 +12,7 @@ import optax
 
 from normax._checks import NONNEGATIVE, POSITIVE, UNIT, check_args
 from normax._dual_norm import scale_by_dual_norm
+from normax._leafwise import with_checked_updates
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._norms import Frobenius, Sign
@@ -66,10 +67,11 @@ def steepest_descent(
     sharpness=(sharpness, POSITIVE),
     masses=(masses, NONNEGATIVE),
   )
-  return optax.chain(
+  chain = optax.chain(
     scale_by_dual_norm(norm, sharpness, modular=modular, masses=masses),
     optax.scale_by_learning_rate(learning_rate),
   )
+  return with_checked_updates(chain, "normax.steepest_descent")
 
 
 def _maybe_momentum(beta, nesterov, dtype) -> tuple[optax.GradientTransformation, ...]:
@@ -121,11 +123,12 @@ def sign_descent(
     without EMA is sign descent); Bernstein et al., *signSGD*, 2018.
   """
   check_args("normax.sign_descent", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
-  return optax.chain(
+  chain = optax.chain(
     *_maybe_momentum(beta, nesterov, momentum_dtype),
     scale_by_lmo(Sign(normalized=normalized)),
     optax.scale_by_learning_rate(learning_rate),
   )
+  return with_checked_updates(chain, "normax.sign_descent")
 
 
 def normalized_sgd(
@@ -168,8 +171,9 @@ def normalized_sgd(
     Pethick et al., 2025, Table 1.
   """
   check_args("normax.normalized_sgd", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
-  return optax.chain(
+  chain = optax.chain(
     *_maybe_momentum(beta, nesterov, momentum_dtype),
     scale_by_lmo(Frobenius()),
     optax.scale_by_learning_rate(learning_rate),
   )
+  return with_checked_updates(chain, "normax.normalized_sgd")

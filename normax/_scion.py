@@ -10,7 +10,7 @@ import optax
 
 from normax._checks import NONNEGATIVE, UNIT, check_args
 from normax._decay import add_constrained_decay
-from normax._leafwise import check_nonnegative
+from normax._leafwise import check_nonnegative, with_checked_updates
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._projection import project_to_norm_ball
@@ -147,7 +147,7 @@ def scion(
     chain.append(optax.partition(_projections(specs, labels, default_decay), label_fn))
   else:
     _warn_if_past_the_center(learning_rate, specs, default_decay)
-  return optax.chain(*chain)
+  return with_checked_updates(optax.chain(*chain), "normax.scion")
 
 
 def _decay_of(spec: LayerSpec, default_decay: float):

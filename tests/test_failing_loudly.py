@@ -412,3 +412,77 @@ def test_muon_on_float16_gradients_near_the_top_of_their_range():
   got = step(3e4)  # Entries up to 6e4.
   assert np.isfinite(got).all()
   np.testing.assert_allclose(got, want, atol=3e-2 * np.abs(want).max())
+
+
+# -- errors that name the parameter -------------------------------------------------
+
+
+def _named_optimizers_with_params():
+  specs = {"h": normax.LayerSpec("spectral"), "bias": normax.LayerSpec("bias_rms")}
+  return {
+    "scion": normax.scion(0.1, specs, {"a": {"w": "h"}, "b": "bias"}),
+    "muon": normax.muon(0.1),
+    "sign_descent": normax.sign_descent(0.1, beta=0.9),
+    "normalized_sgd": normax.normalized_sgd(0.1),
+    "steepest_descent": normax.steepest_descent(0.1, "frobenius"),
+    "momentum": normax.momentum(0.9),
+  }
+
+
+@pytest.mark.parametrize("name", sorted(_named_optimizers_with_params()))
+def test_gradients_that_do_not_fit_the_parameters_are_named_by_path(name):
+  tx = _named_optimizers_with_params()[name]
+  params = {"a": {"w": jnp.full((4, 4), 1234.5)}, "b": jnp.full(4, 1234.5)}
+  state = tx.init(params)
+  # A shape mismatch was "add got incompatible shapes for broadcasting: (4, 4), (4, 5)".
+  wrong = {"a": {"w": jnp.full((4, 5), 1234.5)}, "b": jnp.full(4, 1234.5)}
+  with pytest.raises(ValueError, match=r"a/w \(4, 5\) \(parameter \(4, 4\)\)"):
+    tx.update(wrong, state, params)
+  # A list for a dict printed the parameters' values (scion) or a bare pytree error (muon).
+  with pytest.raises(ValueError) as info:
+    tx.update([jnp.full((4, 4), 1234.5), jnp.full(4, 1234.5)], state, params)
+  assert "['a/w', 'b']" in str(info.value) and "['0', '1']" in str(info.value)
+  assert "1234" not in str(info.value) and "Array" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["scion", "muon", "sign_descent"])
+def test_float0_gradients_of_integer_leaves_are_named(name):
+  params = {"a": {"w": jnp.ones((4, 4))}, "b": jnp.ones(4), "step": jnp.zeros((), jnp.int32)}
+  grads = jax.grad(lambda p: jnp.sum(p["a"]["w"]) + jnp.sum(p["b"]), allow_int=True)(params)
+  specs = {"h": normax.LayerSpec("spectral"), "bias": normax.LayerSpec("bias_rms")}
+  tx = {
+    "scion": normax.scion(0.1, specs, {"a": {"w": "h"}, "b": "bias", "step": "bias"}),
+    "muon": normax.muon(0.1),  # The int leaf went to AdamW: "ufunc 'power' not supported".
+    "sign_descent": normax.sign_descent(0.1),
+  }[name]
+  with pytest.raises(TypeError, match=r"float0 gradients at \['step'\].*optax.set_to_zero"):
+    tx.update(grads, tx.init(params), params)
+
+
+def test_zero_size_dimensions_initialize_to_empty_arrays():
+  # Spectral's dimension factor divided by the zero-length axis: ZeroDivisionError.
+  key = jax.random.key(0)
+  for norm, shape in [
+    (normax.Spectral(), (0, 4)),
+    (normax.Spectral(), (4, 0)),
+    (normax.SpectralConv(), (3, 3, 0, 4)),
+    (normax.ColNorm(), (0, 4)),
+    (normax.Sign(), (4, 0)),
+  ]:
+    w = norm.init(key, shape)
+    assert w.shape == shape and w.dtype == jnp.float32
+  params = {"w": jnp.ones((0, 4)), "v": jnp.ones((4, 4))}
+  specs = {"h": normax.LayerSpec("spectral", radius=2.0)}
+  out = normax.init_params(key, params, {"w": "h", "v": "h"}, specs)
+  assert out["w"].shape == (0, 4)
+  np.testing.assert_allclose(float(normax.Spectral().norm(out["v"])), 2.0, rtol=1e-5)
+
+
+def test_hyperball_refuses_a_weight_of_norm_zero():
+  # Its sphere had radius 0: the weight stayed 0 forever, silently.
+  params = {"w": jnp.zeros((4, 4)), "v": jnp.ones((4, 4))}
+  with pytest.raises(ValueError, match=r"'w' \(shape \(4, 4\)\) has norm 0.*radius="):
+    normax.hyperball(0.1).init(params)
+  tx = normax.hyperball(0.1, radius=2.0)  # A given radius: the weight leaves 0.
+  u, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  np.testing.assert_allclose(float(jnp.linalg.norm(params["w"] + u["w"])), 2.0, rtol=1e-5)

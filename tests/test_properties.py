@@ -261,8 +261,9 @@ def test_projected_scion_keeps_bfloat16_weights_in_their_balls_at_small_learning
 
 def test_scion_warns_when_the_learning_rate_passes_the_center_of_the_ball():
   specs = {"h": normax.LayerSpec("sign"), "free": normax.LayerSpec("sign", decay=0.0)}
+  labels = {"w": "h", "v": "free"}
   with pytest.warns(UserWarning, match=r"learning_rate·decay > 1 for \{'h': 1\.5\}"):
-    normax.scion(1.5, specs, "h")
-  normax.scion(1.0, specs, "h")  # γμ = 1 lands on the boundary: fine.
-  normax.scion(1.5, specs, "h", project=True)  # Projected back: fine.
-  normax.scion(1.5, specs, "h", constrained=False)  # No ball.
+    normax.scion(1.5, specs, labels)
+  normax.scion(1.0, specs, labels)  # γμ = 1 lands on the boundary: fine.
+  normax.scion(1.5, specs, labels, project=True)  # Projected back: fine.
+  normax.scion(1.5, specs, labels, constrained=False)  # No ball.
