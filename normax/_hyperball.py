@@ -92,7 +92,8 @@ def hyperball(
       if n is None:
         raise ValueError(f"normax.hyperball: no norm for the parameter at {path!r}.")
       size = n.norm(w.astype(acc_dtype(w.dtype)))
-      if radius is None and not isinstance(size, jax.core.Tracer) and bool(jnp.any(size == 0)):
+      concrete = not isinstance(size, jax.core.Tracer) and jnp.size(w) > 0  # (Empty: no sphere.)
+      if radius is None and concrete and bool(jnp.any(size == 0)):
         raise ValueError(
           f"normax.hyperball: the weight at {path!r} (shape {jnp.shape(w)}) has norm 0 at"
           " init, so its sphere has radius 0 and it would stay 0. Initialize it nonzero, or"
@@ -123,7 +124,8 @@ def hyperball(
       step = uf * divide(r, jnp.where(size == 0, 1, size))  # r/size first: no overflow.
       new = wf - cast_scalar(lr, acc) * step
       new = n.project(new, r, sphere=True) if n.name == "frobenius" else _radial(n, new, r)
-      out.append((new - wf).astype(u.dtype))
+      # A zero update moves nothing (the renormalization alone would round).
+      out.append(jnp.where(size == 0, 0, new - wf).astype(u.dtype))
     new_state = HyperballState(count=optax.safe_increment(state.count), radius=state.radius)
     return treedef.unflatten(out), new_state
 

@@ -559,22 +559,42 @@ def muon(
     "normax.muon",
     fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
   )
-  tx = optax.partition({"muon": _in_float32(optax.chain(*hidden)), "adam": adam}, label_fn)
+  branches = {"muon": _in_float32(optax.chain(*hidden)), "adam": _in_float32(adam, state=True)}
+  tx = optax.partition(branches, label_fn)
   return with_checked_updates(tx, "normax.muon")
 
 
-def _in_float32(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+def _in_float32(
+  inner: optax.GradientTransformation, state: bool = False
+) -> optax.GradientTransformation:
   """``inner`` on 16-bit float updates cast to float32, its output cast back to their dtype.
 
   Muon's Nesterov output ``β d + (1 − β) g`` (bias-corrected: about 1.5 g at step 1) rounded
   to float16 before Newton–Schulz overflowed to inf for gradients near 4e4 (float16's largest
-  value is 65504); in float32 it reaches Newton–Schulz intact, which is scale-free.
+  value is 65504); in float32 it reaches Newton–Schulz intact, which is scale-free. With
+  ``state``, float16 parameters are seen as float32 too, so ``inner`` keeps float32 state for
+  them: AdamW's ``eps = 1e-8`` is 0 in float16, and a zero gradient gave 0/0 = NaN.
   """
 
-  def update_fn(updates, state, params=None):
-    dtypes = jax.tree.map(lambda u: u.dtype, updates)
-    wide = jax.tree.map(lambda u: u.astype(acc_dtype(u.dtype)), updates)
-    out, state = inner.update(wide, state, params)
-    return jax.tree.map(lambda u, d: u.astype(d), out, dtypes), state
+  def widen(tree, which):
+    return jax.tree.map(lambda x: x.astype(jnp.float32) if which(x.dtype) else x, tree)
 
-  return optax.GradientTransformation(inner.init, update_fn)
+  def is_float16(dtype):
+    return dtype == jnp.float16
+
+  def is_narrow(dtype):
+    return acc_dtype(dtype) != dtype
+
+  def init_fn(params):
+    return inner.init(widen(params, is_float16) if state else params)
+
+  def update_fn(updates, inner_state, params=None):
+    dtypes = jax.tree.map(lambda u: u.dtype, updates)
+    if state and params is not None:
+      params = widen(params, is_float16)
+    # (With state, only what init widened: optax keeps a moment in its gradient's dtype.)
+    wide = widen(updates, is_float16 if state else is_narrow)
+    out, inner_state = inner.update(wide, inner_state, params)
+    return jax.tree.map(lambda u, d: u.astype(d), out, dtypes), inner_state
+
+  return optax.GradientTransformation(init_fn, update_fn)

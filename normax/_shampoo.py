@@ -17,9 +17,10 @@ _F32 = jnp.float32
 
 def block_dims(m: int, n: int, block_size: int | None) -> tuple[int, int]:
   """The block shape ``(b_m, b_n)`` of an ``m×n`` matrix: each side capped at ``block_size``."""
+  # At least 1: a zero-length side makes zero blocks of size 1 (a zero-size leaf, no factor).
   if block_size is None:
-    return m, n
-  return min(m, block_size), min(n, block_size)
+    return max(m, 1), max(n, 1)
+  return max(min(m, block_size), 1), max(min(n, block_size), 1)
 
 
 def to_blocks(x: jax.Array, block_size: int | None) -> jax.Array:

@@ -11,6 +11,12 @@ embedding tables, norm scales, an output head, ``None`` entries and (through
 - the state keeps its structure, shapes and dtypes from step to step;
 - ``jax.jit`` gives what eager execution gives.
 
+Every optimizer of ``normax.__all__`` (the named ones, the learning-rate-free ones, the
+hyperball, Shampoo, SOAP) also meets its gradients at the edges, on trees in float32,
+bfloat16 and float16 with scanned stacks and zero-size leaves: unit, tiny and huge (for the
+dtype) gradients give finite updates, zero gradients zero updates (no decay), a NaN gives a
+NaN where it went in; updates and state keep their shapes and dtypes.
+
 Example counts are small and shapes tiny: JAX compiles every new tree.
 """
 
@@ -19,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 import normax
@@ -169,6 +175,172 @@ def test_integer_leaves_are_named_or_set_aside_with_optax_partition(name):
   updates, _ = jax.jit(tx.update)(grads, tx.init(with_step), with_step)
   assert updates["step"].dtype == jnp.int32 and int(updates["step"]) == 0
   assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+
+
+# -- every optimizer of normax.__all__: trees, dtypes and gradients at the edges --------
+
+
+def _matrices(tree):
+  """'matrix' for leaves of rank >= 2, 'other' for the rest (Shampoo, SOAP and the hyperball
+  act on matrices only; the other leaves get sign descent)."""
+  return jax.tree.map(lambda x: "matrix" if jnp.ndim(x) >= 2 else "other", tree)
+
+
+def _on_matrices(matrix_tx):
+  return optax.partition({"matrix": matrix_tx, "other": normax.sign_descent(LR)}, _matrices)
+
+
+def _hyperball_norms(tree):
+  return jax.tree.map(lambda x: "frobenius" if jnp.ndim(x) >= 2 else None, tree)
+
+
+# name -> (factory, whether a zero gradient gives a zero update). Every optimizer and
+# optimizer-like transform of normax.__all__ (test_every_optimizer_is_covered keeps it so).
+ALL_OPTIMIZERS = {
+  **OPTIMIZERS,
+  "scion_projected": (lambda: normax.scion(LR, SPECS, LABELS, project=True), False),
+  "muon_variants": (
+    lambda: normax.muon(
+      LR, normuon=True, cautious_weight_decay=True, weight_decay=0.01, preconditioning="aol"
+    ),
+    False,
+  ),
+  "steepest_modular": (lambda: normax.steepest_descent(LR, _norms, modular=True), True),
+  "scion_free": (lambda: normax.scion_free(SPECS, LABELS), False),
+  "muon_free": (lambda: normax.muon_free(), True),
+  "adaptive_step": (
+    lambda: optax.chain(
+      normax.adaptive_step(optax.chain(normax.momentum(0.9), normax.scale_by_lmo(_norms)), _norms),
+      optax.scale_by_learning_rate(LR),
+    ),
+    True,
+  ),
+  "hyperball": (
+    lambda: _on_matrices(
+      optax.chain(
+        normax.momentum(0.9),
+        normax.scale_by_lmo("spectral"),
+        normax.hyperball(LR, norm=_hyperball_norms),
+      )
+    ),
+    True,
+  ),
+  "shampoo": (
+    lambda: _on_matrices(
+      optax.chain(
+        normax.scale_by_shampoo(block_size=4, precondition_every=2),
+        normax.momentum(0.9),
+        optax.scale_by_learning_rate(LR),
+      )
+    ),
+    True,
+  ),
+  "soap": (
+    lambda: _on_matrices(optax.chain(normax.scale_by_soap(), optax.scale_by_learning_rate(LR))),
+    True,
+  ),
+}
+
+
+def test_every_optimizer_is_covered():
+  covered = {"scion", "muon", "sign_descent", "normalized_sgd", "steepest_descent"}
+  covered |= {"scion_free", "muon_free", "adaptive_step", "hyperball"}
+  covered |= {"scale_by_shampoo", "scale_by_soap"}
+  # The optimizers: normax's own functions that return a GradientTransformation with a
+  # learning rate or that precondition (a transform that only reshapes a step is a piece).
+  pieces = {
+    "momentum", "scale_by_lmo", "scale_by_radius", "add_constrained_decay",
+    "add_cautious_weight_decay", "scale_by_dual_norm", "project_to_norm_ball",
+    "scale_by_neuron_rms", "with_matrix_view",
+  }  # fmt: skip
+  returns_tx = {
+    name
+    for name in normax.__all__
+    if callable(obj := getattr(normax, name))
+    and not isinstance(obj, type)
+    and "GradientTransformation" in str(getattr(obj, "__annotations__", {}).get("return", ""))
+  }
+  assert returns_tx - pieces == covered, returns_tx - pieces ^ covered
+  assert {n for n in ALL_OPTIMIZERS} >= {"scion_free", "muon_free", "shampoo", "soap"}
+
+
+@st.composite
+def edge_trees(draw):
+  """A Flax-like params dict (see flax_like_trees), in float32, bfloat16 or float16, with
+  scanned stacks and possibly a zero-size leaf."""
+  dtype = draw(st.sampled_from([jnp.float32, jnp.bfloat16, jnp.float16]))
+  d = D
+  layers = {
+    "embed": {"embedding": (5, d)},
+    "dense": {"kernel": (d, 2 * d), "bias": (2 * d,)},
+    "blocks": {"mlp": {"kernel": (2, d, d), "bias": (2, d)}, "norm": {"scale": (2, d)}},
+    "final_norm": {"scale": (d,)},
+    "empty": {"kernel": (0, d), "bias": (0,)},
+  }
+  chosen = draw(st.lists(st.sampled_from(sorted(layers)), min_size=1, max_size=4, unique=True))
+  shapes = {name: layers[name] for name in chosen}
+  shapes["lm_head"] = {"kernel": (d, 4)}
+  rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+  return jax.tree.map(
+    lambda s: jnp.asarray(0.5 + rng.random(s), dtype) * jnp.asarray(rng.choice([-1, 1], s), dtype),
+    shapes,
+    is_leaf=lambda x: isinstance(x, tuple),
+  )
+
+
+def _edge_gradients(params, seed):
+  """name -> gradients: unit, tiny and huge for the dtype, zero, and one NaN."""
+  rng = np.random.default_rng(seed)
+  unit = jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype), params)
+  fi = jnp.finfo(jax.tree.leaves(params)[0].dtype)
+  out = {
+    "unit": unit,
+    "tiny": jax.tree.map(lambda g: g * jnp.asarray(float(fi.tiny) * 1e3, g.dtype), unit),
+    "huge": jax.tree.map(lambda g: g * jnp.asarray(float(fi.max) / 64, g.dtype), unit),
+    "zero": jax.tree.map(jnp.zeros_like, unit),
+  }
+  bad = jax.tree.map(lambda g: g, unit)
+  bad["lm_head"]["kernel"] = bad["lm_head"]["kernel"].at[0, 0].set(jnp.nan)
+  out["nan"] = bad
+  return out
+
+
+# Known failures in modules under other work at the time of writing (normax/_adaptive.py):
+# muon_free's AdamW-like leaves give NaN for zero or tiny gradients, and for float16 at every
+# scale. Remove the entry once it passes (then the case is a plain test).
+PENDING = {"muon_free": "normax/_adaptive.py: NaN for zero/tiny gradients and float16"}
+
+
+@pytest.mark.parametrize(
+  "name",
+  [
+    pytest.param(n, marks=pytest.mark.xfail(reason=PENDING[n])) if n in PENDING else n
+    for n in sorted(ALL_OPTIMIZERS)
+  ],
+)
+# Two trees per optimizer (one compile each; five gradient kinds reuse it); no shrinking, so
+# a known failure (PENDING) costs no more than a pass.
+@settings(max_examples=2, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate))
+@given(params=edge_trees())
+def test_every_optimizer_at_the_edges(name, params):
+  make, zero_to_zero = ALL_OPTIMIZERS[name]
+  tx = make()
+  state = tx.init(params)
+  specs = _leaf_specs(state)
+  update = jax.jit(tx.update)
+  for kind, grads in _edge_gradients(params, 0).items():
+    updates, new_state = update(grads, state, params)
+    assert jax.tree.structure(updates) == jax.tree.structure(params), kind
+    for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params), strict=True):
+      assert u.shape == p.shape and u.dtype == p.dtype, (kind, u.shape, u.dtype)
+    assert _leaf_specs(new_state) == specs, kind
+    finite = [bool(jnp.isfinite(u).all()) for u in jax.tree.leaves(updates)]
+    if kind == "nan":  # Non-finite in, NaN out where it went in: apply_if_finite can skip.
+      assert not bool(jnp.isfinite(updates["lm_head"]["kernel"]).all()), kind
+    else:  # Finite in (at any scale of the dtype), finite out.
+      assert all(finite), (kind, finite)
+    if kind == "zero" and zero_to_zero:
+      assert all(float(jnp.abs(u).max(initial=0)) == 0 for u in jax.tree.leaves(updates)), kind
 
 
 # -- a long run: constrained Scion never leaves its balls ----------------------------
