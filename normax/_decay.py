@@ -37,7 +37,8 @@ def add_constrained_decay(
 
   ``μ = 1`` is the constrained SCG of Scion: a convex combination of ``x``
   and ``-(ρ/μ)·dualize(d)``, which lies in the ball of radius ``ρ/μ``, so a
-  layer with ``‖x‖ ≤ ρ/μ`` stays inside for every ``γμ ∈ [0, 1]``. ``μ = 0``
+  layer with ``‖x‖ ≤ ρ/μ`` stays inside for every ``γμ ∈ [0, 1]``, provided
+  ``‖dualize(d)‖ ≤ 1`` (:meth:`normax.Norm.for_constraint`). ``μ = 0``
   is the unconstrained uSCG. Unlike ``optax.add_decayed_weights`` (AdamW's
   decoupled decay, identical arithmetic) the decay here belongs to the
   constraint: it is exactly what bounds the weights.
