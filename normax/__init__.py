@@ -6,6 +6,7 @@ from normax._adaptive import adaptive_step as adaptive_step
 from normax._adaptive import muon_free as muon_free
 from normax._adaptive import scion_free as scion_free
 from normax._base import Norm as Norm
+from normax._checks import checked_schedule as checked_schedule
 from normax._decay import add_cautious_weight_decay as add_cautious_weight_decay
 from normax._decay import add_constrained_decay as add_constrained_decay
 from normax._dual_norm import scale_by_dual_norm as scale_by_dual_norm
@@ -106,6 +107,7 @@ __all__ = (
   "add_cautious_weight_decay",
   "add_constrained_decay",
   "available_norms",
+  "checked_schedule",
   "get_norm",
   "hyperball",
   "infer_roles",

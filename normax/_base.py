@@ -29,7 +29,28 @@ def scaled_by_max(x: jax.Array, axis) -> tuple[jax.Array, jax.Array]:
   """
   m = jnp.max(jnp.abs(x), axis=axis, keepdims=True, initial=0)
   m = jnp.where(m == 0, jnp.ones_like(m), m)
-  return x / m, m
+  return divide(x, m), m
+
+
+def divide(x: jax.Array, den: jax.Array) -> jax.Array:
+  """``x / den`` for ``den > 0`` at any scale: ``(x / √den) / √den``.
+
+  XLA turns a division by a broadcast denominator into a product with its reciprocal,
+  and ``1/den`` is subnormal, so flushed to 0, for ``den ≥ 2¹²⁶ ≈ 8.5e37``: ``x / den``
+  came out 0 for ``x = den``. ``1/√den`` is a normal number for every positive float;
+  between ``2⁻¹⁰⁰`` and ``2¹⁰⁰`` the plain division (one rounding) is used.
+  """
+  s = jnp.sqrt(den)
+  plain = (den > 2.0**-100) & (den < 2.0**100)  # Exact there: a normal reciprocal.
+  return jnp.where(plain, x / jnp.where(plain, den, 1), x / s / s)
+
+
+def scaled_sum(x: jax.Array, axis, factor: float = 1.0) -> jax.Array:
+  """``factor · Σ x`` over ``axis`` (not kept) for ``x ≥ 0``, summed after dividing by the
+  largest entry: finite whenever the result is, though ``Σ x`` alone may overflow."""
+  r, m = scaled_by_max(x, axis)
+  m = jnp.squeeze(m, axis)
+  return jnp.where(jnp.isinf(m), m, m * (jnp.sum(r, axis=axis) * factor))  # inf stays inf.
 
 
 def unit_l2(x: jax.Array, axis) -> jax.Array:
@@ -78,7 +99,7 @@ def rescale_onto(x: jax.Array, size: jax.Array, bound: jax.Array, sphere: bool) 
   radial projection of each slice onto the ball (or sphere) of radius ``bound``.
   """
   safe = jnp.where(size == 0, jnp.ones_like(size), size)
-  factor = bound / safe
+  factor = divide(bound * jnp.ones_like(safe), safe)
   if not sphere:
     factor = jnp.minimum(factor, 1)
   return x * jnp.where(size == 0, jnp.ones_like(factor), factor)
@@ -87,11 +108,6 @@ def rescale_onto(x: jax.Array, size: jax.Array, bound: jax.Array, sphere: bool) 
 def clip_onto(x: jax.Array, bound: jax.Array, sphere: bool) -> jax.Array:
   """Each entry of ``x`` clipped to ``[-bound, bound]`` (sphere: ``bound · sign(x)``)."""
   return bound * jnp.sign(x) if sphere else jnp.clip(x, -bound, bound)
-
-
-def l2_keepdims(x: jax.Array, axes) -> jax.Array:
-  """``‖x‖₂`` over ``axes`` (kept): the plain root of the sum of squares, unguarded."""
-  return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))
 
 
 def _zero_size_safe(fn, method: str):
@@ -222,6 +238,23 @@ class Norm(abc.ABC):
     """The linear minimization oracle ``argmin_{‖t‖≤1} ⟨g, t⟩ = -dualize(g)``."""
     return -self.dualize(g)
 
+  def for_constraint(self) -> Norm:
+    """The norm a constrained optimizer uses: one whose :meth:`dualize` never leaves the ball.
+
+    Constrained Scion keeps ``‖x‖ ≤ ρ/μ`` only if ``norm(dualize(g)) ≤ 1``. Exact
+    dualizers satisfy it, and this default returns ``self``; a norm that approximates its
+    dualize returns a variant that bounds it (:class:`normax.Spectral`: ``bounded=True``,
+    unless ``bounded`` was set).
+
+    Examples:
+      >>> import normax
+      >>> normax.Sign().for_constraint() == normax.Sign()
+      True
+      >>> normax.Spectral().for_constraint().bounded
+      True
+    """
+    return self
+
   @_projection_safe
   def project(self, w: jax.Array, radius, sphere: bool = False) -> jax.Array:
     """Projects each tensor of ``w`` onto the ball ``‖w‖ ≤ radius`` (or the sphere ``= radius``).
@@ -257,6 +290,8 @@ class Norm(abc.ABC):
     """
     shape = tuple(shape)
     self.check(shape, dtype)
+    if math.prod(shape) == 0:  # Nothing to draw (and no dimension factor to divide by).
+      return jnp.zeros(shape, dtype)
     g = jax.random.normal(key, shape, acc_dtype(dtype))
     return self._init_direction(g).astype(dtype)
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._checks import NONNEGATIVE, check_args
 from normax._leafwise import (
   cast_scalar,
   check_nonnegative,
@@ -23,7 +24,9 @@ class AddConstrainedDecayState(NamedTuple):
   count: jax.Array
 
 
-def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
+def add_constrained_decay(
+  decay: float | optax.Schedule | Any = 1.0,
+) -> optax.GradientTransformation:
   r"""Adds ``μ·x`` to the update, before the learning rate (Scion's SCG).
 
   Placed after :func:`normax.scale_by_lmo` and :func:`normax.scale_by_radius`
@@ -34,7 +37,8 @@ def add_constrained_decay(decay: Any = 1.0) -> optax.GradientTransformation:
 
   ``μ = 1`` is the constrained SCG of Scion: a convex combination of ``x``
   and ``-(ρ/μ)·dualize(d)``, which lies in the ball of radius ``ρ/μ``, so a
-  layer with ``‖x‖ ≤ ρ/μ`` stays inside for every ``γμ ∈ [0, 1]``. ``μ = 0``
+  layer with ``‖x‖ ≤ ρ/μ`` stays inside for every ``γμ ∈ [0, 1]``, provided
+  ``‖dualize(d)‖ ≤ 1`` (:meth:`normax.Norm.for_constraint`). ``μ = 0``
   is the unconstrained uSCG. Unlike ``optax.add_decayed_weights`` (AdamW's
   decoupled decay, identical arithmetic) the decay here belongs to the
   constraint: it is exactly what bounds the weights.
@@ -130,7 +134,7 @@ def add_cautious_weight_decay(
   References:
     Chen et al., *Cautious Weight Decay*, 2025 (arXiv:2510.12402).
   """
-
+  check_args("normax.add_cautious_weight_decay", weight_decay=(weight_decay, NONNEGATIVE))
   scheduled = callable(weight_decay)
 
   def init_fn(params):

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._checks import NONNEGATIVE, POSITIVE, check_args
 from normax._leafwise import acc_dtype, cast_scalar, evaluate, resolve_norms, resolve_scalars
 
 
@@ -27,7 +28,7 @@ def scale_by_dual_norm(
   sharpness: float | optax.Schedule = 1.0,
   *,
   modular: bool = False,
-  masses: Any = None,
+  masses: float | Any = None,
   exact: bool = True,
 ) -> optax.GradientTransformation:
   r"""Steepest descent direction: dualize and scale by the dual norm over ``λ``.
@@ -88,6 +89,10 @@ def scale_by_dual_norm(
     norms by a max: the modular norm); Large et al., *Scalable Optimization
     in the Modular Norm*, 2024 (masses).
   """
+
+  check_args(
+    "normax.scale_by_dual_norm", sharpness=(sharpness, POSITIVE), masses=(masses, NONNEGATIVE)
+  )
 
   def init_fn(params):
     del params

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._base import divide
+from normax._checks import NONNEGATIVE, POSITIVE, check_args
 from normax._leafwise import acc_dtype, cast_scalar, evaluate, leaf_paths, resolve_norms
 
 
@@ -78,6 +80,10 @@ def hyperball(
     of NVIDIA's ``emerging_optimizers``.
   """
 
+  check_args(
+    "normax.hyperball", learning_rate=(learning_rate, NONNEGATIVE), radius=(radius, POSITIVE)
+  )
+
   def radii(params):
     flat, treedef = jax.tree.flatten(params)
     norms = resolve_norms(norm, params)
@@ -86,6 +92,13 @@ def hyperball(
       if n is None:
         raise ValueError(f"normax.hyperball: no norm for the parameter at {path!r}.")
       size = n.norm(w.astype(acc_dtype(w.dtype)))
+      concrete = not isinstance(size, jax.core.Tracer) and jnp.size(w) > 0  # (Empty: no sphere.)
+      if radius is None and concrete and bool(jnp.any(size == 0)):
+        raise ValueError(
+          f"normax.hyperball: the weight at {path!r} (shape {jnp.shape(w)}) has norm 0 at"
+          " init, so its sphere has radius 0 and it would stay 0. Initialize it nonzero, or"
+          " pass radius= (then it leaves 0 along its first update)."
+        )
       out.append(size if radius is None else jnp.full_like(size, radius))
     return treedef.unflatten(out)
 
@@ -108,10 +121,11 @@ def hyperball(
       uf, wf = u.astype(acc), w.astype(acc)
       r = _expand(r.astype(acc), u.ndim)
       size = _expand(n.norm(uf), u.ndim)
-      step = uf * r / jnp.where(size == 0, 1, size)
+      step = uf * divide(r, jnp.where(size == 0, 1, size))  # r/size first: no overflow.
       new = wf - cast_scalar(lr, acc) * step
       new = n.project(new, r, sphere=True) if n.name == "frobenius" else _radial(n, new, r)
-      out.append((new - wf).astype(u.dtype))
+      # A zero update moves nothing (the renormalization alone would round).
+      out.append(jnp.where(size == 0, 0, new - wf).astype(u.dtype))
     new_state = HyperballState(count=optax.safe_increment(state.count), radius=state.radius)
     return treedef.unflatten(out), new_state
 
@@ -120,4 +134,4 @@ def hyperball(
 
 def _radial(norm, w: jax.Array, r: jax.Array) -> jax.Array:
   size = _expand(norm.norm(w), w.ndim)
-  return w * r / jnp.where(size == 0, 1, size)
+  return w * divide(r, jnp.where(size == 0, 1, size))

@@ -13,9 +13,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from normax._base import Norm
 from normax._base import acc_dtype as acc_dtype
+from normax._checks import NONNEGATIVE, check_value
 from normax._paths import path_to_str, structure_mismatch
 from normax._registry import get_norm
 
@@ -134,23 +136,58 @@ def evaluate(value: Any, count: jax.Array) -> Any:
 def check_nonnegative(value: Any, what: str) -> None:
   """Raises a ``ValueError`` naming ``what`` if a number in ``value`` is NaN, inf or < 0.
 
-  ``value`` is a hyperparameter as the transforms take it: a number, a
-  schedule, ``None`` or a pytree of them. Schedules and traced values (as
-  ``optax.inject_hyperparams`` passes inside ``jit``) are not checked here.
-  A negative radius or learning rate would silently turn descent into ascent.
+  :func:`normax._checks.check_value` with ``[0, ∞)``: ``value`` is a number, a schedule,
+  ``None`` or a pytree of them; schedules and traced values are not checked here.
   """
-  flat = jax.tree_util.tree_flatten_with_path(value, is_leaf=is_scalar_hyperparam)[0]
-  for keys, x in flat:
-    if callable(x) or x is None or isinstance(x, jax.core.Tracer):
-      continue
-    if not is_scalar_hyperparam(x):
-      continue  # Not a number: the transform's own checks name what it expected.
-    v = float(np.asarray(x))
-    if not (np.isfinite(v) and v >= 0):
-      where = f" at {path_to_str(keys)!r}" if keys else ""
-      raise ValueError(
-        f"{what}{where} must be a finite number >= 0 (or an optax.Schedule), got {x!r}."
-      )
+  check_value(value, what, NONNEGATIVE)
+
+
+def check_updates(updates: Any, params: Any, owner: str) -> None:
+  """Raises an error naming paths if ``updates`` cannot be the gradients of ``params``.
+
+  ``float0`` leaves (what ``jax.grad(..., allow_int=True)`` gives integer parameters) are a
+  ``TypeError``; with ``params``, paths missing on either side or a leaf whose shape differs
+  from its parameter's are a ``ValueError``. Never shows array values.
+  """
+  flat = jax.tree_util.tree_flatten_with_path(updates)[0]
+  float0 = [path_to_str(k) for k, u in flat if jnp.result_type(u) == jax.dtypes.float0]
+  if float0:
+    raise TypeError(
+      f"{owner} got float0 gradients at {float0}: jax.grad(..., allow_int=True) gives them"
+      " for integer parameters, which no optimizer can step. Leave integer leaves out, e.g."
+      " optax.partition({'float': tx, 'int': optax.set_to_zero()}, label_fn) with label_fn"
+      " giving 'int' to integer leaves."
+    )
+  if params is None:
+    return
+  shapes = {path_to_str(k): jnp.shape(u) for k, u in flat}
+  wanted = {
+    path_to_str(k): jnp.shape(p) for k, p in jax.tree_util.tree_flatten_with_path(params)[0]
+  }
+  if shapes.keys() != wanted.keys():
+    raise ValueError(
+      f"{owner}: the gradients do not have the parameters' structure: they have"
+      f" {structure_mismatch(updates, params)}. Pass the gradients of exactly the tree given"
+      " to tx.init (same containers, same keys)."
+    )
+  wrong = [f"{k} {shapes[k]} (parameter {wanted[k]})" for k in shapes if shapes[k] != wanted[k]]
+  if wrong:
+    raise ValueError(
+      f"{owner}: gradients whose shape differs from their parameter's: {', '.join(wrong)}."
+    )
+
+
+def with_checked_updates(
+  tx: optax.GradientTransformation, owner: str
+) -> optax.GradientTransformationExtraArgs:
+  """``tx`` whose ``update`` first runs :func:`check_updates` (same state, same result)."""
+  tx = optax.with_extra_args_support(tx)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    check_updates(updates, params, owner)
+    return tx.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
 
 def cast_scalar(x: Any, dtype) -> jax.Array:

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._leafwise import acc_dtype, cast_scalar, evaluate
+from normax._checks import UNIT, check_args
+from normax._leafwise import acc_dtype, cast_scalar, check_updates, evaluate
 
 
 class MomentumState(NamedTuple):
@@ -80,8 +81,7 @@ def momentum(
   """
   if init not in ("zeros", "first_gradient"):
     raise ValueError(f"momentum init must be 'zeros' or 'first_gradient', got {init!r}.")
-  if isinstance(beta, int | float) and not 0 <= beta < 1:
-    raise ValueError(f"momentum beta must be in [0, 1), got {beta}.")
+  check_args("normax.momentum", beta=(beta, UNIT))
   state_dtype = None if dtype is None else jnp.dtype(dtype)
 
   def init_fn(params):
@@ -115,7 +115,13 @@ def momentum(
       return out.astype(g.dtype), new.astype(d.dtype)
 
     flat, treedef = jax.tree.flatten(updates)
-    pairs = [leaf(g, d) for g, d in zip(flat, treedef.flatten_up_to(state.trace), strict=True)]
+    try:
+      traces = treedef.flatten_up_to(state.trace)
+    except (ValueError, TypeError):
+      traces = None
+    if traces is None or any(g.shape != d.shape for g, d in zip(flat, traces, strict=True)):
+      check_updates(updates, state.trace, "normax.momentum")  # Names the paths.
+    pairs = [leaf(g, d) for g, d in zip(flat, traces, strict=True)]
     out = treedef.unflatten([p[0] for p in pairs])
     trace = treedef.unflatten([p[1] for p in pairs])
     return out, MomentumState(count=count, trace=trace)

@@ -22,11 +22,12 @@ import numpy as np
 import optax
 from optax.contrib import MuonDimensionNumbers
 
+from normax._checks import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_args
 from normax._decay import add_cautious_weight_decay
 from normax._dual_norm import scale_by_dual_norm
 from normax._hyperball import hyperball as hyperball_step
 from normax._labels import label_by_path, views_of
-from normax._leafwise import broadcast_spec, check_nonnegative, leaf_paths
+from normax._leafwise import acc_dtype, broadcast_spec, leaf_paths, with_checked_updates
 from normax._lmo import scale_by_lmo
 from normax._matrix_view import MatrixView, with_matrix_view
 from normax._momentum import momentum
@@ -452,13 +453,23 @@ def muon(
   mu_dtype = _alias(mu_dtype, momentum_dtype, "mu_dtype", "momentum_dtype", None)
   if shape_scaling not in ("muon", "rms"):
     raise ValueError(f"shape_scaling must be 'muon' or 'rms', got {shape_scaling!r}.")
-  for what, value in (
-    ("learning_rate", learning_rate),
-    ("adam_learning_rate", adam_learning_rate),
-    ("weight_decay", weight_decay),
-    ("adam_weight_decay", adam_weight_decay),
-  ):
-    check_nonnegative(value, f"normax.muon {what}")
+  check_args(
+    "normax.muon",
+    learning_rate=(learning_rate, NONNEGATIVE),
+    ns_steps=(ns_steps, COUNT),
+    beta=(beta, UNIT),
+    eps=(eps, NONNEGATIVE),
+    weight_decay=(weight_decay, NONNEGATIVE),
+    adam_b1=(adam_b1, UNIT),
+    adam_b2=(adam_b2, UNIT),
+    adam_eps_root=(adam_eps_root, NONNEGATIVE),
+    adam_weight_decay=(adam_weight_decay, NONNEGATIVE),
+    adam_learning_rate=(adam_learning_rate, NONNEGATIVE),
+    consistent_rms=(consistent_rms, NONNEGATIVE),
+    normuon_b2=(normuon_b2, UNIT),
+    hyperball_radius=(hyperball_radius, POSITIVE),
+    adam_eps=(adam_eps, NONNEGATIVE),
+  )
   if shape_scaling == "rms" and consistent_rms is not None:
     raise ValueError("consistent_rms sets the shape scale; it cannot be combined with 'rms'.")
   if hyperball not in (None, "frobenius", "spectral"):
@@ -548,4 +559,42 @@ def muon(
     "normax.muon",
     fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
   )
-  return optax.partition({"muon": optax.chain(*hidden), "adam": adam}, label_fn)
+  branches = {"muon": _in_float32(optax.chain(*hidden)), "adam": _in_float32(adam, state=True)}
+  tx = optax.partition(branches, label_fn)
+  return with_checked_updates(tx, "normax.muon")
+
+
+def _in_float32(
+  inner: optax.GradientTransformation, state: bool = False
+) -> optax.GradientTransformation:
+  """``inner`` on 16-bit float updates cast to float32, its output cast back to their dtype.
+
+  Muon's Nesterov output ``β d + (1 − β) g`` (bias-corrected: about 1.5 g at step 1) rounded
+  to float16 before Newton–Schulz overflowed to inf for gradients near 4e4 (float16's largest
+  value is 65504); in float32 it reaches Newton–Schulz intact, which is scale-free. With
+  ``state``, float16 parameters are seen as float32 too, so ``inner`` keeps float32 state for
+  them: AdamW's ``eps = 1e-8`` is 0 in float16, and a zero gradient gave 0/0 = NaN.
+  """
+
+  def widen(tree, which):
+    return jax.tree.map(lambda x: x.astype(jnp.float32) if which(x.dtype) else x, tree)
+
+  def is_float16(dtype):
+    return dtype == jnp.float16
+
+  def is_narrow(dtype):
+    return acc_dtype(dtype) != dtype
+
+  def init_fn(params):
+    return inner.init(widen(params, is_float16) if state else params)
+
+  def update_fn(updates, inner_state, params=None):
+    dtypes = jax.tree.map(lambda u: u.dtype, updates)
+    if state and params is not None:
+      params = widen(params, is_float16)
+    # (With state, only what init widened: optax keeps a moment in its gradient's dtype.)
+    wide = widen(updates, is_float16 if state else is_narrow)
+    out, inner_state = inner.update(wide, inner_state, params)
+    return jax.tree.map(lambda u, d: u.astype(d), out, dtypes), inner_state
+
+  return optax.GradientTransformation(init_fn, update_fn)

@@ -18,13 +18,14 @@ from normax._base import (
   Norm,
   clip_onto,
   compute_dtype,
-  l2_keepdims,
   l2_norm,
   rescale_onto,
   scaled_by_max,
+  scaled_sum,
   unit_l2,
   where_nonzero,
 )
+from normax._checks import EXPONENT, check_args
 
 
 def _nan_where_inf(g: jax.Array, out: jax.Array) -> jax.Array:
@@ -66,19 +67,18 @@ def _lp_dual_maximizer(g: jax.Array, q: float, axis: int) -> jax.Array:
   return where_nonzero(_lp_norm(r, q, axis) ** (q - 1), t)
 
 
+def _scale_first(x: jax.Array, scale: float) -> tuple[jax.Array, float]:
+  """``(x·scale, 1)`` for ``scale < 1``: a per-row norm that overflows only before the
+  factor (16 entries of 2e38) is then finite, as the result is. ``(x, scale)`` otherwise."""
+  return (x * scale, 1.0) if scale < 1 else (x, scale)
+
+
 def _conjugate(p: float) -> float:
   if p == 1:
     return math.inf
   if p == math.inf:
     return 1.0
   return p / (p - 1)
-
-
-def _validate_p(p: float) -> float:
-  p = float(p)
-  if not p >= 1:
-    raise ValueError(f"p must be in [1, inf], got {p}.")
-  return p
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +146,7 @@ class Sign(Norm):
 
   def dual_norm(self, g):
     axes = self.core_axes(g.ndim)
-    return jnp.sum(jnp.abs(g.astype(compute_dtype(g))), axis=axes) * self._scale(g)
+    return scaled_sum(jnp.abs(g.astype(compute_dtype(g))), axes, self._scale(g))
 
   def norm(self, w):
     axes = self.core_axes(w.ndim)
@@ -209,7 +209,8 @@ class ColNorm(Norm):
 
   def dual_norm(self, g):
     x, scale = self._view(g)
-    return scale * jnp.sum(_lp_norm(x, 2, -1)[..., 0], axis=-1)
+    x, scale = _scale_first(x, scale)
+    return scaled_sum(_lp_norm(x, 2, -1)[..., 0], -1, scale)
 
   def norm(self, w):
     x, scale = self._view(w)
@@ -224,7 +225,7 @@ class ColNorm(Norm):
     axis = -2 if self.transpose else -1
     d_in, d_out = (w.shape[-1], w.shape[-2]) if self.transpose else w.shape[-2:]
     bound = radius * math.sqrt(d_out) / (d_in if self.normalized else 1)
-    return rescale_onto(w, l2_keepdims(w, axis), bound, sphere)
+    return rescale_onto(w, l2_norm(w, axis), bound, sphere)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +273,8 @@ class RowNorm(Norm):
 
   def dual_norm(self, g):
     x, scale = self._view(g)
-    return scale * jnp.sum(_lp_norm(x, 2, -2)[..., 0, :], axis=-1)
+    x, scale = _scale_first(x, scale)
+    return scaled_sum(_lp_norm(x, 2, -2)[..., 0, :], -1, scale)
 
   def norm(self, w):
     x, scale = self._view(w)
@@ -287,7 +289,7 @@ class RowNorm(Norm):
     axis = -1 if self.transpose else -2
     d_in = w.shape[-1] if self.transpose else w.shape[-2]
     bound = radius / math.sqrt(d_in) if self.normalized else radius
-    return rescale_onto(w, l2_keepdims(w, axis), bound, sphere)
+    return rescale_onto(w, l2_norm(w, axis), bound, sphere)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,7 +342,7 @@ class BiasRMS(Norm):
     """Each vector scaled to ``‖w‖₂ ≤ radius·√n`` (a scalar clipped to ``±radius``)."""
     if w.ndim == 0:
       return clip_onto(w, radius, sphere)
-    return rescale_onto(w, l2_keepdims(w, -1), radius * math.sqrt(w.shape[-1]), sphere)
+    return rescale_onto(w, l2_norm(w, -1), radius * math.sqrt(w.shape[-1]), sphere)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,7 +384,7 @@ class Frobenius(Norm):
 
   def project(self, w, radius, sphere=False):
     """Each tensor scaled to ``‖w‖_F ≤ radius``, the nearest point (sphere: onto it)."""
-    return rescale_onto(w, l2_keepdims(w, self.core_axes(w.ndim)), radius, sphere)
+    return rescale_onto(w, l2_norm(w, self.core_axes(w.ndim)), radius, sphere)
 
 
 class _SliceLp(Norm):
@@ -397,7 +399,8 @@ class _SliceLp(Norm):
   axis: ClassVar[int]
 
   def __post_init__(self):
-    object.__setattr__(self, "p", _validate_p(self.p))
+    check_args(f"normax.{type(self).__name__}", p=(self.p, EXPONENT))
+    object.__setattr__(self, "p", float(self.p))
 
   @property
   def slice_p(self) -> float:
@@ -417,7 +420,7 @@ class _SliceLp(Norm):
     return _lp_dual_maximizer(x, self.dual_slice_p, self.axis).astype(g.dtype)
 
   def dual_norm(self, g):
-    return jnp.sum(self._slice_norms(g, self.dual_slice_p), axis=-1)
+    return scaled_sum(self._slice_norms(g, self.dual_slice_p), -1)
 
   def norm(self, w):
     return jnp.max(self._slice_norms(w, self.slice_p), axis=-1)
@@ -429,7 +432,7 @@ class _SliceLp(Norm):
     if self.slice_p == math.inf:
       return clip_onto(w, radius, sphere)
     if self.slice_p == 2:
-      return rescale_onto(w, l2_keepdims(w, self.axis), radius, sphere)
+      return rescale_onto(w, l2_norm(w, self.axis), radius, sphere)
     return super().project(w, radius, sphere)
 
 

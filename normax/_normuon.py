@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._checks import NONNEGATIVE, UNIT, check_args
 from normax._leafwise import acc_dtype, cast_scalar, evaluate, leaf_paths
 
 
@@ -76,6 +77,8 @@ def scale_by_neuron_rms(
     (arXiv:2510.05491), Algorithm 1 and the authors' reference code
     ``normuon_update``.
   """
+
+  check_args("normax.scale_by_neuron_rms", b2=(b2, UNIT), eps=(eps, NONNEGATIVE))
 
   def init_fn(params):
     for path, p in zip(leaf_paths(params), jax.tree.leaves(params), strict=True):

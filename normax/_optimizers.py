@@ -10,8 +10,9 @@ from typing import Any
 
 import optax
 
+from normax._checks import NONNEGATIVE, POSITIVE, UNIT, check_args
 from normax._dual_norm import scale_by_dual_norm
-from normax._leafwise import check_nonnegative
+from normax._leafwise import with_checked_updates
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._norms import Frobenius, Sign
@@ -23,7 +24,7 @@ def steepest_descent(
   sharpness: float = 1.0,
   *,
   modular: bool = False,
-  masses: Any = None,
+  masses: float | Any = None,
 ) -> optax.GradientTransformation:
   r"""Steepest descent under a norm, with sharpness ``λ`` (no momentum).
 
@@ -60,11 +61,17 @@ def steepest_descent(
     Bernstein & Newhouse, *Old Optimizer, New Norm: An Anthology*, 2024,
     Prop. 1 (steepest descent) and Prop. 7 (modular norm).
   """
-  check_nonnegative(learning_rate, "normax.steepest_descent learning_rate")
-  return optax.chain(
+  check_args(
+    "normax.steepest_descent",
+    learning_rate=(learning_rate, NONNEGATIVE),
+    sharpness=(sharpness, POSITIVE),
+    masses=(masses, NONNEGATIVE),
+  )
+  chain = optax.chain(
     scale_by_dual_norm(norm, sharpness, modular=modular, masses=masses),
     optax.scale_by_learning_rate(learning_rate),
   )
+  return with_checked_updates(chain, "normax.steepest_descent")
 
 
 def _maybe_momentum(beta, nesterov, dtype) -> tuple[optax.GradientTransformation, ...]:
@@ -115,12 +122,13 @@ def sign_descent(
     Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.1 (Adam
     without EMA is sign descent); Bernstein et al., *signSGD*, 2018.
   """
-  check_nonnegative(learning_rate, "normax.sign_descent learning_rate")
-  return optax.chain(
+  check_args("normax.sign_descent", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
+  chain = optax.chain(
     *_maybe_momentum(beta, nesterov, momentum_dtype),
     scale_by_lmo(Sign(normalized=normalized)),
     optax.scale_by_learning_rate(learning_rate),
   )
+  return with_checked_updates(chain, "normax.sign_descent")
 
 
 def normalized_sgd(
@@ -162,9 +170,10 @@ def normalized_sgd(
     2015; Cutkosky & Mehta, *Momentum Improves Normalized SGD*, 2020;
     Pethick et al., 2025, Table 1.
   """
-  check_nonnegative(learning_rate, "normax.normalized_sgd learning_rate")
-  return optax.chain(
+  check_args("normax.normalized_sgd", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
+  chain = optax.chain(
     *_maybe_momentum(beta, nesterov, momentum_dtype),
     scale_by_lmo(Frobenius()),
     optax.scale_by_learning_rate(learning_rate),
   )
+  return with_checked_updates(chain, "normax.normalized_sgd")

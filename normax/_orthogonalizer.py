@@ -17,6 +17,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from normax._checks import COUNT, NONNEGATIVE, check_args
 from normax._newton_schulz import PRECONDITIONINGS, newton_schulz, orthogonalize_svd
 from normax._schedules import resolve_coefficients
 from normax._sharding import Strategy, check_strategy, run_sharded
@@ -45,6 +46,9 @@ class Orthogonalizer:
     sharding: Where it runs on sharded matrices (:doc:`/sharding`).
     preconditioning: Scaling before the first step (see :func:`normax.precondition`).
     eps: Denominator guard of the preconditioning.
+    bounded: End with a cubic step that keeps every singular value ``≤ 1``
+      (see :func:`normax.newton_schulz`); ``None`` (default) is ``False`` here and
+      lets constrained Scion choose ``True`` (see :meth:`normax.Norm.for_constraint`).
 
   Examples:
     >>> import jax, jax.numpy as jnp, normax
@@ -65,8 +69,12 @@ class Orthogonalizer:
   sharding: Strategy = "auto"
   preconditioning: str = "frobenius"
   eps: float = 0.0
+  bounded: bool | None = None
 
   def __post_init__(self):
+    check_args("normax.Orthogonalizer", steps=(self.steps, COUNT), eps=(self.eps, NONNEGATIVE))
+    if self.bounded not in (None, True, False):
+      raise TypeError(f"bounded must be None, True or False, got {self.bounded!r}.")
     if self.method not in METHODS:
       raise ValueError(
         "Spectral method must be 'newton_schulz', 'gram_newton_schulz' or 'svd',"
@@ -103,4 +111,5 @@ class Orthogonalizer:
       gram=None if self.method == "gram_newton_schulz" else False,
       preconditioning=self.preconditioning,
       eps=self.eps,
+      bounded=bool(self.bounded),
     )

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import optax
 
 from normax._leafwise import acc_dtype, check_nonnegative, resolve_norms, resolve_scalars
+from normax._matrix_view import matrix_views
 
 
-def project(params: optax.Params, norms: Any, radius: Any = 1.0, *, sphere: bool = False):
+def project(params: optax.Params, norms: Any, radius: float | Any = 1.0, *, sphere: bool = False):
   r"""Returns ``params`` with each leaf projected onto its norm ball (or sphere).
 
   Per leaf ``w`` with norm ``‖·‖`` and radius ``r``, ``norm.project(w, r, sphere)``
@@ -73,7 +74,11 @@ class ProjectToNormBallState(NamedTuple):
 
 
 def project_to_norm_ball(
-  norms: Any, radius: Any = 1.0, *, sphere: bool = False
+  norms: Any,
+  radius: float | optax.Schedule | Any = 1.0,
+  *,
+  sphere: bool = False,
+  views: Any = None,
 ) -> optax.GradientTransformation:
   r"""Turns the update into one that lands on the norm ball (or sphere).
 
@@ -94,6 +99,8 @@ def project_to_norm_ball(
     norms: Norms as in :func:`normax.scale_by_lmo` (``None``: no projection).
     radius: ``r``, a float, an ``optax.Schedule``, or a pytree of them.
     sphere: Project onto the sphere ``‖w‖ = r``.
+    views: The :class:`normax.MatrixView` of each leaf, as in
+      :func:`normax.scale_by_lmo`: a leaf is projected in its matrix layout.
 
   Returns:
     An ``optax.GradientTransformation`` that needs ``params`` in ``update``.
@@ -126,15 +133,19 @@ def project_to_norm_ball(
       )
     flat_u, treedef = jax.tree.flatten(updates)
     flat_p = treedef.flatten_up_to(params)
-    resolved = resolve_norms(norms, updates)
+    found = None if views is None else matrix_views(updates, views)
+    resolved = resolve_norms(norms, updates, found)
     radii = resolve_scalars(radius, updates, state.count, "radius")
     out = []
-    for n, r, u, p in zip(resolved, radii, flat_u, flat_p, strict=True):
+    found = found or [None] * len(flat_u)
+    for n, r, u, p, v in zip(resolved, radii, flat_u, flat_p, found, strict=True):
       if n is None or r is None:
         out.append(u)
         continue
       new = (p.astype(acc_dtype(u.dtype)) + u.astype(acc_dtype(u.dtype))).astype(p.dtype)
-      out.append(n.project(new, r, sphere).astype(u.dtype) - p.astype(u.dtype))
+      projected = n.project(new if v is None else v.to(new), r, sphere)
+      projected = projected if v is None else v.back(projected, new.shape)
+      out.append(projected.astype(u.dtype) - p.astype(u.dtype))
     return treedef.unflatten(out), ProjectToNormBallState(count=optax.safe_increment(state.count))
 
   return optax.GradientTransformation(init_fn, update_fn)

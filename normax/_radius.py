@@ -17,7 +17,7 @@ class ScaleByRadiusState(NamedTuple):
   count: jax.Array
 
 
-def scale_by_radius(radius: Any) -> optax.GradientTransformation:
+def scale_by_radius(radius: float | optax.Schedule | Any) -> optax.GradientTransformation:
   r"""Scales each update by its layer's radius ``ρ`` (Scion's per-layer scale).
 
   .. math::

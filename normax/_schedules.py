@@ -25,6 +25,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,7 +79,20 @@ def _minimax_quintic(lo: float, hi: float) -> tuple[float, float, float, float]:
   return float(a), float(b), float(c), float(abs(err))
 
 
-@functools.cache
+def _in(value, name: str, low: float, high: float, what: str, *, integer=False) -> float:
+  """``float(value)`` if it lies in ``[low, high)`` (an integer if asked), else a ``ValueError``.
+
+  (The schedules sit below ``normax._checks`` in the module layers, so they check here.)
+  """
+  try:
+    v = float(value)
+  except (TypeError, ValueError):
+    v = math.nan
+  if not (low <= v < high) or (integer and not v.is_integer()):
+    raise ValueError(f"{name} must be {what}, got {value!r}.")
+  return v
+
+
 def polar_express_coefficients(
   steps: int = 8,
   lower: float = 1e-3,
@@ -121,10 +135,18 @@ def polar_express_coefficients(
     Amsel, Persson, Musco and Gower, *The Polar Express: Optimal Matrix Sign
     Methods and Their Application to the Muon Algorithm*, 2025.
   """
-  if steps < 1:
-    raise ValueError(f"steps must be >= 1, got {steps}.")
-  if not 0.0 < lower < 1.0:
-    raise ValueError(f"lower must be in (0, 1), got {lower}.")
+  owner = "normax.polar_express_coefficients"
+  steps = int(_in(steps, f"{owner} steps", 1, math.inf, "an integer >= 1", integer=True))
+  lower = _in(lower, f"{owner} lower", 0, 1, "a number in (0, 1)")
+  if lower == 0:
+    raise ValueError(f"{owner} lower must be a number in (0, 1), got {lower!r}.")
+  safety = _in(safety, f"{owner} safety", 1, math.inf, "a finite number >= 1")
+  cushion = _in(cushion, f"{owner} cushion", 0, 1, "a number in [0, 1)")
+  return _polar_express(steps, lower, safety, cushion)
+
+
+@functools.cache
+def _polar_express(steps: int, lower: float, safety: float, cushion: float) -> Coefficients:
   lo, hi = lower, 1.0
   out = []
   for t in range(steps):
@@ -160,8 +182,7 @@ def resolve_coefficients(
   Returns:
     ``steps`` triples ``(a, b, c)``.
   """
-  if steps < 0:
-    raise ValueError(f"Newton–Schulz steps must be >= 0, got {steps}.")
+  steps = int(_in(steps, "Newton–Schulz steps", 0, math.inf, "an integer >= 0", integer=True))
   if isinstance(coefficients, str):
     if coefficients in ("quintic", "standard"):
       return (QUINTIC,) * steps
@@ -209,10 +230,31 @@ def schedule_bound(
     >>> [round(v, 4) for v in normax.schedule_bound("cubic", 5, lower=1e-2)]
     [0.0758, 1.0]
   """
+  lower = _in(lower, "normax.schedule_bound lower", 0, 1 + 1e-12, "a number in (0, 1]")
+  if lower == 0:
+    raise ValueError(f"normax.schedule_bound lower must be a number in (0, 1], got {lower!r}.")
   xs = np.geomspace(lower, 1.0, 20001)
   for a, b, c in resolve_coefficients(coefficients, steps):
     xs = a * xs + b * xs**3 + c * xs**5
   return float(xs.min()), float(xs.max())
+
+
+def schedule_peak(coefficients: str | Sequence = "quintic", steps: int = 5) -> float:
+  """The largest ``|p(x)|`` of the composed step polynomials over all of ``x ∈ [0, 1]``.
+
+  Every singular value of ``newton_schulz(G)`` is ``|p(σ/‖G‖_F)|`` with ``σ/‖G‖_F ∈ [0, 1]``,
+  so this bounds them all (the quintic's 1.2024 is reached by the values near 1e-3, which
+  ``schedule_bound`` with a larger ``lower`` leaves out).
+  """
+  return _peak(resolve_coefficients(coefficients, steps))
+
+
+@functools.cache
+def _peak(schedule: Coefficients) -> float:
+  if not schedule:
+    return 1.0
+  lo, hi = schedule_bound(schedule, len(schedule), lower=1e-12)
+  return max(hi, -lo)
 
 
 __all__ = [
@@ -223,4 +265,5 @@ __all__ = [
   "polar_express_coefficients",
   "resolve_coefficients",
   "schedule_bound",
+  "schedule_peak",
 ]

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._base import where_nonzero
+from normax._base import divide, where_nonzero
+from normax._checks import COUNT, NONNEGATIVE, POSITIVE, POSITIVE_COUNT, UNIT, check_args
 from normax._registry import get_norm
 
 _F32 = jnp.float32
@@ -16,9 +17,10 @@ _F32 = jnp.float32
 
 def block_dims(m: int, n: int, block_size: int | None) -> tuple[int, int]:
   """The block shape ``(b_m, b_n)`` of an ``m×n`` matrix: each side capped at ``block_size``."""
+  # At least 1: a zero-length side makes zero blocks of size 1 (a zero-size leaf, no factor).
   if block_size is None:
-    return m, n
-  return min(m, block_size), min(n, block_size)
+    return max(m, 1), max(n, 1)
+  return max(min(m, block_size), 1), max(min(n, block_size), 1)
 
 
 def to_blocks(x: jax.Array, block_size: int | None) -> jax.Array:
@@ -65,6 +67,19 @@ def matrix_leaves(params: Any, what: str) -> None:
       f" {listing}. Give them another transform with optax.partition, e.g. label them"
       " 'bias' and use normax.scale_by_lmo('bias_rms') there."
     )
+
+
+def static_count(x: Any) -> Any:
+  """A block size or interval as a Python ``int`` (``None`` stays ``None``): shapes need one."""
+  if x is None:
+    return None
+  try:
+    return int(x)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    raise TypeError(
+      f"block sizes and intervals set shapes and must be static numbers, got {x!r}; under"
+      " optax.inject_hyperparams list them in static_args."
+    ) from None
 
 
 def _frobenius(mat: jax.Array) -> jax.Array:
@@ -114,11 +129,15 @@ def inverse_root_newton(mat: jax.Array, p: int, eps: float, steps: int) -> jax.A
 class ShampooState(NamedTuple):
   """State of :func:`scale_by_shampoo`: the factors and their cached inverse roots.
 
+  Each factor is stored scaled, ``L = 2^left_scale · left`` (one exponent per block), so
+  that neither ``GGᵀ`` of a huge gradient overflows nor that of a tiny one underflows;
+  likewise each cached root, ``L̂^{-e} = 2^left_root_scale · left_root``.
+
   Examples:
     >>> import jax.numpy as jnp, normax
     >>> state = normax.scale_by_shampoo(block_size=2).init({"w": jnp.ones((4, 3))})
-    >>> state.left["w"].shape, state.right["w"].shape  # (blocks, blocks, b, b)
-    ((2, 2, 2, 2), (2, 2, 2, 2))
+    >>> state.left["w"].shape, state.left_scale["w"].shape  # (blocks, blocks, b, b), per block
+    ((2, 2, 2, 2), (2, 2))
   """
 
   count: jax.Array
@@ -126,6 +145,38 @@ class ShampooState(NamedTuple):
   right: optax.Updates
   left_root: optax.Updates
   right_root: optax.Updates
+  left_scale: optax.Updates
+  right_scale: optax.Updates
+  left_root_scale: optax.Updates
+  right_root_scale: optax.Updates
+
+
+#: ``log2`` scale of a factor that has seen only zero gradients: finite, so that the
+#: exponent differences below never meet ``-inf - (-inf)``.
+EMPTY_SCALE = -1e30
+
+
+def block_max(gb: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """``(gb / m, log2 m)`` with ``m`` the largest entry of each block (:data:`EMPTY_SCALE` for
+  a zero block): the blocks at unit scale, and their scale. NaN/inf stay visible."""
+  m = jnp.max(jnp.abs(gb), axis=(-2, -1), keepdims=True)
+  safe = jnp.where(m > 0, m, 1)
+  log_m = jnp.where(m > 0, jnp.log2(safe), EMPTY_SCALE)[..., 0, 0]
+  return divide(gb, safe), log_m
+
+
+def accumulate(factor, log_scale, outer, log_outer, decay, weight):
+  """``2^s'·F' = decay·2^s·F + weight·2^o·outer`` with ``s'`` the larger of the two terms'
+  exponents, so both coefficients are at most 1: no over- or underflow at any scale."""
+
+  def log2(c):
+    c = jnp.asarray(c, _F32)
+    return jnp.where(c > 0, jnp.log2(jnp.where(c > 0, c, 1)), -jnp.inf)
+
+  old, new = log_scale + log2(decay), log_outer + log2(weight)
+  scale = jnp.maximum(old, new)
+  mix = lambda e: jnp.exp2(e - scale)[..., None, None]  # noqa: E731
+  return mix(old) * factor + mix(new) * outer, scale
 
 
 def scale_by_shampoo(
@@ -208,13 +259,17 @@ def scale_by_shampoo(
     and its inverse*, 2006 (coupled Newton); Bernstein & Newhouse, *Old
     Optimizer, New Norm*, 2024, Sec. 3.2.
   """
-  # Python numbers are checked here; under optax.inject_hyperparams they arrive traced.
-  if isinstance(beta2, int | float) and not 0 <= beta2 < 1:
-    raise ValueError(f"beta2 must be in [0, 1) or None (plain sums), got {beta2}.")
-  if not (isinstance(precondition_every, int) and precondition_every >= 1):
-    raise ValueError(f"precondition_every must be an int >= 1, got {precondition_every!r}.")
-  if block_size is not None and not (isinstance(block_size, int) and block_size >= 1):
-    raise ValueError(f"block_size must be None or an int >= 1, got {block_size!r}.")
+  # Numbers are checked here; under optax.inject_hyperparams they may arrive traced.
+  check_args(
+    "normax.scale_by_shampoo",
+    beta2=(beta2, UNIT),
+    exponent=(exponent, POSITIVE),
+    eps=(eps, NONNEGATIVE),
+    block_size=(block_size, POSITIVE_COUNT),
+    precondition_every=(precondition_every, POSITIVE_COUNT),
+    newton_steps=(newton_steps, COUNT),
+  )
+  block_size, precondition_every = static_count(block_size), static_count(precondition_every)
   graft_norm = None if graft is None else get_norm(graft)
   if root_method not in ("eigh", "newton"):
     raise ValueError(f"root_method must be 'eigh' or 'newton', got {root_method!r}.")
@@ -241,12 +296,22 @@ def scale_by_shampoo(
         lambda p: jnp.zeros(factor_shapes(jnp.shape(p), block_size)[side], _F32), params
       )
 
+    def scales(side, value):
+      return jax.tree.map(
+        lambda p: jnp.full(factor_shapes(jnp.shape(p), block_size)[side][:-2], value, _F32),
+        params,
+      )
+
     return ShampooState(
       count=jnp.zeros([], jnp.int32),
       left=factors(0),
       right=factors(1),
       left_root=factors(0),
       right_root=factors(1),
+      left_scale=scales(0, EMPTY_SCALE),
+      right_scale=scales(1, EMPTY_SCALE),
+      left_root_scale=scales(0, 0.0),
+      right_root_scale=scales(1, 0.0),
     )
 
   def update_fn(updates, state, params=None):
@@ -260,36 +325,43 @@ def scale_by_shampoo(
       correction = 1.0 - beta2 ** count.astype(_F32)
     refresh = state.count % precondition_every == 0
 
-    def leaf(g, left, right, left_root, right_root):
+    def leaf(g, left, right, left_root, right_root, ls, rs, lrs, rrs):
       m, n = g.shape[-2:]
-      gb = to_blocks(g.astype(_F32), block_size)
-      left = decay * left + weight * (gb @ mT(gb))
-      right = decay * right + weight * (mT(gb) @ gb)
+      # The blocks at unit scale and their log2 scales: GGᵀ = 2^(2·log_m)·ĝĝᵀ. Factors and
+      # roots carry their scales apart (see ShampooState), so the update is scale-free.
+      gb, log_m = block_max(to_blocks(g.astype(_F32), block_size))
+      left, ls = accumulate(left, ls, gb @ mT(gb), 2 * log_m, decay, weight)
+      right, rs = accumulate(right, rs, mT(gb) @ gb, 2 * log_m, decay, weight)
+      log_correction = jnp.log2(jnp.asarray(correction, _F32))
 
-      def roots(_):
-        return root(left / correction), root(right / correction)
+      def roots(_):  # (A·2^s)^(-e) = A^(-e)·2^(-e·s); ε is relative, so it scales along.
+        return (
+          root(left),
+          root(right),
+          -exponent * (ls - log_correction),
+          -exponent * (rs - log_correction),
+        )
 
       if precondition_every == 1:
-        left_root, right_root = roots(None)
+        left_root, right_root, lrs, rrs = roots(None)
       else:
-        left_root, right_root = jax.lax.cond(
-          refresh, roots, lambda _: (left_root, right_root), None
+        left_root, right_root, lrs, rrs = jax.lax.cond(
+          refresh, roots, lambda _: (left_root, right_root, lrs, rrs), None
         )
-      d = from_blocks(left_root @ gb @ right_root, m, n)
+      scale = jnp.exp2(log_m + lrs + rrs)[..., None, None]
+      d = from_blocks(scale * (left_root @ gb @ right_root), m, n)
       if graft_norm is not None:
         graft_norm.check(g.shape, g.dtype)
         d = d * _fro_ratio(graft_norm.dualize(g.astype(_F32)), d)
-      return d.astype(g.dtype), left, right, left_root, right_root
+      return d.astype(g.dtype), left, right, left_root, right_root, ls, rs, lrs, rrs
 
     flat, treedef = jax.tree.flatten(updates)
     rest = [treedef.flatten_up_to(t) for t in state[1:]]
     outs = [leaf(*args) for args in zip(flat, *rest, strict=True)]
     if not outs:
       return updates, state._replace(count=count)
-    out, left, right, left_root, right_root = (
-      treedef.unflatten(list(c)) for c in zip(*outs, strict=True)
-    )
-    return out, ShampooState(count, left, right, left_root, right_root)
+    out, *new = (treedef.unflatten(list(c)) for c in zip(*outs, strict=True))
+    return out, ShampooState(count, *new)
 
   return optax.GradientTransformation(init_fn, update_fn)
 

@@ -8,7 +8,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._shampoo import factor_shapes, from_blocks, matrix_leaves, mT, to_blocks
+from normax._checks import NONNEGATIVE, POSITIVE_COUNT, UNIT, check_args
+from normax._shampoo import (
+  EMPTY_SCALE,
+  accumulate,
+  block_max,
+  factor_shapes,
+  from_blocks,
+  matrix_leaves,
+  mT,
+  static_count,
+  to_blocks,
+)
 
 _F32 = jnp.float32
 
@@ -24,6 +35,9 @@ class SoapState(NamedTuple):
     right_basis: Eigenvectors ``Q_R`` of ``R``.
     mu: Adam's first moment, in the parameters' own basis and shape.
     nu: Adam's second moment, in the rotated basis (blocked).
+    left_scale: ``log2`` scale of each block of ``L`` (stored as ``L = 2^left_scale·left``, so
+      that huge or tiny gradients neither overflow nor underflow it).
+    right_scale: The same for ``R``.
 
   Examples:
     >>> import jax.numpy as jnp, normax
@@ -39,6 +53,8 @@ class SoapState(NamedTuple):
   right_basis: optax.Updates
   mu: optax.Updates
   nu: optax.Updates
+  left_scale: optax.Updates
+  right_scale: optax.Updates
 
 
 def scale_by_soap(
@@ -104,14 +120,17 @@ def scale_by_soap(
     Vyas et al., *SOAP: Improving and Stabilizing Shampoo using Adam*, 2024,
     Alg. 3; Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.
   """
+  check_args(  # Numbers; under optax.inject_hyperparams they may arrive traced.
+    "normax.scale_by_soap",
+    b1=(b1, UNIT),
+    b2=(b2, UNIT),
+    eps=(eps, NONNEGATIVE),
+    shampoo_beta=(shampoo_beta, UNIT),
+    block_size=(block_size, POSITIVE_COUNT),
+    precondition_every=(precondition_every, POSITIVE_COUNT),
+  )
+  block_size, precondition_every = static_count(block_size), static_count(precondition_every)
   beta_s = b2 if shampoo_beta is None else shampoo_beta
-  for name, value in (("b1", b1), ("b2", b2), ("shampoo_beta", beta_s)):
-    if isinstance(value, int | float) and not 0 <= value < 1:  # (traced under inject_hyperparams)
-      raise ValueError(f"{name} must be in [0, 1), got {value}.")
-  if not (isinstance(precondition_every, int) and precondition_every >= 1):
-    raise ValueError(f"precondition_every must be an int >= 1, got {precondition_every!r}.")
-  if block_size is not None and not (isinstance(block_size, int) and block_size >= 1):
-    raise ValueError(f"block_size must be None or an int >= 1, got {block_size!r}.")
 
   def init_fn(params):
     matrix_leaves(params, "normax.scale_by_soap")
@@ -131,6 +150,8 @@ def scale_by_soap(
       right_basis=tree(lambda s: jnp.zeros(factor_shapes(s, block_size)[1], _F32)),
       mu=tree(lambda s: jnp.zeros(s, _F32)),
       nu=tree(lambda s: jnp.zeros(blocked_shape(s), _F32)),
+      left_scale=tree(lambda s: jnp.full(factor_shapes(s, block_size)[0][:-2], EMPTY_SCALE, _F32)),
+      right_scale=tree(lambda s: jnp.full(factor_shapes(s, block_size)[1][:-2], EMPTY_SCALE, _F32)),
     )
 
   def update_fn(updates, state, params=None):
@@ -140,12 +161,14 @@ def scale_by_soap(
     t = count.astype(_F32)
     refresh = state.count % precondition_every == 0
 
-    def leaf(g, left, right, left_basis, right_basis, mu, nu):
+    def leaf(g, left, right, left_basis, right_basis, mu, nu, ls, rs):
       m, n = g.shape[-2:]
       gf = g.astype(_F32)
       gb = to_blocks(gf, block_size)
-      left = beta_s * left + (1 - beta_s) * (gb @ mT(gb))
-      right = beta_s * right + (1 - beta_s) * (mT(gb) @ gb)
+      # The factors at unit scale, their log2 scales apart: only their eigenvectors are used.
+      unit, log_m = block_max(gb)
+      left, ls = accumulate(left, ls, unit @ mT(unit), 2 * log_m, beta_s, 1 - beta_s)
+      right, rs = accumulate(right, rs, mT(unit) @ unit, 2 * log_m, beta_s, 1 - beta_s)
 
       def bases(_):
         return jnp.linalg.eigh(left)[1], jnp.linalg.eigh(right)[1]
@@ -162,7 +185,7 @@ def scale_by_soap(
       nu = b2 * nu + (1 - b2) * jnp.square(g_rot)
       step = (m_rot / (1 - b1**t)) / (jnp.sqrt(nu / (1 - b2**t)) + eps)
       out = from_blocks(left_basis @ step @ mT(right_basis), m, n)
-      return out.astype(g.dtype), left, right, left_basis, right_basis, mu, nu
+      return out.astype(g.dtype), left, right, left_basis, right_basis, mu, nu, ls, rs
 
     flat, treedef = jax.tree.flatten(updates)
     rest = [treedef.flatten_up_to(x) for x in state[1:]]

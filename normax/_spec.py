@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 from normax._base import Norm
+from normax._checks import NONNEGATIVE, check_args
 from normax._labels import Labelled, labelled_leaves, views_of
 from normax._leafwise import check_nonnegative
 from normax._matrix_view import MatrixView
@@ -54,6 +55,9 @@ class LayerSpec:
   view: MatrixView | None = None
 
   def __post_init__(self):
+    check_args(
+      "normax.LayerSpec", radius=(self.radius, NONNEGATIVE), decay=(self.decay, NONNEGATIVE)
+    )
     object.__setattr__(self, "norm", get_norm(self.norm))
     if self.view is not None and not isinstance(self.view, MatrixView):
       raise TypeError(f"LayerSpec view must be a normax.MatrixView or None, got {self.view!r}.")

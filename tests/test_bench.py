@@ -139,3 +139,15 @@ def test_quick_runs_write_outside_the_checkout(bench, gpu_check, tmp_path, monke
   assert Path(quick.json).parent.parent == tmp_path == Path(quick.markdown).parent.parent
   full = eq.parse([])
   assert Path(full.json) == ROOT / "benchmarks" / "results" / "equal_quality.json"
+
+
+@pytest.mark.slow  # An end-to-end run of the script on tiny sizes.
+def test_bounded_quick(tmp_path):
+  spec = importlib.util.spec_from_file_location("bounded", ROOT / "benchmarks" / "bounded.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  out = mod.main(["--quick", "--json", str(tmp_path / "b.json")])
+  assert json.loads((tmp_path / "b.json").read_text())["dualize"]
+  for row in out["dualize"]:  # The bound holds; without it the quintic overshoots.
+    assert row["band_bounded"][1] <= 1 + 1e-5 < 1.1 < row["band_unbounded"][1]
+  assert all(r["bounded_ms"] > 0 for r in out["update"])

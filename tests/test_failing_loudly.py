@@ -19,6 +19,11 @@ SCALE_CASES = {
   "spectral_ns": (normax.Spectral(), (6, 4)),
   "spectral_gram": (normax.Spectral(method="gram_newton_schulz"), (4, 12)),
   "spectral_svd": (normax.Spectral(method="svd"), (6, 4)),
+  "spectral_aol": (normax.Spectral(preconditioning="aol"), (6, 4)),
+  "spectral_schatten": (normax.Spectral(preconditioning="schatten"), (6, 4)),
+  "spectral_spectral": (normax.Spectral(preconditioning="spectral"), (6, 4)),
+  "gram_aol": (normax.Spectral(preconditioning="aol"), (4, 12)),
+  "gram_schatten": (normax.Spectral(preconditioning="schatten"), (4, 12)),
   "spectral_conv": (normax.SpectralConv(), (3, 3, 4, 5)),
   "colnorm": (normax.ColNorm(), (6, 4)),
   "rownorm": (normax.RowNorm(), (6, 4)),
@@ -71,6 +76,25 @@ def test_zero_stays_zero_and_nan_or_inf_come_out_as_nan(name, dtype):
   for bad in (np.nan, np.inf, -np.inf):
     d = np.asarray(norm.dualize(g.at[(0,) * len(shape)].set(bad)), np.float32)
     assert np.isnan(d).any() and not np.isinf(d).any(), (name, bad, d)
+
+
+@pytest.mark.parametrize("preconditioning", normax.PRECONDITIONINGS)
+def test_a_layer_whose_gradient_dies_stays_finite_under_constrained_scion(preconditioning):
+  # One gradient, then zeros (a dead layer, an idle expert): the momentum decays through
+  # every scale down to 0. With AOL or Schatten preconditioning that reached 0/0 = NaN
+  # once max|d| < ~1e-19 (step ~400 at beta = 0.9).
+  norm = normax.Spectral(preconditioning=preconditioning)
+  tx = normax.scion(0.1, {"h": normax.LayerSpec(norm, 1.0)}, {"w": "h"})
+  params = {"w": norm.init(jax.random.key(0), (8, 16))}
+
+  def step(carry, t):
+    p, state = carry
+    g = {"w": jnp.where(t == 0, 1.0, 0.0) * jnp.ones((8, 16))}
+    u, state = tx.update(g, state, p)
+    return (optax.apply_updates(p, u), state), jnp.all(jnp.isfinite(u["w"]))
+
+  (final, _), finite = jax.lax.scan(step, (params, tx.init(params)), jnp.arange(1200))
+  assert bool(finite.all()) and bool(jnp.isfinite(final["w"]).all())
 
 
 @pytest.mark.parametrize(
@@ -162,15 +186,12 @@ BAD_NUMBERS = (-1.0, float("nan"), float("inf"), -float("inf"))
 
 
 @pytest.mark.parametrize("bad", BAD_NUMBERS)
-def test_scion_rejects_a_bad_radius_decay_or_learning_rate_naming_the_label(bad):
+def test_a_bad_radius_decay_or_learning_rate_is_refused_where_it_is_written(bad):
   labels = {"w": "hidden"}
   ok = normax.LayerSpec("spectral", radius=1.0)
-  for field in ("radius", "decay"):
-    specs = {"hidden": ok, "head": normax.LayerSpec("sign", **{field: bad})}
-    with pytest.raises(ValueError, match=rf"specs\['head'\]\.{field} must be a finite number >= 0"):
-      normax.scion(0.1, specs, labels)
-    with pytest.raises(ValueError, match=rf"specs\['head'\]\.{field}"):
-      normax.resolve_specs({"w": jnp.zeros((2, 2))}, labels, specs)
+  for field in ("radius", "decay"):  # The LayerSpec itself refuses it, before any optimizer.
+    with pytest.raises(ValueError, match=rf"LayerSpec {field} must be a finite number >= 0"):
+      normax.LayerSpec("sign", **{field: bad})
   with pytest.raises(ValueError, match="scion learning_rate must be a finite number >= 0"):
     normax.scion(bad, {"hidden": ok}, labels)
 
@@ -309,3 +330,159 @@ def test_label_and_hyperparameter_structure_errors_name_missing_and_extra_paths(
   assert "The radius tree does not match" in radius_message and "['a/x', 'c']" in radius_message
   for message in (labels_message, radius_message):
     assert "1234" not in message and "Array" not in message and "metadata" not in message
+
+
+# -- the top and bottom of the float range -------------------------------------------
+
+EDGE_NORMS = {
+  "spectral": normax.Spectral(),
+  "colnorm": normax.ColNorm(),
+  "rownorm": normax.RowNorm(),
+  "bias_rms": normax.BiasRMS(),
+  "frobenius": normax.Frobenius(),
+  "sign": normax.Sign(),
+  "sign_unnormalized": normax.Sign(normalized=False),
+  "l1_to_l2": normax.L1ToLp(2.0),
+  "l1_to_l3": normax.L1ToLp(3.0),
+  "l3_to_linf": normax.LpToLinf(3.0),
+}
+
+
+@pytest.mark.parametrize("dtype", (jnp.float32, jnp.bfloat16), ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(EDGE_NORMS))
+def test_norms_near_the_largest_float_are_exact_or_inf_never_zero(name, dtype):
+  # Entries near 2e38: dividing by the largest entry used to round its reciprocal (a
+  # subnormal) to 0, so dualize gave 0 and the norms 0. A dual norm whose sum overflows
+  # before its 1/d_in (Sign, RowNorm) came out inf although the result is representable.
+  norm = EDGE_NORMS[name]
+  g = _gradient((16, 2), seed=3)
+  big = 2e38 / np.abs(g).max()
+  x = jnp.asarray(g * big, dtype)
+  g64 = np.asarray(x, np.float64) / big
+  d = np.asarray(norm.dualize(x), np.float64)
+  np.testing.assert_allclose(d, np.asarray(norm.dualize(jnp.asarray(g64, jnp.float32))), atol=2e-2)
+  for fn in (norm.dual_norm, norm.norm):
+    want = float(jnp.max(fn(jnp.asarray(g64, jnp.float32)))) * big
+    got = float(jnp.max(fn(x)))
+    if want < 0.5 * float(jnp.finfo(jnp.float32).max):
+      np.testing.assert_allclose(got, want, rtol=2e-2, err_msg=fn.__name__)
+    else:
+      assert got == np.inf or np.isclose(got, want, rtol=2e-2), (fn.__name__, got, want)
+
+
+@pytest.mark.parametrize("sphere", [False, True], ids=["ball", "sphere"])
+@pytest.mark.parametrize("name", ["colnorm", "rownorm", "bias_rms", "frobenius", "l1_to_l2"])
+def test_projection_is_exact_at_every_scale(name, sphere):
+  # ‖w‖ from an unscaled sum of squares overflowed at 1e20 (the projection gave 0) and
+  # underflowed at 1e-20 (the weight was taken for zero and kept).
+  norm = EDGE_NORMS[name]
+  g = _gradient((6, 4), seed=4)
+  want = np.asarray(norm.project(jnp.asarray(g, jnp.float32), 1.0, sphere), np.float64)
+  for c in (1e-30, 1e-20, 1e20, 1e30):
+    got = np.asarray(norm.project(jnp.asarray(g * c, jnp.float32), c, sphere), np.float64) / c
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=str(c))
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e20])
+@pytest.mark.parametrize("norm", ["frobenius", "spectral"])
+def test_hyperball_keeps_tiny_and_huge_weights_on_their_sphere(scale, norm):
+  w = {"w": jnp.asarray(_gradient((6, 4), seed=5) * scale, jnp.float32)}
+  tx = normax.hyperball(0.1, norm=norm)
+  size = normax.get_norm(norm).norm
+  u, _ = tx.update(jax.tree.map(jnp.ones_like, w), tx.init(w), w)
+  new = optax.apply_updates(w, u)["w"]
+  np.testing.assert_allclose(float(size(new)) / float(size(w["w"])), 1.0, rtol=1e-5)
+  assert float(jnp.abs(new - w["w"]).max()) > 0.01 * scale  # It did move.
+
+
+def test_muon_on_float16_gradients_near_the_top_of_their_range():
+  # Nesterov's bias-corrected output (about 1.5 g at step 1) rounded to float16 before
+  # Newton–Schulz overflowed to inf for gradients near 4e4 (float16's largest value: 65504).
+  params = {"w": jnp.zeros((8, 16), jnp.float16), "b": jnp.zeros((16,), jnp.float16)}
+  g = _gradient((8, 16), seed=6)
+  tx = normax.muon(0.01, eps=0.0)
+
+  def step(scale):
+    grads = {"w": jnp.asarray(g * scale, jnp.float16), "b": jnp.ones((16,), jnp.float16)}
+    u, _ = tx.update(grads, tx.init(params), params)
+    assert u["w"].dtype == jnp.float16
+    return np.asarray(u["w"], np.float64)
+
+  want = step(1.0)
+  got = step(3e4)  # Entries up to 6e4.
+  assert np.isfinite(got).all()
+  np.testing.assert_allclose(got, want, atol=3e-2 * np.abs(want).max())
+
+
+# -- errors that name the parameter -------------------------------------------------
+
+
+def _named_optimizers_with_params():
+  specs = {"h": normax.LayerSpec("spectral"), "bias": normax.LayerSpec("bias_rms")}
+  return {
+    "scion": normax.scion(0.1, specs, {"a": {"w": "h"}, "b": "bias"}),
+    "muon": normax.muon(0.1),
+    "sign_descent": normax.sign_descent(0.1, beta=0.9),
+    "normalized_sgd": normax.normalized_sgd(0.1),
+    "steepest_descent": normax.steepest_descent(0.1, "frobenius"),
+    "momentum": normax.momentum(0.9),
+  }
+
+
+@pytest.mark.parametrize("name", sorted(_named_optimizers_with_params()))
+def test_gradients_that_do_not_fit_the_parameters_are_named_by_path(name):
+  tx = _named_optimizers_with_params()[name]
+  params = {"a": {"w": jnp.full((4, 4), 1234.5)}, "b": jnp.full(4, 1234.5)}
+  state = tx.init(params)
+  # A shape mismatch was "add got incompatible shapes for broadcasting: (4, 4), (4, 5)".
+  wrong = {"a": {"w": jnp.full((4, 5), 1234.5)}, "b": jnp.full(4, 1234.5)}
+  with pytest.raises(ValueError, match=r"a/w \(4, 5\) \(parameter \(4, 4\)\)"):
+    tx.update(wrong, state, params)
+  # A list for a dict printed the parameters' values (scion) or a bare pytree error (muon).
+  with pytest.raises(ValueError) as info:
+    tx.update([jnp.full((4, 4), 1234.5), jnp.full(4, 1234.5)], state, params)
+  assert "['a/w', 'b']" in str(info.value) and "['0', '1']" in str(info.value)
+  assert "1234" not in str(info.value) and "Array" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["scion", "muon", "sign_descent"])
+def test_float0_gradients_of_integer_leaves_are_named(name):
+  params = {"a": {"w": jnp.ones((4, 4))}, "b": jnp.ones(4), "step": jnp.zeros((), jnp.int32)}
+  grads = jax.grad(lambda p: jnp.sum(p["a"]["w"]) + jnp.sum(p["b"]), allow_int=True)(params)
+  specs = {"h": normax.LayerSpec("spectral"), "bias": normax.LayerSpec("bias_rms")}
+  tx = {
+    "scion": normax.scion(0.1, specs, {"a": {"w": "h"}, "b": "bias", "step": "bias"}),
+    "muon": normax.muon(0.1),  # The int leaf went to AdamW: "ufunc 'power' not supported".
+    "sign_descent": normax.sign_descent(0.1),
+  }[name]
+  with pytest.raises(TypeError, match=r"float0 gradients at \['step'\].*optax.set_to_zero"):
+    tx.update(grads, tx.init(params), params)
+
+
+def test_zero_size_dimensions_initialize_to_empty_arrays():
+  # Spectral's dimension factor divided by the zero-length axis: ZeroDivisionError.
+  key = jax.random.key(0)
+  for norm, shape in [
+    (normax.Spectral(), (0, 4)),
+    (normax.Spectral(), (4, 0)),
+    (normax.SpectralConv(), (3, 3, 0, 4)),
+    (normax.ColNorm(), (0, 4)),
+    (normax.Sign(), (4, 0)),
+  ]:
+    w = norm.init(key, shape)
+    assert w.shape == shape and w.dtype == jnp.float32
+  params = {"w": jnp.ones((0, 4)), "v": jnp.ones((4, 4))}
+  specs = {"h": normax.LayerSpec("spectral", radius=2.0)}
+  out = normax.init_params(key, params, {"w": "h", "v": "h"}, specs)
+  assert out["w"].shape == (0, 4)
+  np.testing.assert_allclose(float(normax.Spectral().norm(out["v"])), 2.0, rtol=1e-5)
+
+
+def test_hyperball_refuses_a_weight_of_norm_zero():
+  # Its sphere had radius 0: the weight stayed 0 forever, silently.
+  params = {"w": jnp.zeros((4, 4)), "v": jnp.ones((4, 4))}
+  with pytest.raises(ValueError, match=r"'w' \(shape \(4, 4\)\) has norm 0.*radius="):
+    normax.hyperball(0.1).init(params)
+  tx = normax.hyperball(0.1, radius=2.0)  # A given radius: the weight leaves 0.
+  u, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  np.testing.assert_allclose(float(jnp.linalg.norm(params["w"] + u["w"])), 2.0, rtol=1e-5)

@@ -128,6 +128,7 @@ OTHER_SETTING = {
   "sharding": "gather",
   "preconditioning": "aol",
   "eps": 1.0,
+  "bounded": True,
 }
 
 

@@ -163,9 +163,9 @@ def test_user_coefficients_and_their_errors():
     normax.newton_schulz(g, coefficients="quintik")
   with pytest.raises(ValueError, match=r"needs a matrix \(\.\.\., m, n\); got shape \(5,\)"):
     normax.newton_schulz(jnp.ones(5))
-  with pytest.raises(ValueError, match="lower must be in"):
+  with pytest.raises(ValueError, match=r"lower must be a number in \(0, 1\)"):
     normax.polar_express_coefficients(5, lower=2.0)
-  with pytest.raises(ValueError, match="steps must be >= 1"):
+  with pytest.raises(ValueError, match="steps must be an integer >= 1"):
     normax.polar_express_coefficients(0)
 
 
@@ -198,3 +198,55 @@ def test_doc_script_runs_and_checks(tmp_path):
   # Schedule tables: 4 matrices × 9 rows × 4 step counts; preconditioning tables: 4 matrices ×
   # 4 preconditionings × (4 + 4 step counts for quintic and polar_express, 2 for dion).
   assert "Size used: 128." in doc and len(mod.numbers(doc)) == 2 * (4 * 9 * 4 + 4 * 4 * 10)
+
+
+@pytest.mark.parametrize("sched", sorted(SCHEDULES))
+@pytest.mark.parametrize("gram", [False, True], ids=["plain", "gram"])
+def test_bounded_keeps_every_singular_value_at_most_one(sched, gram):
+  coefficients, steps = SCHEDULES[sched]
+  peak = normax.schedule_bound(coefficients, steps, lower=1e-12)[1]
+  for kind in ("wide", "1e2", "1e4", "1e6"):
+    g = matrix(kind)
+    g = np.concatenate([g, g], axis=1)  # 16×32 (or 10×48): wide enough for the Gram form.
+    run = lambda bounded, g=g: normax.newton_schulz(  # noqa: E731
+      jnp.asarray(g, jnp.float32), steps=steps, coefficients=coefficients, gram=gram,
+      bounded=bounded,
+    )  # fmt: skip
+    s = np.linalg.svd(np.asarray(run(True), np.float64), compute_uv=False)
+    assert s.max() <= 1 + 1e-5, (kind, s.max(), peak)
+    # The cubic (3x - x³)/2 applied to the schedule's own singular values (divided by the
+    # schedule's peak first where that is past the cubic's reach, √3).
+    s0 = np.linalg.svd(np.asarray(run(False), np.float64), compute_uv=False)
+    # A schedule that ends within 1e-4 of 1 (cubic, 8 Polar Express steps) is left alone.
+    s0 = s0 / peak if peak > 0.99 * np.sqrt(3) else s0
+    want = np.sort(1.5 * s0 - 0.5 * s0**3)[::-1] if peak > 1 + 1e-4 else s0  # Sorted again.
+    np.testing.assert_allclose(s, want, atol=1e-4, err_msg=f"{kind} {peak}")
+
+
+def test_bounded_narrows_the_quintic_band_and_divides_a_steep_schedule_by_its_peak():
+  g = matrix("1e2")
+  u, s, vt = np.linalg.svd(g)
+  x = normax.newton_schulz(jnp.asarray(g, jnp.float32), bounded=True)
+  sx = np.linalg.svd(np.asarray(x, np.float64), compute_uv=False)
+  assert sx.min() > 0.86 and sx.max() <= 1 + 1e-6  # The quintic alone: [0.68, 1.134].
+  # A schedule far past √3: divided by its peak first, then the cubic.
+  steep = (6.0, -2.0, 0.0)
+  assert normax.schedule_bound(steep, 1, lower=1e-12)[1] > 3
+  y = normax.newton_schulz(jnp.asarray(g, jnp.float32), steps=1, coefficients=steep, bounded=True)
+  assert np.linalg.svd(np.asarray(y, np.float64), compute_uv=False).max() <= 1 + 1e-6
+  zero = jnp.zeros((4, 6))
+  np.testing.assert_array_equal(normax.newton_schulz(zero, bounded=True), zero)
+
+
+def test_spectral_bounded_and_for_constraint():
+  g = jnp.asarray(matrix("1e4"), jnp.float32)
+  assert float(normax.Spectral().norm(normax.Spectral().dualize(g))) > 1.1  # The quintic.
+  bounded = normax.Spectral(bounded=True)
+  assert float(bounded.norm(bounded.dualize(g))) <= 1 + 1e-5
+  assert normax.Spectral().for_constraint() == bounded
+  assert normax.Spectral(bounded=False).for_constraint() == normax.Spectral(bounded=False)
+  assert normax.SpectralConv().for_constraint().bounded is True
+  for norm in (normax.Sign(), normax.ColNorm(), normax.BiasRMS(), normax.L1ToLp(3.0)):
+    assert norm.for_constraint() is norm
+  with pytest.raises(TypeError, match="bounded must be None, True or False"):
+    normax.Spectral(bounded="yes")

@@ -299,7 +299,7 @@ def test_string_names_resolve_through_the_registry():
   assert normax.get_norm(n) is n
   with pytest.raises(ValueError, match="Unknown norm 'spectrall'.*spectral"):
     normax.get_norm("spectrall")
-  with pytest.raises(ValueError, match=r"p must be in \[1, inf\]"):
+  with pytest.raises(ValueError, match=r"p must be a number in \[1, inf\]"):
     normax.L1ToLp(0.5)
 
 

@@ -1,4 +1,4 @@
-"""The Python snippets of the README and the roles and migration pages run as written."""
+"""The Python snippets of the README and the roles, migration and guide pages run as written."""
 
 import pathlib
 import re
@@ -7,6 +7,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "docs" / "roles.md", ROOT / "docs" / "migration.md"]
+PAGES.append(ROOT / "docs" / "guide.md")
 BLOCKS = [
   (page.name, i, block)
   for page in PAGES

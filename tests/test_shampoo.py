@@ -183,7 +183,9 @@ def test_newton_inverse_root_matches_eigendecomposition(p):
   want = np.stack([np_inverse_root(m @ m.T, 1 / p, 1e-6) for m in a])
   tx = normax.scale_by_shampoo(beta2=0.0, exponent=1 / p, eps=1e-6, root_method="newton")
   _, state = jax.jit(tx.update)(g, tx.init(g))
-  np.testing.assert_allclose(state.left_root["w"][:, 0, 0], want, rtol=1e-3, atol=1e-3)
+  # The cached root is stored at unit scale with its log2 scale (ShampooState).
+  scale = np.exp2(np.asarray(state.left_root_scale["w"][:, 0, 0]))[:, None, None]
+  np.testing.assert_allclose(state.left_root["w"][:, 0, 0] * scale, want, rtol=1e-3, atol=1e-3)
 
 
 def test_newton_needs_an_integer_root():
@@ -285,3 +287,40 @@ def test_nnx_scanned_model_per_label():
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   losses = train(model, optimizer, 30)
   assert losses[-1] < 0.1 * losses[0], losses
+
+
+@pytest.mark.parametrize(
+  "kwargs",
+  # (eps = 1e-3 with stale roots: a rank-1 factor's root regularized by 1e-6 amplifies the
+  # float rounding of the next gradient ~1000×, at any scale.)
+  [
+    {},
+    {"beta2": None},
+    {"block_size": 4, "precondition_every": 2, "eps": 1e-3},
+    {"root_method": "newton"},
+  ],
+  ids=["ema", "sums", "blocks_every2", "newton"],
+)
+def test_shampoo_does_not_depend_on_the_gradients_scale(kwargs):
+  # With e = 1/4 the update L^(-1/4) G R^(-1/4) is scale-free. Factors formed as GGᵀ
+  # overflowed at g·1e20 (NaN) and their norms at g·1e15 (a zero update), and underflowed at
+  # g·1e-20 (a zero update): they are now stored with a scale of their own.
+  seq = grads_seq({"w": (6, 5), "s": (2, 4, 6)}, 3)
+  tx = normax.scale_by_shampoo(**kwargs)
+
+  def run(c):
+    state, outs = tx.init(seq[0]), []
+    for g in seq:
+      u, state = jax.jit(tx.update)(jax.tree.map(lambda x: x * c, g), state)
+      outs.append(u)
+    return outs
+
+  want = run(1.0)
+  # Powers of two (about 1e-30, 1e-20, 1e15, 1e20, 1e30) scale the gradients exactly.
+  for c in (2.0**-100, 2.0**-66, 2.0**50, 2.0**66, 2.0**100):
+    for got, ref in zip(run(c), want, strict=True):
+      for k in ref:
+        assert bool(jnp.isfinite(got[k]).all()), (c, k)
+        np.testing.assert_allclose(got[k], ref[k], rtol=2e-3, atol=2e-4, err_msg=f"{c} {k}")
+  zero, _ = tx.update(jax.tree.map(jnp.zeros_like, seq[0]), tx.init(seq[0]))
+  assert all(float(jnp.abs(u).max()) == 0 for u in jax.tree.leaves(zero))

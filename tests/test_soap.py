@@ -97,3 +97,17 @@ def test_sharded_parameters_under_jit():
   gs = jax.device_put(g, sharding)
   got, _ = jax.jit(tx.update)(gs, tx.init(gs))
   np.testing.assert_allclose(got["w"], want["w"], rtol=1e-5, atol=1e-6)
+
+
+def test_soap_bases_do_not_depend_on_the_gradients_scale():
+  # Factors formed as GGᵀ overflowed at g·1e20 (eigh of inf: NaN updates) and underflowed at
+  # g·1e-20; they are stored with a scale of their own, and only their eigenvectors count.
+  rng = np.random.default_rng(0)
+  g = {"w": jnp.asarray(rng.standard_normal((6, 5)), jnp.float32)}
+  tx = normax.scale_by_soap(precondition_every=1)
+  _, ref = tx.update(g, tx.init(g))
+  for c in (2.0**-66, 2.0**66, 2.0**100):
+    u, state = tx.update({"w": g["w"] * c}, tx.init(g))
+    assert bool(jnp.isfinite(u["w"]).all()), c
+    for got, want in ((state.left_basis, ref.left_basis), (state.right_basis, ref.right_basis)):
+      np.testing.assert_allclose(jnp.abs(got["w"]), jnp.abs(want["w"]), atol=1e-4, err_msg=str(c))
