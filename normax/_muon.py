@@ -272,6 +272,7 @@ def muon(
   batch: bool = True,
   ns_coefficients: Any = None,
   momentum_dtype: Any = None,
+  qk_clip: optax.GradientTransformation | None = None,
 ) -> optax.GradientTransformation:
   r"""Muon: orthogonalized Nesterov momentum on hidden matrices, AdamW on the rest.
 
@@ -303,6 +304,7 @@ def muon(
         optax.scale_by_learning_rate(learning_rate)),
         #   hyperball: normax.hyperball(learning_rate, hyperball_radius) replaces the last two
       "adam": optax.adamw(adam_learning_rate or learning_rate, ...)}, labels)
+    # qk_clip: optax.chain(<the partition>, qk_clip)
 
   **Which leaves are Muon's.**
 
@@ -414,6 +416,9 @@ def muon(
       either way, :doc:`/sharding`).
     ns_coefficients: Old name of ``ns_coeffs``.
     momentum_dtype: Old name of ``mu_dtype``.
+    qk_clip: A transform run after the update, e.g. :func:`normax.qk_clip`
+      (MuonClip): the optimizer becomes ``optax.chain(<the above>, qk_clip)``,
+      whose ``update`` takes ``max_logits=``.
 
   Returns:
     An ``optax.GradientTransformation``. Under
@@ -467,6 +472,8 @@ def muon(
     raise ValueError(
       "hyperball keeps the weights' norm fixed and replaces weight decay: pass weight_decay=0."
     )
+  if qk_clip is not None and not isinstance(qk_clip, optax.GradientTransformation):
+    raise TypeError(f"normax.muon: qk_clip must be normax.qk_clip(...), got {qk_clip!r}.")
   coefficients, steps = _schedule(ns_coeffs, ns_steps)
   traced = not isinstance(steps, int) or not isinstance(eps, int | float)
 
@@ -548,4 +555,5 @@ def muon(
     "normax.muon",
     fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
   )
-  return optax.partition({"muon": optax.chain(*hidden), "adam": adam}, label_fn)
+  tx = optax.partition({"muon": optax.chain(*hidden), "adam": adam}, label_fn)
+  return tx if qk_clip is None else optax.chain(tx, qk_clip)

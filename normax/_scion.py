@@ -26,6 +26,7 @@ def scion(
   momentum_init: Literal["zeros", "first_gradient"] = "zeros",
   momentum_dtype=None,
   batch: bool = True,
+  qk_clip: optax.GradientTransformation | None = None,
 ) -> optax.GradientTransformation:
   r"""Scion: layerwise LMO steps on a momentum, constrained (SCG) or not (uSCG).
 
@@ -47,7 +48,8 @@ def scion(
                                           normax.scale_by_radius(spec.radius),
                                           normax.add_constrained_decay(μ))
                        for label, spec in specs.items()}, labels),
-      optax.scale_by_learning_rate(learning_rate))
+      optax.scale_by_learning_rate(learning_rate),
+      qk_clip)  # only when given
 
   Args:
     learning_rate: ``γ``, a float or an ``optax.Schedule``.
@@ -68,6 +70,8 @@ def scion(
     batch: Orthogonalize same-shape matrices in one batched call (see
       :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
       either way, :doc:`/sharding`).
+    qk_clip: A transform appended to the chain, e.g. :func:`normax.qk_clip`
+      (its ``update`` then takes ``max_logits=``).
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -100,6 +104,8 @@ def scion(
     check_nonnegative(spec.decay, f"specs[{label!r}].decay")
   check_nonnegative(learning_rate, "normax.scion learning_rate")
   check_labels_arg(labels, "normax.scion", specs)
+  if qk_clip is not None and not isinstance(qk_clip, optax.GradientTransformation):
+    raise TypeError(f"normax.scion: qk_clip must be normax.qk_clip(...), got {qk_clip!r}.")
   default_decay = 1.0 if constrained else 0.0
   branches = {
     label: optax.chain(
@@ -113,4 +119,5 @@ def scion(
     momentum(beta, nesterov=nesterov, init=momentum_init, dtype=momentum_dtype),
     optax.partition(branches, checked_labels(labels, specs, "specs")),
     optax.scale_by_learning_rate(learning_rate),
+    *([] if qk_clip is None else [qk_clip]),
   )
