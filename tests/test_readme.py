@@ -1,4 +1,4 @@
-"""The Python snippets of the README and the roles and migration pages run as written."""
+"""The Python snippets of the README and the roles, migration and QK-Clip pages run as written."""
 
 import pathlib
 import re
@@ -6,7 +6,12 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", ROOT / "docs" / "roles.md", ROOT / "docs" / "migration.md"]
+PAGES = [
+  ROOT / "README.md",
+  ROOT / "docs" / "roles.md",
+  ROOT / "docs" / "migration.md",
+  ROOT / "docs" / "qk_clip.md",
+]
 BLOCKS = [
   (page.name, i, block)
   for page in PAGES
