@@ -477,7 +477,8 @@ def qk_clip(
   exact too. An additive attention bias (ALiBi) is not scaled, and
   :func:`normax.max_logits` leaves it out. With a normalization of ``q``
   and ``k`` after the projections (QK-norm) the logits do not depend on the
-  projections' scale and QK-Clip has no effect.
+  projections' scale and QK-Clip has no effect. The guide, with a
+  measurement on a character-level GPT: :doc:`/qk_clip`.
 
   Args:
     layers: The attention layers: paths or globs of their modules (their
