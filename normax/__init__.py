@@ -5,6 +5,8 @@ from normax._adaptive import AdaptiveStepState as AdaptiveStepState
 from normax._adaptive import adaptive_step as adaptive_step
 from normax._adaptive import muon_free as muon_free
 from normax._adaptive import scion_free as scion_free
+from normax._attention_logits import attention_with_max_logits as attention_with_max_logits
+from normax._attention_logits import max_logits as max_logits
 from normax._base import Norm as Norm
 from normax._checks import checked_schedule as checked_schedule
 from normax._decay import add_cautious_weight_decay as add_cautious_weight_decay
@@ -46,6 +48,9 @@ from normax._paths import path_to_str as path_to_str
 from normax._paths import tree_paths as tree_paths
 from normax._projection import project as project
 from normax._projection import project_to_norm_ball as project_to_norm_ball
+from normax._qk_clip import QKLayer as QKLayer
+from normax._qk_clip import qk_clip as qk_clip
+from normax._qk_clip import qk_layers as qk_layers
 from normax._radius import scale_by_radius as scale_by_radius
 from normax._registry import available_norms as available_norms
 from normax._registry import get_norm as get_norm
@@ -91,6 +96,7 @@ __all__ = (
   "Norm",
   "Orthogonalizer",
   "PRECONDITIONINGS",
+  "QKLayer",
   "QUINTIC",
   "ROLES",
   "Role",
@@ -106,6 +112,7 @@ __all__ = (
   "adaptive_step",
   "add_cautious_weight_decay",
   "add_constrained_decay",
+  "attention_with_max_logits",
   "available_norms",
   "checked_schedule",
   "get_norm",
@@ -115,6 +122,7 @@ __all__ = (
   "init_params",
   "label_by_path",
   "label_table",
+  "max_logits",
   "momentum",
   "muon",
   "muon_free",
@@ -127,6 +135,8 @@ __all__ = (
   "presets",
   "project",
   "project_to_norm_ball",
+  "qk_clip",
+  "qk_layers",
   "register_norm",
   "resolve_specs",
   "scale_by_dual_norm",

@@ -273,6 +273,7 @@ def muon(
   batch: bool = True,
   ns_coefficients: Any = None,
   momentum_dtype: Any = None,
+  qk_clip: optax.GradientTransformation | None = None,
 ) -> optax.GradientTransformation:
   r"""Muon: orthogonalized Nesterov momentum on hidden matrices, AdamW on the rest.
 
@@ -304,6 +305,7 @@ def muon(
         optax.scale_by_learning_rate(learning_rate)),
         #   hyperball: normax.hyperball(learning_rate, hyperball_radius) replaces the last two
       "adam": optax.adamw(adam_learning_rate or learning_rate, ...)}, labels)
+    # qk_clip: optax.chain(<the partition>, qk_clip)
 
   **Which leaves are Muon's.**
 
@@ -415,6 +417,9 @@ def muon(
       either way, :doc:`/sharding`).
     ns_coefficients: Old name of ``ns_coeffs``.
     momentum_dtype: Old name of ``mu_dtype``.
+    qk_clip: A transform run after the update, e.g. :func:`normax.qk_clip`
+      (MuonClip): the optimizer becomes ``optax.chain(<the above>, qk_clip)``,
+      whose ``update`` takes ``max_logits=``.
 
   Returns:
     An ``optax.GradientTransformation``. Under
@@ -478,6 +483,8 @@ def muon(
     raise ValueError(
       "hyperball keeps the weights' norm fixed and replaces weight decay: pass weight_decay=0."
     )
+  if qk_clip is not None and not isinstance(qk_clip, optax.GradientTransformation):
+    raise TypeError(f"normax.muon: qk_clip must be normax.qk_clip(...), got {qk_clip!r}.")
   coefficients, steps = _schedule(ns_coeffs, ns_steps)
   traced = not isinstance(steps, int) or not isinstance(eps, int | float)
 
@@ -561,6 +568,8 @@ def muon(
   )
   branches = {"muon": _in_float32(optax.chain(*hidden)), "adam": _in_float32(adam, state=True)}
   tx = optax.partition(branches, label_fn)
+  if qk_clip is not None:
+    tx = optax.chain(tx, qk_clip)
   return with_checked_updates(tx, "normax.muon")
 
 

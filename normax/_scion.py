@@ -30,6 +30,7 @@ def scion(
   momentum_dtype=None,
   batch: bool = True,
   project: bool = False,
+  qk_clip: optax.GradientTransformation | None = None,
 ) -> optax.GradientTransformation:
   r"""Scion: layerwise LMO steps on a momentum, constrained (SCG) or not (uSCG).
 
@@ -68,7 +69,8 @@ def scion(
                                           normax.scale_by_radius(spec.radius),
                                           normax.add_constrained_decay(μ))
                        for label, spec in specs.items()}, labels),
-      optax.scale_by_learning_rate(learning_rate))
+      optax.scale_by_learning_rate(learning_rate),
+      qk_clip)  # only when given
 
   Args:
     learning_rate: ``γ``, a float or an ``optax.Schedule``.
@@ -94,6 +96,8 @@ def scion(
       per label): the bound then holds within one rounding of the parameters'
       dtype whatever the dtype and the learning rate. Cheap for elementwise
       and row/column norms; an SVD per matrix for the spectral ones.
+    qk_clip: A transform appended to the chain, e.g. :func:`normax.qk_clip`
+      (its ``update`` then takes ``max_logits=``).
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -126,6 +130,8 @@ def scion(
     check_nonnegative(spec.decay, f"specs[{label!r}].decay")
   check_args("normax.scion", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
   check_labels_arg(labels, "normax.scion", specs)
+  if qk_clip is not None and not isinstance(qk_clip, optax.GradientTransformation):
+    raise TypeError(f"normax.scion: qk_clip must be normax.qk_clip(...), got {qk_clip!r}.")
   default_decay = 1.0 if constrained else 0.0
   branches = {}
   for label, spec in specs.items():
@@ -147,6 +153,8 @@ def scion(
     chain.append(optax.partition(_projections(specs, labels, default_decay), label_fn))
   else:
     _warn_if_past_the_center(learning_rate, specs, default_decay)
+  if qk_clip is not None:
+    chain.append(qk_clip)
   return with_checked_updates(optax.chain(*chain), "normax.scion")
 
 

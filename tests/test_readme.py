@@ -1,4 +1,5 @@
-"""The Python snippets of the README and the roles, migration and guide pages run as written."""
+"""The Python snippets of the README and the roles, migration, guide and QK-Clip pages run as
+written."""
 
 import pathlib
 import re
@@ -6,8 +7,13 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", ROOT / "docs" / "roles.md", ROOT / "docs" / "migration.md"]
-PAGES.append(ROOT / "docs" / "guide.md")
+PAGES = [
+  ROOT / "README.md",
+  ROOT / "docs" / "roles.md",
+  ROOT / "docs" / "migration.md",
+  ROOT / "docs" / "guide.md",
+  ROOT / "docs" / "qk_clip.md",
+]
 BLOCKS = [
   (page.name, i, block)
   for page in PAGES
