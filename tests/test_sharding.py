@@ -15,12 +15,12 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _once import once_per_session
 
 import normax
 
@@ -48,35 +48,8 @@ def _run_worker() -> dict:
 
 @pytest.fixture(scope="session")
 def results(tmp_path_factory):
-  """The worker's results, computed once per test session even under pytest-xdist.
-
-  Each xdist worker process would run a session fixture of its own, i.e. the 8-device
-  subprocess once per worker, competing for the same cores. The first worker to get here
-  claims the run (an exclusive file create in the temp directory the workers share) and
-  writes the results; the others wait for the file.
-  """
-  if "PYTEST_XDIST_WORKER" not in os.environ:
-    data = _run_worker()
-  else:
-    shared = tmp_path_factory.getbasetemp().parent
-    done, claim = shared / "sharding_results.json", shared / "sharding_results.claim"
-    try:
-      os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-      deadline = time.monotonic() + 900
-      while not done.exists():
-        if time.monotonic() > deadline:
-          pytest.fail(f"No sharding results in {done} after 15 minutes.")
-        time.sleep(1.0)
-      data = json.loads(done.read_text())
-    else:
-      try:
-        data = _run_worker()
-      except Exception as e:  # Timeout or crash: tell the waiting workers too.
-        data = {"error": repr(e)}
-      partial = done.with_suffix(".partial")
-      partial.write_text(json.dumps(data))
-      partial.replace(done)  # Atomic: a waiting worker never reads half a file.
+  """The worker's results, computed once per test session even under pytest-xdist."""
+  data = once_per_session(tmp_path_factory, "sharding_results", _run_worker)
   assert "error" not in data, f"tests/_sharding_worker.py failed:\n{data.get('error')}"
   return data
 
