@@ -133,6 +133,51 @@ def test_partition_has_collectives_inside_the_iteration(results, tree):
   assert r["inside_ops"]["all-gather"] >= 10, r["inside_ops"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ("auto", *STRATEGIES))
+@pytest.mark.parametrize("optimizer", ["scion", "muon"])
+def test_moe_on_an_expert_parallel_mesh_matches_one_device(results, optimizer, strategy):
+  # The zoo's routed MoE, roles from its computation; experts over "expert", FSDP over "data".
+  r = results[f"moe/{optimizer}/{strategy}"]
+  assert r["diff"] < TOL
+  assert r["sharding_kept"]
+  assert r["idle_zero"]  # The expert that received no tokens gets a zero update.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ("auto", "gather", "distribute"))
+def test_experts_stay_on_the_devices_that_own_them(results, strategy):
+  # From the compiled HLO of the update of the expert weights (layers, experts, d, f) and
+  # (experts, d, f): nothing moves inside the iteration, and each device sends or receives at
+  # most twice its expert group's share of the weights (2/4 of them on 4 expert groups), where
+  # gathering the expert axis would bring each device at least the 3/4 it does not hold.
+  r = results[f"moe/experts/{strategy}"]
+  assert r["diff"] < TOL and r["sharding_kept"]
+  assert r["inside_count"] == 0, r["inside_ops"]
+  assert r["bytes / experts"] <= 2 / r["expert_groups"], r
+  if strategy != "gather":  # "gather" gathers each matrix's FSDP axis within its expert group.
+    assert r["outside_ops"]["all-gather"] == 0, r["outside_ops"]
+  # The same holds for the optimizers' whole update (routers and attention included).
+  for optimizer in ("scion", "muon"):
+    whole = results[f"moe/{optimizer}/{strategy}"]
+    assert whole["inside_count"] == 0 and whole["bytes / experts"] < 1 - 1 / r["expert_groups"]
+
+
+@pytest.mark.slow
+def test_partitioned_experts_communicate_inside_the_iteration(results):
+  r = results["moe/experts/partition"]  # The control: GSPMD splits each expert's matmuls.
+  assert r["inside_ops"]["all-gather"] >= 10, r["inside_ops"]
+  assert r["bytes / experts"] > 1
+
+
+@pytest.mark.slow
+def test_auto_mesh_keeps_experts_local_under_explicit_axes(results):
+  # On an Auto mesh the update runs under jax.sharding.explicit_axes (docs/sharding.md).
+  r = results["moe/auto_mesh_explicit_axes"]
+  assert r["diff"] < TOL
+  assert r["inside_count"] == 0 and r["bytes / experts"] < 1 - 1 / r["expert_groups"]
+
+
 def test_auto_strategy_choice():
   from normax._sharding import AUTO_PARTITION_BYTES, choose_strategy
 
