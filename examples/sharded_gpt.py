@@ -346,8 +346,10 @@ def batch_at(data: char_gpt.CharData, config: Config, step: int):
 
 
 def main(config: Config) -> dict:
-  """Trains on the mesh; returns the losses, the final validation loss and the step time."""
-  start(config)
+  """Trains on the mesh; returns the losses, the final validation loss and the step time.
+
+  Call :func:`start` first (the command line does), once per process.
+  """
   data = char_gpt.CharData(char_gpt.load_text(config.text), config.block_size)
   run = build(config, len(data.chars))
   lead = jax.process_index() == 0
@@ -400,4 +402,6 @@ def main(config: Config) -> dict:
 
 
 if __name__ == "__main__":
-  main(parse_config(Config, description=__doc__.split("\n\n")[0]))
+  config = parse_config(Config, description=__doc__.split("\n\n")[0])
+  start(config)
+  main(config)

@@ -233,6 +233,31 @@ def single_checkpoints(data, out: pathlib.Path, results: dict) -> None:
   continue_from(by_hand, step + 1, results, "single_by_hand")
 
 
+def example_main(out: pathlib.Path, multi: bool, results: dict) -> None:
+  """The example's own ``main``, as its documented two-process command runs it: 2 steps of
+  Scion on the 2 × 4 mesh (2-D layout), saved at the end; the single process restores that
+  checkpoint on its 4 × 2 mesh (FSDP) and trains a third step."""
+  cfg = config("scion", "2d", "auto", steps=3)
+  if multi:
+    text = out / f"text.{jax.process_index()}.txt"
+    text.write_text(TEXT)
+    cfg.steps, cfg.mesh, cfg.text, cfg.eval_batches = 2, "data=2,model=4", str(text), 1
+    cfg.checkpoint_dir = str(out / "example")
+    r = sg.main(cfg)
+    results["example/losses"] = np.array(r["losses"])
+    results["example/eval"] = np.array(r["final_eval_loss"])
+    if jax.process_index() == 0:
+      (out / "example.done").touch()
+  else:
+    wait_for(out / "example.done")
+    mesh = jax.make_mesh((4, 2), sg.AXES, axis_types=(AxisType.Auto,) * 2)
+    cfg.layout = "fsdp"
+    t = Trainer(cfg, sg.char_gpt.CharData(TEXT, 16), mesh)
+    step = sg.restore(t.run, str(out / "example"))
+    results["example/losses"] = np.array([t.step(step + 1)])
+    results["example/step"] = np.array(step)
+
+
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--out", required=True)
@@ -267,6 +292,9 @@ def main():
   else:
     single_checkpoints(data, out, results)
   timings["checkpoints"] = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  example_main(out, multi, results)
+  timings["example"] = time.perf_counter() - t0
   for k, v in timings.items():
     results[f"seconds/{k}"] = np.array(v)
   name = f"multi.{jax.process_index()}" if multi else "single"

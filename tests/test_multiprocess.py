@@ -84,7 +84,14 @@ def _compare(out: pathlib.Path) -> dict:
 
   r = {"processes": [int(f["processes"]) for f in multi], "seconds": {}}
   for side, files in (("multi", multi), ("single", single)):
-    r["seconds"][side] = {k: float(files[0][f"seconds/{k}"]) for k in ("cases", "checkpoints")}
+    r["seconds"][side] = {
+      k: float(files[0][f"seconds/{k}"]) for k in ("cases", "checkpoints", "example")
+    }
+    r[f"example_{side}"] = {
+      "losses": files[0]["example/losses"].tolist(),
+      "eval": float(files[0]["example/eval"]) if side == "multi" else None,
+      "resumed_at": int(files[0]["example/step"]) if side == "single" else None,
+    }
   for case in worker.CASES:
     name = "/".join(case)
     m = [leaves(multi, f"{name}/{k}") for k in ("params0", "params1", "final")]
@@ -177,6 +184,17 @@ def test_orbax_checkpoint_moves_between_process_counts_and_meshes(results):
   assert c["one_process_restores_two"]
   assert c["two_processes_restore_one"]
   assert c["state_changed_after_save"]  # The two checks above compare different states.
+
+
+@pytest.mark.slow
+def test_the_example_trains_on_two_processes_and_resumes_on_one(results):
+  # examples/sharded_gpt.py's main: 2 steps on the two processes (2 × 4 mesh, 2-D layout),
+  # saved at the end; the single process restores it on a 4 × 2 mesh (FSDP) for step 3.
+  two, one = results["example_multi"], results["example_single"]
+  assert len(two["losses"]) == 2 and np.all(np.isfinite(two["losses"]))
+  assert np.isfinite(two["eval"])
+  assert one["resumed_at"] == 2
+  assert np.isfinite(one["losses"][0]) and one["losses"][0] < two["losses"][0]
 
 
 @pytest.mark.slow
