@@ -173,6 +173,38 @@ def test_every_dispatch_gives_one_matrix_per_expert(name):
     ), (path, role.view)
 
 
+def _gathered(p, x):
+  """Expert weights indexed per token (``w[expert_ids]``), then a per-token product."""
+  h = x.reshape(-1, x.shape[-1])
+  top = jnp.argmax(h @ p["router"], axis=-1)
+  y = jax.nn.gelu(jnp.einsum("nd,ndf->nf", h, p["w_in"][top]))
+  y = jnp.einsum("nf,nfd->nd", y, p["w_out"][top])
+  return y.reshape(x.shape) @ p["head"]
+
+
+@pytest.mark.xfail(
+  strict=True,
+  reason="infer_roles reads a per-token gather of expert weights as an embedding table",
+)
+def test_per_token_gathered_experts_are_read_as_experts():
+  roles = normax.infer_roles(_gathered, DISPATCH_PARAMS, DISPATCH_X)
+  assert roles["w_in"].kind == "hidden", roles["w_in"]
+
+
+def test_overrides_state_per_token_gathered_experts():
+  # The documented way out until then: state the experts' role and view.
+  view = normax.MatrixView(1, 2, (0,))
+  overrides = {p: normax.Role("hidden", view) for p in ("w_in", "w_out")}
+  roles = normax.infer_roles(_gathered, DISPATCH_PARAMS, DISPATCH_X, overrides=overrides)
+  g = jax.grad(lambda p: jnp.sum(_gathered(p, DISPATCH_X) ** 2))(DISPATCH_PARAMS)
+  tx = normax.muon(1.0, roles=roles, ns_method="svd", beta=0.0, nesterov=False)
+  u, _ = tx.update(g, tx.init(DISPATCH_PARAMS), DISPATCH_PARAMS)
+  for path in ("w_in", "w_out"):
+    d_in, d_out = g[path].shape[-2:]
+    want = -max(1.0, np.sqrt(d_out / d_in)) * per_expert_polar(np.asarray(g[path]))
+    np.testing.assert_allclose(u[path], want, atol=1e-4, err_msg=path)
+
+
 # -- one orthogonalization per expert ------------------------------------------------------------
 
 
