@@ -85,7 +85,9 @@ def _compare(out: pathlib.Path) -> dict:
   r = {"processes": [int(f["processes"]) for f in multi], "seconds": {}}
   for side, files in (("multi", multi), ("single", single)):
     r["seconds"][side] = {
-      k: float(files[0][f"seconds/{k}"]) for k in ("cases", "checkpoints", "example")
+      f"{k} {what}": float(files[0][f"{what}/{k}"])
+      for k in ("cases", "checkpoints", "example")
+      for what in ("seconds", "cpu_seconds")
     }
     r[f"example_{side}"] = {
       "losses": files[0]["example/losses"].tolist(),
