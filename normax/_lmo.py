@@ -10,7 +10,7 @@ import optax
 from normax._grouping import dualize_leaves
 from normax._leafwise import resolve_norms
 from normax._matrix_view import matrix_views
-from normax._sharding import with_auto_axes_tree
+from normax._sharding import leading_owners, with_auto_axes_tree
 
 
 def dualize_tree(
@@ -25,18 +25,27 @@ def dualize_tree(
   found = None if views is None else matrix_views(updates, views)
   resolved = resolve_norms(norms, updates, found)
   found = found or [None] * len(flat)
+  # Read from the leaves' Explicit types before they are made Auto below.
+  owners = [_stack_owners(u, v) for u, v in zip(flat, found, strict=True)]
 
   def run(leaves):
     mats = [u if v is None else v.to(u) for v, u in zip(found, leaves, strict=True)]
-    if batch:
-      out = dualize_leaves(resolved, mats)
-    else:
-      out = [u if n is None else n.dualize(u) for n, u in zip(resolved, mats, strict=True)]
+    out = dualize_leaves(resolved, mats, owners, batch=batch)
     return [
       d if v is None else v.back(d, u.shape) for v, d, u in zip(found, out, leaves, strict=True)
     ]
 
   return treedef.unflatten(with_auto_axes_tree(run, flat))
+
+
+def _stack_owners(leaf: jax.Array, view) -> tuple[tuple[str, ...], ...]:
+  """The mesh axes sharding each leading axis of the leaf in its matrix layout (its stack
+  axes first; a view's blocks axis is never sharded)."""
+  owners = leading_owners(leaf)
+  if view is None:
+    return owners
+  stack = view.resolve(leaf.ndim)[0]
+  return tuple(owners[a] for a in stack) + (((),) if view.blocks > 1 else ())
 
 
 def scale_by_lmo(

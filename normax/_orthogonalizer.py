@@ -95,9 +95,14 @@ class Orthogonalizer:
     if self.compute_dtype is not None:
       object.__setattr__(self, "compute_dtype", jnp.dtype(self.compute_dtype).name)
 
-  def __call__(self, g: jax.Array) -> jax.Array:
-    """``U Vᵀ`` of each matrix of ``g`` (no dimension scale), run as :attr:`sharding` says."""
-    return run_sharded(self._polar, g, self.sharding)
+  def __call__(self, g: jax.Array, owners: tuple[str, ...] = ()) -> jax.Array:
+    """``U Vᵀ`` of each matrix of ``g`` (no dimension scale), run as :attr:`sharding` says.
+
+    ``owners``: mesh axes that already shard the first axis of a ``(g, c, m, n)`` stack (e.g.
+    experts over an expert-parallel axis); ``"gather"`` and ``"distribute"`` then keep each
+    matrix on the devices that own it (``docs/sharding.md``).
+    """
+    return run_sharded(self._polar, g, self.sharding, owners)
 
   def _polar(self, g: jax.Array) -> jax.Array:
     if self.method == "svd":

@@ -24,6 +24,13 @@ can run in one of four ways, chosen with ``Spectral(sharding=...)``:
   whole matrices, then resharded like the input (the "distributed Muon"
   layout: no redundant work, two all-to-alls from 1-D shardings).
 
+A stack of matrices whose stack axes are already sharded (experts over an
+expert-parallel mesh axis, layers over a pipeline axis; read from the
+leaves' ``Explicit`` types, see :func:`leading_owners`) stays where it is
+under ``"gather"`` and ``"distribute"``: each device keeps the matrices it
+owns, and only the other mesh axes gather or share them out (no expert
+leaves the devices that hold it).
+
 ``"gather"`` and ``"distribute"`` run the iteration inside
 ``jax.shard_map`` on the local (replicated or spread) block, so the
 partitioner cannot split its matmuls: every collective they cost is in the
@@ -152,13 +159,42 @@ def choose_strategy(count: int, m: int, n: int) -> str:
   return "distribute" if count > 1 else "gather"
 
 
-def run_sharded(fn, mats: jax.Array, strategy: Strategy) -> jax.Array:
+Owners = tuple[str, ...]
+
+
+def leading_owners(x: jax.Array) -> tuple[Owners, ...]:
+  """The ``Explicit`` mesh axes that shard each axis of ``x`` (``()`` where none).
+
+  An axis whose size those mesh axes do not divide counts as unsharded.
+  Outside an explicit mesh every entry is ``()``.
+  """
+  explicit = set(_explicit_axes(x))
+  if not explicit:
+    return ((),) * x.ndim
+  sharding = jax.typeof(x).sharding
+  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
+  out = []
+  for size, entry in zip(x.shape, spec, strict=True):
+    names = () if entry is None else entry if isinstance(entry, tuple) else (entry,)
+    names = tuple(a for a in names if a in explicit)
+    ways = math.prod(sharding.mesh.shape[a] for a in names)
+    out.append(names if names and size % ways == 0 else ())
+  return tuple(out)
+
+
+def run_sharded(fn, mats: jax.Array, strategy: Strategy, owners: Owners = ()) -> jax.Array:
   """``fn(mats)`` on a ``(..., m, n)`` batch of matrices, placed by ``strategy``.
 
   ``fn`` maps each matrix independently and keeps the shape. The result is
-  sharded like ``mats``.
+  sharded like ``mats``. With ``owners`` (mesh axes), ``mats`` is
+  ``(g, c, m, n)``, its first axis sharded over ``owners`` (e.g. experts over
+  an expert-parallel axis): ``"gather"`` and ``"distribute"`` keep that axis
+  where it is and place the ``c`` matrices of each owner group over the other
+  mesh axes only.
   """
   mesh = _mesh()
+  if owners and mesh is not None and strategy != "partition":
+    return _run_owned(fn, mats, strategy, owners, mesh)
   m, n = mats.shape[-2:]
   count = math.prod(mats.shape[:-2])
   if strategy == "auto" and mesh is not None:
@@ -190,6 +226,51 @@ def run_sharded(fn, mats: jax.Array, strategy: Strategy) -> jax.Array:
   if strategy == "distribute":
     out = out[:count].reshape(mats.shape)
   return out
+
+
+def _run_owned(fn, mats: jax.Array, strategy: Strategy, owners: Owners, mesh) -> jax.Array:
+  """``run_sharded`` for a ``(g, c, m, n)`` stack whose first axis ``owners`` shard."""
+  g, c, m, n = mats.shape
+  groups = math.prod(mesh.shape[a] for a in owners)
+  rest = tuple(a for a in mesh.axis_names if a not in owners)
+  ways = math.prod(mesh.shape[a] for a in rest)
+  # Each owner group's matrices side by side: a local reshape of the sharded first axis.
+  stack = mats.reshape(groups, g // groups * c, m, n)
+  count = stack.shape[1]
+  if strategy == "auto":
+    strategy = choose_strategy(count, m, n)
+    if strategy == "partition":
+      with jax.named_scope(SCOPE):
+        return fn(mats)
+  if strategy == "gather" or not rest:
+    spec = P(owners)
+  else:
+    pad = -count % ways
+    if pad:  # Zero matrices orthogonalize to zero; they only fill the last devices.
+      stack = jnp.concatenate([stack, jnp.zeros((groups, pad, m, n), stack.dtype)], axis=1)
+    spec = P(owners, rest)
+  local = jax.shard_map(
+    _scoped(fn),
+    mesh=mesh,
+    in_specs=spec,
+    out_specs=spec,
+    axis_names=set(mesh.axis_names),
+    check_vma=False,
+  )
+  hop = strategy == "distribute" and len(rest) > 1 and _HOP[-1]
+  if hop:
+    stack = _hop_owned(stack, owners, rest)
+  out = local(stack)
+  if hop:
+    out = _hop_owned(out, owners, rest)
+  return out[:, :count].reshape(g, c, m, n)
+
+
+def _hop_owned(stack: jax.Array, owners: Owners, rest: tuple[str, ...]) -> jax.Array:
+  """:func:`_hop` for an owned stack: the owners' axis kept, the matrices' axis on the first
+  other mesh axis."""
+  u = P.UNCONSTRAINED
+  return jax.lax.with_sharding_constraint(stack, P(owners, rest[0], u, u))
 
 
 def _hop(stack: jax.Array, axes: tuple[str, ...]) -> jax.Array:

@@ -278,13 +278,7 @@ def hlo_cases(results):
   """Collectives of the compiled default (``"auto"``) update on a GPT-like tree of
   hidden matrices, per layout (``benchmarks/sharding.py``'s counter), and of
   ``"partition"`` on FSDP as a control that the counter sees in-loop collectives."""
-  import importlib.util
-  import pathlib
-
-  path = pathlib.Path(__file__).parent.parent / "benchmarks" / "sharding.py"
-  spec = importlib.util.spec_from_file_location("_normax_bench_sharding", path)
-  bench = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(bench)
+  bench = _bench()
   mesh = jax.make_mesh((2, 4), AXES, axis_types=(AxisType.Explicit,) * 2)
   for row in bench.hlo_rows(32, 2, mesh, strategies=("auto",)):
     results[f"hlo/{row['tree']}/{row['layout']}/auto"] = row
@@ -292,11 +286,145 @@ def hlo_cases(results):
     results[f"hlo/{row['tree']}/{row['layout']}/partition"] = row
 
 
+# Expert-parallel layout of the zoo's routed MoE: experts over "expert", each expert's fan-in
+# FSDP-sharded over "data"; every other parameter replicated, so that every collective of the
+# update is the experts'.
+MOE_AXES = ("expert", "data")
+MOE_SPECS = {
+  "blocks/w_in": P(None, "expert", "data", None),
+  "blocks/w_out": P(None, "expert", "data", None),
+  "moe/w_in": P("expert", "data", None),
+  "moe/w_out": P("expert", "data", None),
+}
+
+
+def moe_cases(results):
+  """Scion and Muon steps on the routed MoE (roles from the computation) over an
+  expert-parallel ``Explicit`` mesh, each strategy against one device, with the collectives of
+  the compiled update; and the recipe for ``Auto`` meshes (``jax.sharding.explicit_axes``)."""
+  import dataclasses
+
+  import zoo
+  from flax import nnx
+
+  bench = _bench()
+  entry = zoo.routed_moe(idle=zoo.E - 1)
+  roles = normax.infer_roles(entry.apply, entry.params, *entry.inputs)
+  params = nnx.to_pure_dict(entry.params)
+  # Random gradients, the idle expert's zero (as a trained model's): the few-token gradients of
+  # the tiny model are low-rank, and Newton–Schulz magnifies the rounding of their small singular
+  # values, which would hide the comparison below under noise that sharding does not cause.
+  flat, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(4), len(flat))
+  grads = treedef.unflatten(
+    [jax.random.normal(k, x.shape) for k, x in zip(keys, flat, strict=True)]
+  )
+  for k in ("blocks", "moe"):
+    for n in ("w_in", "w_out"):
+      grads[k][n] = grads[k][n].at[..., zoo.E - 1, :, :].set(0.0)
+  expert_bytes = sum(
+    x.size * x.dtype.itemsize
+    for path, x in jax.tree_util.tree_flatten_with_path(params)[0]
+    if normax.path_to_str(path) in MOE_SPECS
+  )
+  mesh = jax.make_mesh((4, 2), MOE_AXES, axis_types=(AxisType.Explicit,) * 2)
+
+  def specs_of(tree):
+    return jax.tree_util.tree_map_with_path(
+      lambda path, _: MOE_SPECS.get(normax.path_to_str(path), P()), tree
+    )
+
+  specs = specs_of(params)
+  labels, presets = normax.presets.scion_gpt(roles=roles)
+  for strategy in ("auto", "partition", "gather", "distribute"):
+    hidden = dataclasses.replace(presets["hidden"], norm=normax.Spectral(sharding=strategy))
+    optimizers = {
+      "scion": normax.scion(0.01, presets | {"hidden": hidden}, labels, constrained=False),
+      "muon": normax.muon(0.02, roles=roles, ns_sharding=strategy),
+    }
+    for name, tx in optimizers.items():
+
+      def step(g, p, tx=tx):
+        return tx.update(g, tx.init(p), p)[0]
+
+      ref = jax.jit(step)(grads, params)
+      gs, ps = shard(grads, mesh, specs), shard(params, mesh, specs)
+      with jax.set_mesh(mesh):
+        compiled = jax.jit(step).lower(gs, ps).compile()
+        out = compiled(gs, ps)
+      row = bench.summarize(bench.hlo_collectives(compiled.as_text()))
+      flat_out = {normax.path_to_str(k): v for k, v in jax.tree_util.tree_flatten_with_path(out)[0]}
+      results[f"moe/{name}/{strategy}"] = {
+        "diff": max_diff(out, ref),
+        "sharding_kept": same_sharding(out, gs),
+        "idle_zero": all(
+          not np.any(np.asarray(flat_out[k])[..., zoo.E - 1, :, :]) for k in MOE_SPECS
+        ),
+        "bytes / experts": (row["inside_bytes"] + row["outside_bytes"]) / expert_bytes,
+        "expert_groups": mesh.shape["expert"],
+        **row,
+      }
+  # The expert leaves alone, so that every collective counted is theirs.
+  experts = {k: {n: params[k][n] for n in ("w_in", "w_out")} for k in ("blocks", "moe")}
+  expert_grads = {k: {n: grads[k][n] for n in ("w_in", "w_out")} for k in ("blocks", "moe")}
+  for strategy in ("auto", "partition", "gather", "distribute"):
+    tx = normax.scale_by_lmo(normax.Spectral(sharding=strategy), views=roles.views)
+    ref = jax.jit(lambda g, tx=tx: tx.update(g, tx.init(g))[0])(expert_grads)
+    gs = shard(expert_grads, mesh, specs_of(experts))
+    with jax.set_mesh(mesh):
+      compiled = jax.jit(lambda g, tx=tx: tx.update(g, tx.init(g))[0]).lower(gs).compile()
+      out = compiled(gs)
+    row = bench.summarize(bench.hlo_collectives(compiled.as_text()))
+    results[f"moe/experts/{strategy}"] = {
+      "diff": max_diff(out, ref),
+      "sharding_kept": same_sharding(out, gs),
+      "bytes / experts": (row["inside_bytes"] + row["outside_bytes"]) / expert_bytes,
+      "devices": mesh.size,
+      "expert_groups": mesh.shape["expert"],
+      **row,
+    }
+  # An Auto mesh carries no shardings in the types: run the update under explicit_axes.
+  auto = jax.make_mesh((4, 2), MOE_AXES, axis_types=(AxisType.Auto,) * 2)
+  tx = normax.muon(0.02, roles=roles, ns_sharding="distribute")
+
+  def explicit_step(g, p):
+    f = jax.sharding.explicit_axes(
+      lambda g, p: tx.update(g, tx.init(p), p)[0], axes=MOE_AXES, in_sharding=(specs, specs)
+    )
+    return f(g, p)
+
+  ref = jax.jit(lambda g, p: tx.update(g, tx.init(p), p)[0])(grads, params)
+  gs, ps = shard(grads, auto, specs), shard(params, auto, specs)
+  shardings = jax.tree.map(lambda x: x.sharding, gs)
+  with jax.set_mesh(auto):
+    compiled = jax.jit(explicit_step, out_shardings=shardings).lower(gs, ps).compile()
+    out = compiled(gs, ps)
+  row = bench.summarize(bench.hlo_collectives(compiled.as_text()))
+  results["moe/auto_mesh_explicit_axes"] = {
+    "diff": max_diff(out, ref),
+    "bytes / experts": (row["inside_bytes"] + row["outside_bytes"]) / expert_bytes,
+    "expert_groups": auto.shape["expert"],
+    **row,
+  }
+
+
+def _bench():
+  """benchmarks/sharding.py, for its HLO collective counter."""
+  import importlib.util
+  import pathlib
+
+  path = pathlib.Path(__file__).parent.parent / "benchmarks" / "sharding.py"
+  spec = importlib.util.spec_from_file_location("_normax_bench_sharding", path)
+  bench = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(bench)
+  return bench
+
+
 def main():
   if jax.device_count() < 8:
     sys.exit(f"need 8 devices, got {jax.device_count()}: set XLA_FLAGS before JAX starts")
   results = {}
-  groups = sys.argv[1:] or ["lmo", "explicit", "optimizers", "train", "docs", "hlo"]
+  groups = sys.argv[1:] or ["lmo", "explicit", "optimizers", "train", "docs", "hlo", "moe"]
   if "lmo" in groups:
     lmo_cases(results)
   if "explicit" in groups:
@@ -309,6 +437,8 @@ def main():
     docs_case(results)
   if "hlo" in groups:
     hlo_cases(results)
+  if "moe" in groups:
+    moe_cases(results)
   print(json.dumps(results))
 
 

@@ -320,6 +320,7 @@ PRESET_OF = {
   "einsum_gqa_tied": normax.presets.scion_gpt_tied,
   "fused_qkv": normax.presets.scion_gpt,
   "scanned_moe": normax.presets.scion_gpt,
+  "routed_moe": normax.presets.scion_gpt,
   "linen_decoder": normax.presets.scion_gpt,
   "vit": normax.presets.scion_cnn,
   "resnet": normax.presets.scion_cnn,

@@ -15,12 +15,12 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _once import once_per_session
 
 import normax
 
@@ -48,35 +48,8 @@ def _run_worker() -> dict:
 
 @pytest.fixture(scope="session")
 def results(tmp_path_factory):
-  """The worker's results, computed once per test session even under pytest-xdist.
-
-  Each xdist worker process would run a session fixture of its own, i.e. the 8-device
-  subprocess once per worker, competing for the same cores. The first worker to get here
-  claims the run (an exclusive file create in the temp directory the workers share) and
-  writes the results; the others wait for the file.
-  """
-  if "PYTEST_XDIST_WORKER" not in os.environ:
-    data = _run_worker()
-  else:
-    shared = tmp_path_factory.getbasetemp().parent
-    done, claim = shared / "sharding_results.json", shared / "sharding_results.claim"
-    try:
-      os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-      deadline = time.monotonic() + 900
-      while not done.exists():
-        if time.monotonic() > deadline:
-          pytest.fail(f"No sharding results in {done} after 15 minutes.")
-        time.sleep(1.0)
-      data = json.loads(done.read_text())
-    else:
-      try:
-        data = _run_worker()
-      except Exception as e:  # Timeout or crash: tell the waiting workers too.
-        data = {"error": repr(e)}
-      partial = done.with_suffix(".partial")
-      partial.write_text(json.dumps(data))
-      partial.replace(done)  # Atomic: a waiting worker never reads half a file.
+  """The worker's results, computed once per test session even under pytest-xdist."""
+  data = once_per_session(tmp_path_factory, "sharding_results", _run_worker)
   assert "error" not in data, f"tests/_sharding_worker.py failed:\n{data.get('error')}"
   return data
 
@@ -158,6 +131,51 @@ def test_partition_has_collectives_inside_the_iteration(results, tree):
   # matrix, an all-gather per step at least (5 steps, two shape groups).
   r = results[f"hlo/{tree}/fsdp/partition"]
   assert r["inside_ops"]["all-gather"] >= 10, r["inside_ops"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ("auto", *STRATEGIES))
+@pytest.mark.parametrize("optimizer", ["scion", "muon"])
+def test_moe_on_an_expert_parallel_mesh_matches_one_device(results, optimizer, strategy):
+  # The zoo's routed MoE, roles from its computation; experts over "expert", FSDP over "data".
+  r = results[f"moe/{optimizer}/{strategy}"]
+  assert r["diff"] < TOL
+  assert r["sharding_kept"]
+  assert r["idle_zero"]  # The expert that received no tokens gets a zero update.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ("auto", "gather", "distribute"))
+def test_experts_stay_on_the_devices_that_own_them(results, strategy):
+  # From the compiled HLO of the update of the expert weights (layers, experts, d, f) and
+  # (experts, d, f): nothing moves inside the iteration, and each device sends or receives at
+  # most twice its expert group's share of the weights (2/4 of them on 4 expert groups), where
+  # gathering the expert axis would bring each device at least the 3/4 it does not hold.
+  r = results[f"moe/experts/{strategy}"]
+  assert r["diff"] < TOL and r["sharding_kept"]
+  assert r["inside_count"] == 0, r["inside_ops"]
+  assert r["bytes / experts"] <= 2 / r["expert_groups"], r
+  if strategy != "gather":  # "gather" gathers each matrix's FSDP axis within its expert group.
+    assert r["outside_ops"]["all-gather"] == 0, r["outside_ops"]
+  # The same holds for the optimizers' whole update (routers and attention included).
+  for optimizer in ("scion", "muon"):
+    whole = results[f"moe/{optimizer}/{strategy}"]
+    assert whole["inside_count"] == 0 and whole["bytes / experts"] < 1 - 1 / r["expert_groups"]
+
+
+@pytest.mark.slow
+def test_partitioned_experts_communicate_inside_the_iteration(results):
+  r = results["moe/experts/partition"]  # The control: GSPMD splits each expert's matmuls.
+  assert r["inside_ops"]["all-gather"] >= 10, r["inside_ops"]
+  assert r["bytes / experts"] > 1
+
+
+@pytest.mark.slow
+def test_auto_mesh_keeps_experts_local_under_explicit_axes(results):
+  # On an Auto mesh the update runs under jax.sharding.explicit_axes (docs/sharding.md).
+  r = results["moe/auto_mesh_explicit_axes"]
+  assert r["diff"] < TOL
+  assert r["inside_count"] == 0 and r["bytes / experts"] < 1 - 1 / r["expert_groups"]
 
 
 def test_auto_strategy_choice():

@@ -15,6 +15,10 @@ documented kernel layouts), not from normax's output. ``EXPECTED`` values are
 - ``scanned_moe``: a scanned decoder (``nnx.vmap`` to build, ``nnx.scan`` to run) whose blocks
   hold attention ``(layers, d, heads, hd)`` and a mixture-of-experts MLP with an expert axis
   ``(layers, experts, d, f)`` applied by ``vmap``, and a router ``(layers, d, experts)``.
+- ``routed_moe``: top-1 routed experts that receive tokens or not: scanned dropless blocks that
+  sort tokens by expert and multiply with ``jax.lax.ragged_dot`` (experts ``(layers, experts, d,
+  f)``), then a GShard/Switch block with a capacity-limited dispatch tensor and einsums (experts
+  ``(experts, d, f)``); routers ``(d, experts)``.
 - ``linen_decoder``: Linen ``nn.scan`` over blocks of ``MultiHeadDotProductAttention``
   (``DenseGeneral`` kernels), ``LayerNorm``, ``Dense``; partitioned (boxed) kernels.
 - ``vit``: a ViT encoder: patch embedding ``nnx.Conv`` with stride = patch, a class token and a
@@ -319,6 +323,107 @@ def scanned_moe() -> Entry:
   return Entry("scanned_moe", params, apply, _tokens(), exp, model=model, per_head=heads)
 
 
+# -- routed mixture of experts: top-1 dispatch by ragged_dot (scanned) and by capacity einsums ---
+
+
+def _top1(router, h, idle):
+  """Top-1 routing of tokens ``h`` (n, d): each token's expert and gate; ``idle`` experts are
+  never chosen (an expert that receives no tokens)."""
+  logits = router(h)
+  if idle is not None:
+    logits = logits.at[:, idle].set(jnp.finfo(logits.dtype).min)
+  top = jnp.argmax(logits, axis=-1)
+  gate = jnp.take_along_axis(jax.nn.softmax(logits, axis=-1), top[:, None], axis=1)
+  return top, gate
+
+
+class RaggedMoeBlock(nnx.Module):
+  """Dropless top-1 MoE: tokens sorted by expert, ``jax.lax.ragged_dot`` per expert group."""
+
+  def __init__(self, rngs, idle=None):
+    self.norm = nnx.RMSNorm(D, rngs=rngs)
+    self.router = nnx.Linear(D, E, use_bias=False, rngs=rngs)
+    init = nnx.initializers.lecun_normal()
+    self.w_in = nnx.Param(init(rngs.params(), (E, D, F)))
+    self.w_out = nnx.Param(init(rngs.params(), (E, F, D)))
+    self.idle = idle
+
+  def __call__(self, x):
+    h = self.norm(x).reshape(-1, D)
+    top, gate = _top1(self.router, h, self.idle)
+    order = jnp.argsort(top)
+    sizes = jnp.bincount(top, length=E).astype(jnp.int32)
+    y = jax.nn.gelu(jax.lax.ragged_dot(h[order], self.w_in[...], sizes))
+    y = jax.lax.ragged_dot(y, self.w_out[...], sizes)
+    out = jnp.zeros_like(h).at[order].set(y) * gate
+    return x + out.reshape(x.shape)
+
+
+class CapacityMoeBlock(nnx.Module):
+  """GShard/Switch top-1 MoE: a (tokens, experts, capacity) dispatch tensor and einsums."""
+
+  def __init__(self, rngs, idle=None, capacity=8):
+    self.router = nnx.Linear(D, E, use_bias=False, rngs=rngs)
+    init = nnx.initializers.lecun_normal()
+    self.w_in = nnx.Param(init(rngs.params(), (E, D, F)))
+    self.w_out = nnx.Param(init(rngs.params(), (E, F, D)))
+    self.idle, self.capacity = idle, capacity
+
+  def __call__(self, x):
+    h = x.reshape(-1, D)
+    top, gate = _top1(self.router, h, self.idle)
+    chosen = jax.nn.one_hot(top, E)  # (n, e)
+    slot = (jnp.cumsum(chosen, axis=0) - 1) * chosen  # each token's place in its expert's queue
+    slot = slot.astype(jnp.int32)
+    dispatch = jax.nn.one_hot(slot, self.capacity) * chosen[..., None]  # (n, e, c); overflow drops
+    xin = jnp.einsum("nd,nec->ecd", h, dispatch)
+    y = jnp.einsum("ecf,efd->ecd", jax.nn.gelu(jnp.einsum("ecd,edf->ecf", xin, self.w_in[...])),
+                   self.w_out[...])  # fmt: skip
+    out = jnp.einsum("ecd,nec->nd", y, dispatch) * gate
+    return x + out.reshape(x.shape)
+
+
+class RoutedMoe(nnx.Module):
+  def __init__(self, rngs, idle=None):
+    self.embed = nnx.Embed(VOCAB, D, rngs=rngs)
+
+    @nnx.split_rngs(splits=L)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def make(rngs):
+      return RaggedMoeBlock(rngs, idle)
+
+    self.blocks = make(rngs)
+    self.moe = CapacityMoeBlock(rngs, idle)
+    self.head = nnx.Linear(D, VOCAB, use_bias=False, rngs=rngs)
+
+  def __call__(self, tokens):
+    @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
+    def body(block, x):
+      return block(x)
+
+    return self.head(self.moe(body(self.blocks, self.embed(tokens))))
+
+
+def routed_moe(idle: int | None = None) -> Entry:
+  """Scanned dropless MoE blocks (experts ``(layers, experts, d, f)``, ragged_dot) and a
+  capacity-dispatch MoE block (experts ``(experts, d, f)``, einsums); with ``idle``, that
+  expert of every block receives no tokens."""
+  model = RoutedMoe(nnx.Rngs(0), idle)
+  params, apply = _nnx_apply(model)
+  exp = {
+    "embed/embedding": ("embed", V(0, 1)),
+    "blocks/norm/scale": ("gain", V((), 1, (0,))),
+    "blocks/router/kernel": ("hidden", V(1, 2, (0,))),  # (layers, d, experts): d × experts
+    "blocks/w_in": ("hidden", V(2, 3, (0, 1))),  # one d × f matrix per layer and expert
+    "blocks/w_out": ("hidden", V(2, 3, (0, 1))),
+    "moe/router/kernel": ("hidden", V(0, 1)),
+    "moe/w_in": ("hidden", V(1, 2, (0,))),  # one d × f matrix per expert
+    "moe/w_out": ("hidden", V(1, 2, (0,))),
+    "head/kernel": ("head", V(0, 1)),
+  }
+  return Entry("routed_moe", params, apply, _tokens(), exp, model=model)
+
+
 # -- Linen: scanned decoder of MultiHeadDotProductAttention, boxed kernels -----------------------
 
 
@@ -541,5 +646,8 @@ def conv1d() -> Entry:
   )
 
 
-MODELS = (mha_decoder, einsum_gqa_tied, fused_qkv, scanned_moe, linen_decoder, vit, resnet, conv1d)
+MODELS = (
+  mha_decoder, einsum_gqa_tied, fused_qkv, scanned_moe, routed_moe, linen_decoder, vit, resnet,
+  conv1d,
+)  # fmt: skip
 ZOO = {f.__name__: f for f in MODELS}
