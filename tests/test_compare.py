@@ -98,7 +98,7 @@ def test_grid_runs_write_the_csv_and_the_plots(tmp_path, stub):
 
   files = compare.replot(path)
   names = sorted(p.rsplit("/", 1)[-1] for p in files)
-  assert names == ["curves.png", "lr_batch_size.png", "lr_width.png", "summary.md"]
+  assert names == ["curves.png", "lr_batch_size.png", "lr_width.png", "points.md", "summary.md"]
   assert "fraction of its steps" in (tmp_path / "summary.md").read_text()
   for p in files:
     if p.endswith(".png"):
@@ -109,7 +109,9 @@ def test_grid_runs_write_the_csv_and_the_plots(tmp_path, stub):
 def test_best_learning_rates_and_summary(tmp_path, stub):
   path = compare.run_grid(stub, "gpt", {}, SWEEPS, str(tmp_path))
   runs = compare.points_from_runs(compare.runs_from_rows(compare.read_csv(path)))
-  assert compare.base_values(runs) == {"width": 64, "warmup": 0, "batch_size": 16, "radii": ""}
+  assert compare.base_values(runs) == {
+    "width": 64, "warmup": 0, "batch_size": 16, "radii": "", "settings": "", "steps": 40
+  }  # fmt: skip
   best = compare.best_runs(runs)
   assert {name: run["lr"] for name, run in best.items()} == BEST
   # Per width, adamw's best learning rate moves (halves per doubling); scion's stays.
@@ -180,7 +182,12 @@ def test_command_line_on_a_real_image_grid(tmp_path):
   again = compare.main(
     ["--replot", str(tmp_path / "results.csv"), "--out-dir", str(tmp_path / "re")]
   )
-  assert sorted(f.rsplit("/", 1)[-1] for f in again) == ["curves.png", "lr_width.png", "summary.md"]
+  assert sorted(f.rsplit("/", 1)[-1] for f in again) == [
+    "curves.png",
+    "lr_width.png",
+    "points.md",
+    "summary.md",
+  ]
 
 
 def test_seeds_are_averaged_and_radii_swept(tmp_path, stub):
@@ -217,7 +224,7 @@ def test_speed_table_reads_the_mean_curves():
   slow_hist = [{"step": s, "eval_loss": 3.5 - 0.05 * s} for s in (10, 20, 30)]
   slow = {"optimizer": "adamw", "steps": 30, "final": 2.0, "history": slow_hist}
   for p in (fast, slow):
-    p.update(lr=0.1, width=64, warmup=0, batch_size=16, radii="", seeds=[0])
+    p.update(lr=0.1, width=64, warmup=0, batch_size=16, radii="", settings="", seeds=[0])
   table = compare.speed_table([fast, slow])
   assert "| scion | adamw (2.0000) | 20 | 0.67 |" in table
   assert "| adamw | scion (1.5000) | never | – |" in table
