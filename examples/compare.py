@@ -881,6 +881,120 @@ def sweep_table(points: list[dict], axis: str) -> str | None:
   return "\n".join(lines) + "\n"
 
 
+def steps_to_match(curve: Mapping[int, float], loss: float) -> tuple[float, str]:
+  """The steps a reference optimizer needs to reach ``loss``, read off its loss-vs-budget
+  ``curve`` (``{budget in steps: its best mean final held-out loss there}``), linearly in
+  log(steps) between its budgets.
+
+  Returns ``(steps, "=")``, or a bound: ``(largest budget, ">")`` when ``loss`` is below the
+  curve at every budget (the reference needs more steps than it was run for; how many is not
+  extrapolated), ``(smallest budget, "<")`` when ``loss`` is already reached at the smallest.
+  The first budget whose loss reaches ``loss`` is the crossing (a curve need not be monotone).
+  """
+  budgets = sorted(b for b, v in curve.items() if math.isfinite(v))
+  if not budgets or not math.isfinite(loss):
+    return math.nan, "?"
+  for i, b in enumerate(budgets):
+    if curve[b] <= loss:
+      if curve[b] == loss:
+        return float(b), "="
+      if i == 0:
+        return float(b), "<"
+      lo, l0, l1 = budgets[i - 1], curve[budgets[i - 1]], curve[b]
+      t = (l0 - loss) / (l0 - l1)
+      return math.exp(math.log(lo) + t * (math.log(b) - math.log(lo))), "="
+  return float(budgets[-1]), ">"
+
+
+def speedup(curve: Mapping[int, float], loss: float, steps: int) -> tuple[float, str]:
+  """``(ratio, relation)``: the reference's steps to reach ``loss`` (:func:`steps_to_match`)
+  over ``steps``, the optimizer's own; ``relation`` is ``"="``, or ``">"``/``"<"`` for a
+  bound."""
+  matched, relation = steps_to_match(curve, loss)
+  return matched / steps, relation
+
+
+def _ratio(ratio: float, relation: str) -> str:
+  if not math.isfinite(ratio):
+    return "–"
+  return f"{ratio:.2f}×" if relation == "=" else f"{relation} {ratio:.2f}×"
+
+
+def budget_curves(points: list[dict]) -> dict[int, dict[str, dict[int, dict]]]:
+  """``{width: {optimizer: {steps: point}}}``: at each width and budget, each optimizer's
+  tuned point (lowest mean final held-out loss over everything it ran there), at the most
+  frequent batch size (a batch-size sweep changes the steps, not the budget)."""
+  curves: dict = defaultdict(lambda: defaultdict(dict))
+  batch = base_values(points)["batch_size"] if points else None
+  for p in (p for p in points if p["batch_size"] == batch):
+    at = curves[p["width"]][p["optimizer"]]
+    if p["steps"] not in at or p["final"] < at[p["steps"]]["final"]:
+      at[p["steps"]] = p
+  return curves
+
+
+def budget_table(points: list[dict], references: Sequence[str] = ("adamw", "muon")) -> str | None:
+  """Markdown: per width, optimizer and budget, the tuned point's settings and final held-out
+  loss, and its speedup over each reference optimizer (:func:`speedup` on the reference's own
+  curve at that width). None unless some optimizer ran at more than one budget."""
+  curves = budget_curves(points)
+  if not any(len(c) > 1 for by_opt in curves.values() for c in by_opt.values()):
+    return None
+  head = "| width | optimizer | steps | lr | warmup | settings | held-out loss |"
+  head += "".join(f" speedup vs {r} |" for r in references)
+  lines = [head, "|" + "---|" * (7 + len(references))]
+  for width in sorted(curves):
+    by_opt = curves[width]
+    ref_curves = {
+      r: {b: p["final"] for b, p in by_opt[r].items()} for r in references if r in by_opt
+    }
+    for name in _optimizer_order(by_opt):
+      for steps, p in sorted(by_opt[name].items()):
+        cells = [
+          str(width), name, str(steps), _lr(p["lr"]), _warmup(p["warmup"], steps),
+          p["settings"] or "–", _pm(p["final"], p["std"]),
+        ]  # fmt: skip
+        for r in references:
+          ratio = speedup(ref_curves[r], p["final"], steps) if r in ref_curves else (math.nan, "")
+          cells.append(_ratio(*ratio))
+        lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_budgets(points: list[dict], path: str) -> bool:
+  """Final held-out loss (tuned at each budget, mean ± std over seeds) against the budget, a
+  panel per width, a line per optimizer; False (no file) unless some optimizer ran at more than
+  one budget."""
+  import matplotlib.pyplot as plt
+
+  curves = budget_curves(points)
+  widths = [w for w in sorted(curves) if any(len(c) > 1 for c in curves[w].values())]
+  if not widths:
+    return False
+  fig, axes = plt.subplots(1, len(widths), figsize=(5.5 * len(widths) + 2, 4.2), squeeze=False)
+  names = _optimizer_order({n for w in widths for n in curves[w]})
+  for ax, width in zip(axes[0], widths, strict=True):
+    for i, name in enumerate(names):
+      pts = sorted(curves[width].get(name, {}).items())
+      pts = [(b, p) for b, p in pts if math.isfinite(p["final"])]
+      if not pts:
+        continue
+      steps = [b for b, _ in pts]
+      losses = [p["final"] for _, p in pts]
+      errs = [p["std"] if math.isfinite(p["std"]) else 0 for _, p in pts]
+      ax.errorbar(steps, losses, yerr=errs, fmt="o-", color=f"C{i % 10}", ms=4, capsize=2,
+                  label=name)  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="budget (steps)", title=f"width {width}")
+  axes[0][0].set_ylabel("final held-out loss, tuned per budget (mean ± std)")
+  axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
+  fig.suptitle(f"{points[0]['task']}: loss against training budget")
+  fig.tight_layout()
+  fig.savefig(path, dpi=130)
+  plt.close(fig)
+  return True
+
+
 def points_table(points: list[dict]) -> str:
   """Markdown: every grid point, per optimizer from best to worst (mean final held-out loss
   over seeds; diverged last), with all its settings: the record a coordinate-descent stage
@@ -932,9 +1046,13 @@ def replot(csv_paths: str | Sequence[str], out_dir: str | None = None) -> list[s
     path = os.path.join(out_dir, f"lr_{axis}.png")
     if plot_lr_sweep(points, axis, path):
       written.append(path)
+  path = os.path.join(out_dir, "budgets.png")
+  if plot_budgets(points, path):
+    written.append(path)
   path = os.path.join(out_dir, "summary.md")
   tables = [summary_table(points)]
   tables += filter(None, [speed_table(points)] + [sweep_table(points, axis) for axis in AXES])
+  tables += filter(None, [budget_table(points)])
   with open(path, "w") as f:
     f.write("\n".join(tables))
   written.append(path)
