@@ -109,6 +109,7 @@ class Config:
   warmup: float = 0.0  # Linear warmup: steps, or a fraction of `steps` if below 1 (0.1: 10%).
   decay: Literal["linear", "cosine", "constant"] = "linear"  # After warmup, to 0 at `steps`.
   beta: float = 0.9  # Scion's momentum β = 1 - α (muon keeps its own 0.95).
+  relative_d0: float | None = None  # *_free: start as a fraction of ‖x₀‖; none: the default.
   radii: str | None = None  # Scion radii per label, e.g. "hidden=3,head=10"; none: the preset's.
   init: Literal["default", "boundary"] = "default"  # boundary: Scion's init (normax.init_model).
   ns_dtype: str | None = None  # Newton–Schulz compute dtype of Scion's Spectral, e.g. bfloat16.
@@ -330,11 +331,13 @@ def make_optimizer(
   if config.optimizer == "scion_free":
     # No learning rate to tune: `schedule` (peak 1 unless --lr) only shapes the estimated step.
     labels, specs = scion_recipe(config, roles)
+    start = {} if config.relative_d0 is None else {"relative_d0": config.relative_d0}
     return normax.scion_free(
-      specs, labels, learning_rate=schedule, beta=config.beta, momentum_dtype=mu_dtype
+      specs, labels, learning_rate=schedule, beta=config.beta, momentum_dtype=mu_dtype, **start
     )
   if config.optimizer == "muon_free":
-    return normax.muon_free(muon_labels, learning_rate=schedule, momentum_dtype=mu_dtype)
+    start = {} if config.relative_d0 is None else {"relative_d0": config.relative_d0}
+    return normax.muon_free(muon_labels, learning_rate=schedule, momentum_dtype=mu_dtype, **start)
   if config.optimizer in ("shampoo", "soap"):
     return kronecker_optimizer(config.optimizer, schedule, b2=0.95, weight_decay=0.1)
   if config.optimizer == "optax_muon":

@@ -350,6 +350,19 @@ PRESETS = {
     sweeps=[Sweep(LONG_GPT_LRS, seeds=SEEDS)],
   ),
   "shakespeare_tune1": dict(task="gpt", base=GPT_PROXY, sweeps=TUNE_1),
+  "shakespeare_free_start": dict(
+    # The learning-rate-free methods' start on the proxy: Prodigy's absolute d0 = 1e-6
+    # (relative_d0 0) against d0 = ε·‖x₀‖ in the estimate's norm; multiplier 1, no warmup.
+    task="gpt",
+    base=GPT_PROXY,
+    sweeps=[
+      Sweep(
+        {"scion_free": (1.0,), "muon_free": (1.0,)},
+        settings={"relative_d0": (0.0, 1e-4, 1e-3, 1e-2)},
+        seeds=SEEDS,
+      )
+    ],
+  ),
   "shakespeare_tied": dict(
     # The tied-embedding GPT (token table = head, scion_gpt_tied) on the width-64 proxy: the
     # Scion authors' tied radii (hidden 50, table 3000) against hidden 10, table 10 (the
