@@ -199,6 +199,13 @@ TUNE_1 = [
   Sweep({"muon": pow2(-7, -3)}, settings={"adam_lr": (3e-3,)}, seeds=SEEDS),
   Sweep({"scion": pow2(-8, -4)}, seeds=SEEDS),
 ]
+# Stage 2, the warmup at stage 1's winners (results/shakespeare_tune1/points.md: AdamW 2^-7,
+# 2.530 ± 0.027; Muon 2^-5, 2.304 ± 0.020; Scion 2^-6, 2.043 ± 0.018).
+TUNE_2 = [
+  Sweep({"adamw": (2**-7,)}, warmups=WARMUPS, settings=TUNE_1[0].settings, seeds=SEEDS),
+  Sweep({"muon": (2**-5,)}, warmups=WARMUPS, settings=TUNE_1[1].settings, seeds=SEEDS),
+  Sweep({"scion": (2**-6,)}, warmups=WARMUPS, seeds=SEEDS),
+]
 
 
 PRESETS = {
@@ -350,6 +357,7 @@ PRESETS = {
     sweeps=[Sweep(LONG_GPT_LRS, seeds=SEEDS)],
   ),
   "shakespeare_tune1": dict(task="gpt", base=GPT_PROXY, sweeps=TUNE_1),
+  "shakespeare_tune2": dict(task="gpt", base=GPT_PROXY, sweeps=TUNE_2),
   "shakespeare_free_start": dict(
     # The learning-rate-free methods' start on the proxy: Prodigy's absolute d0 = 1e-6
     # (relative_d0 0) against d0 = ε·‖x₀‖ in the estimate's norm; multiplier 1, no warmup.
