@@ -200,12 +200,27 @@ TUNE_1 = [
   Sweep({"scion": pow2(-8, -4)}, seeds=SEEDS),
 ]
 # Stage 2, the warmup at stage 1's winners (results/shakespeare_tune1/points.md: AdamW 2^-7,
-# 2.530 ± 0.027; Muon 2^-5, 2.304 ± 0.020; Scion 2^-6, 2.043 ± 0.018).
+# 2.530 ± 0.027; Muon 2^-5, 2.304 ± 0.020). Scion's stage 1 runs again: its constrained
+# Spectral steps now end with the bounded Newton–Schulz step (normax.Spectral.for_constraint),
+# which changes its updates; its stage 2 follows from the new winner.
 TUNE_2 = [
   Sweep({"adamw": (2**-7,)}, warmups=WARMUPS, settings=TUNE_1[0].settings, seeds=SEEDS),
   Sweep({"muon": (2**-5,)}, warmups=WARMUPS, settings=TUNE_1[1].settings, seeds=SEEDS),
-  Sweep({"scion": (2**-6,)}, warmups=WARMUPS, seeds=SEEDS),
 ]
+# Stage 3, each optimizer's own hyperparameters at stage 2's winners (results/shakespeare_tune2/
+# points.md: AdamW 2^-7 with 25% warmup, 2.483 ± 0.010). AdamW: every (β2, weight decay) pair
+# but the incumbent (0.95, 0.1), which stage 2 ran.
+ADAMW_3 = dict(lr=2**-7, warmup=0.25)
+TUNE_3 = [
+  Sweep(
+    {"adamw": (ADAMW_3["lr"],)}, warmups=(ADAMW_3["warmup"],),
+    settings={"b2": (0.98, 0.999), "weight_decay": (0.0, 0.1)}, seeds=SEEDS,
+  ),
+  Sweep(
+    {"adamw": (ADAMW_3["lr"],)}, warmups=(ADAMW_3["warmup"],),
+    settings={"b2": (0.95,), "weight_decay": (0.0,)}, seeds=SEEDS,
+  ),
+]  # fmt: skip
 
 
 PRESETS = {
@@ -358,6 +373,7 @@ PRESETS = {
   ),
   "shakespeare_tune1": dict(task="gpt", base=GPT_PROXY, sweeps=TUNE_1),
   "shakespeare_tune2": dict(task="gpt", base=GPT_PROXY, sweeps=TUNE_2),
+  "shakespeare_tune3": dict(task="gpt", base=GPT_PROXY, sweeps=TUNE_3),
   "shakespeare_free_start": dict(
     # The learning-rate-free methods' start on the proxy: Prodigy's absolute d0 = 1e-6
     # (relative_d0 0) against d0 = ε·‖x₀‖ in the estimate's norm; multiplier 1, no warmup.
@@ -499,6 +515,7 @@ def run_grid(
   resume: bool = False,
   shard: tuple[int, int] = (0, 1),
   overwrite: bool = False,
+  only: Mapping[str, Sequence] | None = None,
 ) -> str:
   """Runs every grid point, appending to ``out_dir/results.csv``; returns the CSV's path.
 
@@ -507,13 +524,17 @@ def run_grid(
 
   With ``shard=(k, n)`` only every n-th run from the k-th is run, the CSV is appended to
   (never truncated) and runs already complete in it are skipped, so n processes can share it.
+
+  ``only`` (``{field: values}``, fields of a run's identity such as ``steps`` or ``optimizer``)
+  runs the part of the grid with those values first (e.g. the smallest budget); the rest of
+  the grid runs when called again without it (the same runs, in any order).
   """
   index, count = shard
   if not 0 <= index < count:
     raise ValueError(f"shard must be K/N with 0 <= K < N, got {index}/{count}.")
   os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, "results.csv")
-  runs = grid(module, base, sweeps)
+  runs = select_runs(grid(module, base, sweeps), only or {})
   known = getattr(module, "OPTIMIZERS", None)
   for run in runs:  # Fail on a bad setting before training anything.
     if known is not None and run["optimizer"] not in known:
@@ -560,6 +581,21 @@ def run_grid(
       flush=True,
     )
   return path
+
+
+def select_runs(runs: list[dict], only: Mapping[str, Sequence]) -> list[dict]:
+  """The runs whose ``field`` is one of ``only[field]``, for every field (numbers compared as
+  numbers, so ``steps=800.0`` selects 800)."""
+  for field, values in only.items():
+    if field not in KEY:
+      raise ValueError(f"--only {field}=...: expected one of {', '.join(KEY)}.")
+    text = field in TEXT_FIELDS
+    wanted = {
+      run_key({field: v if text or not isinstance(v, str) else parse_number(v)}, (field,))
+      for v in values
+    }
+    runs = [r for r in runs if run_key(r, (field,)) in wanted]
+  return runs
 
 
 def _config_point(run: dict) -> dict:
@@ -1158,6 +1194,10 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--seeds", default="0", help="comma-separated seeds, each point runs per seed")
   p.add_argument("--shard", default="0/1", metavar="K/N", help="run every N-th run from the K-th")
   p.add_argument(
+    "--only", action="append", default=[], metavar="FIELD=V1,V2,...",
+    help="run only the grid's runs with these values (repeatable), e.g. --only steps=200",
+  )  # fmt: skip
+  p.add_argument(
     "--set", action="append", default=[], metavar="FIELD=VALUE",
     help="a Config field for every run (repeatable), e.g. --set steps=300",
   )  # fmt: skip
@@ -1208,9 +1248,16 @@ def main(argv: Sequence[str] | None = None) -> list[str]:
   out_dir = args.out_dir or os.path.join("runs", f"compare_{args.preset or task}")
   index, _, count = args.shard.partition("/")
   shard = (int(index), int(count or 1))
+  only = {}
+  for spec in args.only:
+    key, sep, values = spec.partition("=")
+    if not sep or not values:
+      raise ValueError(f"--only {spec!r}: expected FIELD=V1,V2,... (e.g. steps=200).")
+    only[key] = values.split(",")
   path = run_grid(
-    module, task, base, sweeps, out_dir, resume=args.resume, shard=shard, overwrite=args.overwrite
-  )
+    module, task, base, sweeps, out_dir, resume=args.resume, shard=shard,
+    overwrite=args.overwrite, only=only,
+  )  # fmt: skip
   files = [path, *replot(path)]
   print("wrote " + ", ".join(files))
   return files

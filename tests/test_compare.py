@@ -362,3 +362,37 @@ def test_sweeps_from_the_command_line():
     compare.parse_sweeps(["b2"], StubConfig)
   with pytest.raises(ValueError, match="FIELD one of"):
     compare.parse_sweeps(["beta2=0.9"], StubConfig)
+
+
+def test_only_runs_part_of_the_grid_first(tmp_path, stub):
+  sweeps = [
+    compare.Sweep({"scion": (2**-6, 2**-5), "adamw": (2**-9,)}, steps=(40, 160), seeds=(0, 1))
+  ]
+  only = {"steps": ["40"], "optimizer": ["scion"]}
+  path = compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), only=only)
+  assert {(c.optimizer, c.steps) for c in stub_main.calls} == {("scion", 40)}
+  assert len(stub_main.calls) == 2 * 2
+  # Learning rates as the command line writes them; the rest of the grid runs without it.
+  compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), resume=True, only={"lr": ["2**-9"]})
+  assert [(c.optimizer, c.steps) for c in stub_main.calls[4:]] == [
+    ("adamw", 40),
+    ("adamw", 40),
+    ("adamw", 160),
+    ("adamw", 160),
+  ]
+  compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), resume=True)
+  assert (
+    len(stub_main.calls) == 2 * 3 * 2 and len(compare.runs_from_rows(compare.read_csv(path))) == 12
+  )
+  with pytest.raises(ValueError, match="--only"):
+    compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), only={"budget": [40]})
+
+
+def test_only_from_the_command_line(tmp_path, monkeypatch, stub):
+  monkeypatch.setattr(compare, "load_task", lambda task: stub)
+  out = str(tmp_path)
+  args = ["--task", "gpt", "--optimizers", "scion", "--lrs", "2**-6", "--budgets", "40,80"]
+  compare.main([*args, "--out-dir", out, "--only", "steps=80"])
+  assert [c.steps for c in stub_main.calls] == [80]
+  with pytest.raises(ValueError, match="FIELD=V1"):
+    compare.main([*args, "--out-dir", out, "--resume", "--only", "steps"])
