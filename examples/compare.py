@@ -541,7 +541,7 @@ def run_grid(
       raise ValueError(
         f"Unknown optimizer {run['optimizer']!r} for {module.__name__}; known: {', '.join(known)}."
       )
-    make_config(module, base, **_config_point(run))
+    make_config(module, base, **config_point(run))
   resume = resume or count > 1
   if not resume and not overwrite and completed_runs(path):
     raise FileExistsError(
@@ -562,7 +562,7 @@ def run_grid(
   print(f"{len(runs)} runs in the grid, {len(done)} already done; {len(todo)} to run, {path}")
   start = time.perf_counter()
   for i, run in enumerate(todo, 1):
-    config = make_config(module, base, **_config_point(run))
+    config = make_config(module, base, **config_point(run))
     metrics = module.main(config)
     width = getattr(config, width_field(type(config)))
     rows = history_rows(task, run, width, config, metrics)
@@ -598,7 +598,8 @@ def select_runs(runs: list[dict], only: Mapping[str, Sequence]) -> list[dict]:
   return runs
 
 
-def _config_point(run: dict) -> dict:
+def config_point(run: dict) -> dict:
+  """The ``make_config`` settings of one run of ``grid``."""
   point = {k: run[k] for k in ("optimizer", "lr", "width", "warmup", "batch_size", "steps")}
   point |= {"eval_every": run["eval_every"], "seed": run["seed"]}
   if run["radii"]:
@@ -671,7 +672,7 @@ def runs_from_rows(rows: list[dict]) -> list[dict]:
   return list(runs.values())
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
   if not values or not all(math.isfinite(v) for v in values):
     return math.inf, math.nan
   mean = sum(values) / len(values)
@@ -693,10 +694,10 @@ def points_from_runs(runs: list[dict]) -> list[dict]:
     first = members[0]
     point = {k: first[k] for k in (*POINT, "task", "steps")}
     point["seeds"] = sorted(r["seed"] for r in members)
-    point["final"], point["std"] = _mean_std([r["final"] for r in members])
+    point["final"], point["std"] = mean_std([r["final"] for r in members])
     accs = [r["history"][-1].get("eval_acc") for r in members]
     if all(a is not None for a in accs) and math.isfinite(point["final"]):
-      point["acc"], point["acc_std"] = _mean_std(accs)
+      point["acc"], point["acc_std"] = mean_std(accs)
     steps = sorted({h["step"] for r in members for h in r["history"]})
     history = []
     for step in steps:
@@ -704,7 +705,7 @@ def points_from_runs(runs: list[dict]) -> list[dict]:
       entry = {"step": step}
       for name in ("train_loss", "eval_loss"):
         values = [h[name] for h in at if h[name] is not None]
-        entry[name], entry[name + "_std"] = _mean_std(values) if values else (None, None)
+        entry[name], entry[name + "_std"] = mean_std(values) if values else (None, None)
       history.append(entry)
     point["history"] = history
     points.append(point)
