@@ -199,6 +199,17 @@ def parse_config(cls: type, argv: Sequence[str] | None = None, description: str 
   return cls(**vars(config_parser(cls, description).parse_args(argv)))
 
 
+def warmup_steps(warmup: float, steps: int) -> int:
+  """Warmup steps from a ``--warmup`` value: a step count, or a fraction of ``steps`` if below 1
+  (``0.1`` of 200 steps is 20)."""
+  if not 0 <= warmup <= steps or (warmup >= 1 and warmup != int(warmup)):
+    raise ValueError(
+      f"warmup must be a fraction of the steps in [0, 1) or a whole number of steps up to"
+      f" steps={steps}, got {warmup}."
+    )
+  return round(warmup * steps) if warmup < 1 else int(warmup)
+
+
 def learning_rate_schedule(peak: float, steps: int, warmup: int = 0, decay: str = "linear"):
   """Linear warmup from 0 to ``peak`` over ``warmup`` steps, then ``decay`` to 0 at ``steps``.
 

@@ -67,6 +67,7 @@ from _common import (  # noqa: E402
   learning_rate_schedule,
   parse_config,
   prepare_path,
+  warmup_steps,
   with_radii,
 )
 from _common import OPTIMIZERS as MENU  # noqa: E402
@@ -93,6 +94,8 @@ class Config:
   optimizer: Optimizer = "scion"  # The update rule: one of the menu in the module docstring.
   lr: float | None = None  # Peak learning rate; none: DEFAULT_LR[optimizer].
   adam_lr: float | None = None  # Muon's AdamW part (embeddings, head, gains); none: 3e-3.
+  b2: float = 0.95  # AdamW's β2 (--optimizer adamw).
+  weight_decay: float = 0.1  # AdamW's decoupled weight decay (--optimizer adamw).
   steps: int = 300  # Training steps.
   batch_size: int = 32  # Sequences per step.
   block_size: int = 64  # Characters of context.
@@ -103,9 +106,10 @@ class Config:
   labels: Literal["roles", "names"] = "roles"  # Scion/Muon labels: from the model, or by path.
   tie_embeddings: bool = False  # The token table is also the head (logits = x @ Eᵀ).
   vocab_size: int = 65  # Replaced by the text's alphabet size when training.
-  warmup: int = 0  # Linear warmup steps.
+  warmup: float = 0.0  # Linear warmup: steps, or a fraction of `steps` if below 1 (0.1: 10%).
   decay: Literal["linear", "cosine", "constant"] = "linear"  # After warmup, to 0 at `steps`.
   beta: float = 0.9  # Scion's momentum β = 1 - α (muon keeps its own 0.95).
+  relative_d0: float | None = None  # *_free: start as a fraction of ‖x₀‖; none: the default.
   radii: str | None = None  # Scion radii per label, e.g. "hidden=3,head=10"; none: the preset's.
   init: Literal["default", "boundary"] = "default"  # boundary: Scion's init (normax.init_model).
   ns_dtype: str | None = None  # Newton–Schulz compute dtype of Scion's Spectral, e.g. bfloat16.
@@ -299,9 +303,10 @@ def make_optimizer(
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}.")
   lr = DEFAULT_LR[config.optimizer] if config.lr is None else config.lr
-  schedule = learning_rate_schedule(lr, config.steps, config.warmup, config.decay)
+  warmup = warmup_steps(config.warmup, config.steps)
+  schedule = learning_rate_schedule(lr, config.steps, warmup, config.decay)
   adam_peak = 3e-3 if config.adam_lr is None else config.adam_lr
-  adam_lr = learning_rate_schedule(adam_peak, config.steps, config.warmup, config.decay)
+  adam_lr = learning_rate_schedule(adam_peak, config.steps, warmup, config.decay)
   mu_dtype = config.momentum_dtype
   if config.optimizer in ("scion", "uscion", "scion_last2"):
     labels, specs = scion_recipe(config, roles)
@@ -326,11 +331,13 @@ def make_optimizer(
   if config.optimizer == "scion_free":
     # No learning rate to tune: `schedule` (peak 1 unless --lr) only shapes the estimated step.
     labels, specs = scion_recipe(config, roles)
+    start = {} if config.relative_d0 is None else {"relative_d0": config.relative_d0}
     return normax.scion_free(
-      specs, labels, learning_rate=schedule, beta=config.beta, momentum_dtype=mu_dtype
+      specs, labels, learning_rate=schedule, beta=config.beta, momentum_dtype=mu_dtype, **start
     )
   if config.optimizer == "muon_free":
-    return normax.muon_free(muon_labels, learning_rate=schedule, momentum_dtype=mu_dtype)
+    start = {} if config.relative_d0 is None else {"relative_d0": config.relative_d0}
+    return normax.muon_free(muon_labels, learning_rate=schedule, momentum_dtype=mu_dtype, **start)
   if config.optimizer in ("shampoo", "soap"):
     return kronecker_optimizer(config.optimizer, schedule, b2=0.95, weight_decay=0.1)
   if config.optimizer == "optax_muon":
@@ -341,7 +348,9 @@ def make_optimizer(
     return optax.contrib.muon(
       schedule, adam_learning_rate=adam_lr, muon_weight_dimension_numbers=dims, mu_dtype=mu_dtype
     )
-  return optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=0.1, mu_dtype=mu_dtype)
+  return optax.adamw(
+    schedule, b1=0.9, b2=config.b2, weight_decay=config.weight_decay, mu_dtype=mu_dtype
+  )
 
 
 # -- training ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
@@ -9,10 +10,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._base import where_nonzero
+from normax._base import l2_norm, where_nonzero
 from normax._decay import add_constrained_decay
 from normax._labels import label_by_path
-from normax._leafwise import cast_scalar, evaluate, resolve_norms, resolve_scalars
+from normax._leafwise import (
+  cast_scalar,
+  check_nonnegative,
+  evaluate,
+  resolve_norms,
+  resolve_scalars,
+)
 from normax._lmo import scale_by_lmo
 from normax._momentum import momentum
 from normax._radius import scale_by_radius
@@ -31,8 +38,11 @@ class AdaptiveStepState(NamedTuple):
     distance: The estimate ``d`` (one scalar, or one per leaf for
       ``scope="leaf"``), float32.
     numerator: ``r = Σ_k β₃^{t-k} w_k ⟨g_k, x₀ - x_k⟩`` (like ``distance``).
+    grad_norm: The ℓ2 norm of the last gradient the estimate took in (like
+      ``distance``; 0 before the first step), after its cap.
     grad_sum: ``s = Σ_k β₃^{t-k} w_k g_k`` per leaf.
-    params0: The initial parameters ``x₀``.
+    params0: A copy of the initial parameters ``x₀`` (its own buffers, so
+      the parameters can be donated).
     inner: The wrapped transform's state.
 
   Examples:
@@ -45,6 +55,7 @@ class AdaptiveStepState(NamedTuple):
   count: jax.Array
   distance: Any
   numerator: Any
+  grad_norm: Any
   grad_sum: optax.Updates
   params0: optax.Params
   inner: optax.OptState
@@ -59,8 +70,10 @@ def adaptive_step(
   masses: Any = None,
   beta3: float = 0.999**0.5,
   d0: float = 1e-6,
+  relative_d0: float = 0.0,
   coef: float = 1.0,
   safeguard_warmup: bool = False,
+  growth: float = 10.0,
 ) -> optax.GradientTransformation:
   r"""Multiplies ``inner``'s direction by a self-estimated step size (D-Adaptation / Prodigy).
 
@@ -99,6 +112,21 @@ def adaptive_step(
   the momentum inside ``inner``). Per-label estimates come from placing the
   transform inside each ``optax.partition`` branch with ``scope="global"``.
 
+  **The start.** ``d₀ = max(d0, relative_d0 · ‖x₀‖)``, with ``‖x₀‖`` the
+  initial parameters' size in the norm ``d`` is measured in (the modular
+  norm above, or each leaf's for ``scope="leaf"``): a start relative to the
+  weights' scale instead of Prodigy's fixed ``1e-6`` (``relative_d0=0``, the
+  default here), which spends many steps growing. It must stay an
+  under-estimate: ``d`` only grows.
+
+  **Robustness.** A step whose contributions to ``r`` or ``s`` are not
+  finite (a NaN or inf gradient) leaves the estimate as it was, and a
+  gradient enters the estimate with its ℓ2 norm capped at ``growth`` times
+  the previous one's, so that one outlier (a gradient ×1e6) cannot swamp
+  ``s`` and stall ``d`` for good; ``inner`` sees the raw gradient. The
+  update itself is still NaN after a NaN gradient (failing loudly); wrap the
+  optimizer in ``optax.apply_if_finite`` to skip such steps altogether.
+
   Args:
     inner: The direction, e.g. ``optax.chain(normax.momentum(0.9),
       normax.scale_by_lmo(norms))``; gradient-aligned.
@@ -111,10 +139,13 @@ def adaptive_step(
       (or a prefix), or a callable on the updates returning such a pytree.
     beta3: Decay of ``s`` and ``r`` (Prodigy's ``β₃``; 1 is D-Adaptation's
       plain sums).
-    d0: Initial (under-)estimate ``d₀``.
+    d0: Initial (under-)estimate, and its floor with ``relative_d0``.
+    relative_d0: The start as a fraction of ``‖x₀‖`` (0: ``d0`` alone).
     coef: ``c``, multiplies the estimate (Prodigy's ``d_coef``).
     safeguard_warmup: Leave ``λ`` out of the weights of ``s`` (Prodigy's
       option for warm-up schedules).
+    growth: The cap on a gradient's ℓ2 norm in the estimate, as a multiple
+      of the previous gradient's (``inf``: no cap).
 
   Returns:
     An ``optax.GradientTransformation`` (needs ``params`` in ``update``).
@@ -137,24 +168,41 @@ def adaptive_step(
   """
   if scope not in ("global", "leaf"):
     raise ValueError(f"scope must be 'global' or 'leaf', got {scope!r}.")
-  # Only Python numbers are checked: under optax.inject_hyperparams they arrive traced.
-  if isinstance(d0, int | float) and not d0 > 0:
-    raise ValueError(f"d0 must be positive (an initial under-estimate), got {d0}.")
-  if isinstance(beta3, int | float) and not 0 <= beta3 <= 1:
-    raise ValueError(f"beta3 must be in [0, 1], got {beta3}.")
+  _check_estimate(learning_rate, beta3, d0, relative_d0, coef, growth)
 
   def scalars(params):
     if scope == "global":
       return jnp.zeros([], _F32)
     return jax.tree.map(lambda _: jnp.zeros([], _F32), params)
 
+  def start(params):
+    """``max(d0, relative_d0 · ‖x₀‖)``, per scope."""
+    if relative_d0 == 0:
+      return jax.tree.map(lambda z: z + d0, scalars(params))
+    flat, treedef = jax.tree.flatten(params)
+    ms = resolve_scalars(
+      1.0 if masses is None else (masses(params) if callable(masses) else masses),
+      params,
+      jnp.zeros([], jnp.int32),
+      "mass",
+    )
+    sizes = [
+      jnp.max(n.norm(p)).astype(_F32) / cast_scalar(1.0 if m is None else m, _F32)
+      for n, p, m in zip(resolve_norms(norms, params), flat, ms, strict=True)
+    ]
+    first = lambda size: jnp.maximum(cast_scalar(d0, _F32), relative_d0 * size)
+    if scope == "global":
+      return first(jnp.max(jnp.stack(sizes)) if sizes else jnp.zeros([], _F32))
+    return treedef.unflatten([first(size) for size in sizes])
+
   def init_fn(params):
     return AdaptiveStepState(
       count=jnp.zeros([], jnp.int32),
-      distance=jax.tree.map(lambda z: z + d0, scalars(params)),
+      distance=start(params),
       numerator=scalars(params),
-      grad_sum=optax.tree.zeros_like(params),
-      params0=jax.tree.map(jnp.asarray, params),
+      grad_norm=scalars(params),
+      grad_sum=optax.tree.zeros_like(params, dtype=_F32),
+      params0=jax.tree.map(lambda p: jnp.array(p, copy=True), params),
       inner=inner.init(params),
     )
 
@@ -186,29 +234,52 @@ def adaptive_step(
     ds = (
       [state.distance] * len(flat) if scope == "global" else treedef.flatten_up_to(state.distance)
     )
-    rs = (
-      [state.numerator] * len(flat) if scope == "global" else treedef.flatten_up_to(state.numerator)
-    )
+    per_leaf = lambda x: [x] * len(flat) if scope == "global" else treedef.flatten_up_to(x)
+    rs, norms_before = per_leaf(state.numerator), per_leaf(state.grad_norm)
     b3 = cast_scalar(beta3, _F32)
+    gfs = [g.astype(_F32) for g in flat]
+    # The cap: a gradient's ℓ2 norm (the tree's, or the leaf's) at most `growth` times the last.
+    g_norms = [l2_norm(gf, axis=None).reshape([]) for gf in gfs]
+    if scope == "global":
+      g_norms = [l2_norm(jnp.stack(g_norms), axis=None).reshape([])] * len(flat)
+    caps = [
+      jnp.where((before > 0) & (gn > growth * before), growth * before / gn, 1.0)
+      for gn, before in zip(g_norms, norms_before, strict=True)
+    ]
     new_sums, inner_prods, denoms = [], [], []
-    for n, g, p, p0, s, d, m in zip(resolved, flat, ps, p0s, sums, ds, ms, strict=True):
-      gf = g.astype(_F32)
+    for n, gf, p, p0, s, d, m, cap in zip(resolved, gfs, ps, p0s, sums, ds, ms, caps, strict=True):
+      gc = cap * gf
       w_s = (d * d / d0) * (1.0 if safeguard_warmup else lam)
-      s_new = b3 * s.astype(_F32) + w_s * gf
-      new_sums.append(s_new.astype(s.dtype))
-      inner_prods.append((lam * d * d / d0) * jnp.sum(gf * (p0.astype(_F32) - p.astype(_F32))))
+      s_new = b3 * s.astype(_F32) + w_s * gc
+      new_sums.append(s_new)
+      inner_prods.append((lam * d * d / d0) * jnp.sum(gc * (p0.astype(_F32) - p.astype(_F32))))
       denoms.append(cast_scalar(1.0 if m is None else m, _F32) * jnp.sum(n.dual_norm(s_new)))
     if scope == "global":
       r_new = b3 * state.numerator + sum(inner_prods)
-      d_new = jnp.maximum(state.distance, coef * where_nonzero(sum(denoms), r_new))
-      new_d, new_r = d_new, r_new
+      den = sum(denoms)
+      ok = jnp.isfinite(r_new) & jnp.isfinite(den)  # Else: skip this step in the estimate.
+      new_d = jnp.where(ok, jnp.maximum(state.distance, coef * where_nonzero(den, r_new)), ds[0])
+      new_r = jnp.where(ok, r_new, state.numerator)
+      new_gn = jnp.where(ok, caps[0] * g_norms[0], state.grad_norm)
+      oks = [ok] * len(flat)
     else:
       r_list = [b3 * r + ip for r, ip in zip(rs, inner_prods, strict=True)]
+      oks = [jnp.isfinite(r) & jnp.isfinite(den) for r, den in zip(r_list, denoms, strict=True)]
       d_list = [
-        jnp.maximum(d, coef * where_nonzero(den, r))
-        for d, r, den in zip(ds, r_list, denoms, strict=True)
+        jnp.where(ok, jnp.maximum(d, coef * where_nonzero(den, r)), d)
+        for d, r, den, ok in zip(ds, r_list, denoms, oks, strict=True)
+      ]
+      r_list = [jnp.where(ok, r, r0) for r, r0, ok in zip(r_list, rs, oks, strict=True)]
+      gn_list = [
+        jnp.where(ok, cap * gn, gn0)
+        for cap, gn, gn0, ok in zip(caps, g_norms, norms_before, oks, strict=True)
       ]
       new_d, new_r = treedef.unflatten(d_list), treedef.unflatten(r_list)
+      new_gn = treedef.unflatten(gn_list)
+    new_sums = [
+      jnp.where(ok, s_new, s).astype(s.dtype)
+      for s_new, s, ok in zip(new_sums, sums, oks, strict=True)
+    ]
     directions, inner_state = inner.update(updates, state.inner, params)
     dirs = treedef.flatten_up_to(directions)
     out = [(lam * d).astype(u.dtype) * u for d, u in zip(ds, dirs, strict=True)]
@@ -216,11 +287,64 @@ def adaptive_step(
       count=optax.safe_increment(state.count),
       distance=new_d,
       numerator=new_r,
+      grad_norm=new_gn,
       grad_sum=treedef.unflatten(new_sums),
       params0=state.params0,
       inner=inner_state,
     )
     return treedef.unflatten(out), new_state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _check_estimate(learning_rate, beta3, d0, relative_d0, coef, growth) -> None:
+  """Clear errors for the estimate's settings (numbers only: schedules and values traced under
+  ``optax.inject_hyperparams`` are not checked)."""
+
+  def value(x):
+    if callable(x) or jnp.ndim(x) != 0:
+      return None
+    try:
+      return float(x)
+    except jax.errors.ConcretizationTypeError:  # Traced under inject_hyperparams.
+      return None
+
+  check_nonnegative(learning_rate, "learning_rate (a multiplier of the estimated step)")
+  checks = [
+    ("d0", d0, lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (an under-estimate)"),
+    ("relative_d0", relative_d0, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+    ("coef", coef, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    ("beta3", beta3, lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("growth", growth, lambda v: v >= 1, "at least 1 (inf: no cap)"),
+  ]
+  for name, x, ok, expected in checks:
+    v = value(x)
+    if v is not None and not ok(v):
+      raise ValueError(f"{name} must be {expected}, got {x!r}.")
+
+
+def _prodigy(learning_rate, *, d0, relative_d0, coef, **kwargs) -> optax.GradientTransformation:
+  """``optax.contrib.prodigy`` in float32 whatever the parameters' dtype (its estimate
+  underflows float16), with its own copy of ``x₀`` (the parameters can be donated) and the
+  start ``max(d0, relative_d0 · max|x₀|)`` (its estimate is a distance in the ℓ∞ norm)."""
+  tx = optax.contrib.prodigy(learning_rate, estim_lr0=d0, estim_lr_coef=coef, **kwargs)
+  f32 = lambda tree: jax.tree.map(lambda x: jnp.asarray(x).astype(_F32), tree)
+
+  def init_fn(params):
+    state = tx.init(jax.tree.map(lambda x: jnp.array(x, dtype=_F32, copy=True), params))
+    if relative_d0 == 0:
+      return state
+    top = max((jnp.max(jnp.abs(p), initial=0).astype(_F32) for p in jax.tree.leaves(params)),
+              default=jnp.zeros([], _F32))  # fmt: skip
+    return state._replace(estim_lr=jnp.maximum(cast_scalar(d0, _F32), relative_d0 * top))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError(
+        "normax.muon_free needs the parameters: call tx.update(grads, state, params)."
+      )
+    out, state = tx.update(f32(updates), state, f32(params))
+    return jax.tree.map(lambda u, g: u.astype(g.dtype), out, updates), state
 
   return optax.GradientTransformation(init_fn, update_fn)
 
@@ -258,8 +382,10 @@ def scion_free(
   momentum_dtype=None,
   beta3: float = 0.999**0.5,
   d0: float = 1e-6,
+  relative_d0: float = 0.0,
   coef: float = 1.0,
   safeguard_warmup: bool = False,
+  growth: float = 10.0,
   batch: bool = True,
 ) -> optax.GradientTransformation:
   r"""Learning-rate-free Scion: the step size ``γ`` estimated by :func:`normax.adaptive_step`.
@@ -300,10 +426,14 @@ def scion_free(
     momentum_init: ``"zeros"`` or ``"first_gradient"``.
     momentum_dtype: dtype of the momentum buffer.
     beta3: Decay of the estimate's sums (Prodigy's ``β₃``).
-    d0: Initial estimate.
+    d0: Initial estimate (its floor with ``relative_d0``).
+    relative_d0: The initial estimate as a fraction of the initial weights'
+      size in the estimate's norm (see :func:`normax.adaptive_step`).
     coef: Multiplier of the estimate.
     safeguard_warmup: Leave ``λ`` out of the estimate's gradient sum (for a
       ``learning_rate`` schedule with warm-up; see :func:`normax.adaptive_step`).
+    growth: Cap on a gradient's norm in the estimate, as a multiple of the
+      previous one's (see :func:`normax.adaptive_step`).
     batch: Batched orthogonalization (see :func:`normax.scale_by_lmo`).
 
   Returns:
@@ -343,8 +473,10 @@ def scion_free(
     learning_rate=learning_rate,
     beta3=beta3,
     d0=d0,
+    relative_d0=relative_d0,
     coef=coef,
     safeguard_warmup=safeguard_warmup,
+    growth=growth,
   )
   if scope == "label":
     branches = {
@@ -393,8 +525,10 @@ def muon_free(
   adam_weight_decay: float = 0.0,
   beta3: float = 0.999**0.5,
   d0: float = 1e-6,
+  relative_d0: float = 0.0,
   coef: float = 1.0,
   safeguard_warmup: bool = False,
+  growth: float = 10.0,
   batch: bool = True,
 ) -> optax.GradientTransformation:
   r"""Learning-rate-free Muon: Prodigy-style step sizes on both of Muon's branches.
@@ -438,9 +572,14 @@ def muon_free(
     adam_eps: Prodigy's ``eps``.
     adam_weight_decay: Prodigy's weight decay.
     beta3: Decay of the estimate's sums (both branches; Prodigy's ``β₃``).
-    d0: Initial estimate (both branches).
+    d0: Initial estimate (both branches; its floor with ``relative_d0``).
+    relative_d0: The initial estimate as a fraction of the initial weights'
+      size in each branch's norm: the largest RMS→RMS norm of the Muon
+      leaves, the largest entry of the others.
     coef: Multiplier of the estimate (both branches).
     safeguard_warmup: Prodigy's warm-up safeguard (both branches).
+    growth: Cap on a gradient's norm in the Muon leaves' estimate, as a
+      multiple of the previous one's (see :func:`normax.adaptive_step`).
     batch: Batched orthogonalization (see :func:`normax.scale_by_lmo`).
 
   Returns:
@@ -472,16 +611,19 @@ def muon_free(
     scope=scope,
     beta3=beta3,
     d0=d0,
+    relative_d0=relative_d0,
     coef=coef,
     safeguard_warmup=safeguard_warmup,
+    growth=growth,
   )
-  adam = optax.contrib.prodigy(
+  adam = _prodigy(
     learning_rate,
     betas=(adam_b1, adam_b2),
     beta3=beta3,
     eps=adam_eps,
-    estim_lr0=d0,
-    estim_lr_coef=coef,
+    d0=d0,
+    relative_d0=relative_d0,
+    coef=coef,
     weight_decay=adam_weight_decay,
     safeguard_warmup=safeguard_warmup,
   )

@@ -1,5 +1,7 @@
 """The adaptive step against optax's Prodigy and a float64 numpy implementation."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -263,3 +265,131 @@ def test_under_inject_hyperparams():
     u, state = update(params, state, params)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(u))
   assert float(state.hyperparams["learning_rate"]) == 0.5
+
+
+# -- robustness (no silent failures) -----------------------------------------------
+
+MUON_LABELS = {"w": "muon", "v": "muon", "b": "adam"}
+SIGN = normax.Sign(normalized=False)
+FREE = {
+  "scion_free": lambda **kw: normax.scion_free(SPECS, LABELS, constrained=False, **kw),
+  "muon_free": lambda **kw: normax.muon_free(MUON_LABELS, ns_method="svd", **kw),
+}
+
+
+def train_with(tx, steps, scale_at=None):
+  """Final loss and state after ``steps`` on the quadratic, the gradient of step
+  ``t`` multiplied by ``scale_at[t]`` (an outlier, a NaN)."""
+  x0, target, weight = problem()
+  loss = jax_loss(target, weight)
+  params, state = as_f32(x0), tx.init(as_f32(x0))
+
+  @jax.jit
+  def step(p, s, scale):
+    g = jax.tree.map(lambda x: scale * x, jax.grad(loss)(p))
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  for t in range(steps):
+    params, state = step(params, state, jnp.float32((scale_at or {}).get(t, 1.0)))
+  return float(loss(params)), state
+
+
+@pytest.mark.parametrize("name", FREE)
+def test_one_outlier_gradient_does_not_stall_the_estimate(name):
+  """A gradient x1e6 at step 20 once swamped the estimate's sum s: d stopped growing for
+  good. Capped at `growth` x the last gradient's norm, the run recovers."""
+  clean, _ = train_with(FREE[name](), 400)
+  hit, _ = train_with(FREE[name](), 400, {20: 1e6})
+  uncapped, _ = train_with(FREE[name](growth=math.inf), 400, {20: 1e6})
+  start = float(jax_loss(*problem()[1:])(as_f32(problem()[0])))
+  assert clean < 0.1 * start
+  assert uncapped > 5 * clean  # The failure the cap prevents ...
+  assert hit < 2 * clean  # ... and with it (muon_free's Adam leaves stall as Adam does).
+
+
+@pytest.mark.parametrize("name", FREE)
+def test_a_nan_gradient_leaves_the_estimate_finite(name):
+  _, state = train_with(FREE[name](), 30, {20: math.nan})
+  estimates = [
+    s.distance for s in jax.tree.leaves(state, is_leaf=lambda x: hasattr(x, "distance"))
+    if hasattr(s, "distance")
+  ]  # fmt: skip
+  assert estimates and all(np.isfinite(d).all() and (d > 1e-6).all() for d in estimates)
+  # Under optax.apply_if_finite the step is skipped: the same as never having taken it.
+  skipped, _ = train_with(optax.apply_if_finite(FREE[name](), 5), 40, {20: math.nan})
+  fewer, _ = train_with(FREE[name](), 39)
+  np.testing.assert_allclose(skipped, fewer, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", [*FREE, "adaptive_step"])
+def test_parameters_can_be_donated(name):
+  """The state holds its own copy of x0, so params and state can both be donated."""
+  make = FREE.get(name) or (
+    lambda: optax.chain(normax.adaptive_step(normax.scale_by_lmo(SIGN), SIGN), optax.scale(-1))
+  )
+  tx = make()
+  x0, target, weight = problem()
+  loss = jax_loss(target, weight)
+  params = as_f32(x0)
+  state = tx.init(params)
+  step = jax.jit(
+    lambda p, s: (lambda u, s: (optax.apply_updates(p, u), s))(*tx.update(jax.grad(loss)(p), s, p)),
+    donate_argnums=(0, 1),
+  )
+  for _ in range(3):
+    params, state = step(params, state)
+  assert np.isfinite(float(loss(params)))
+
+
+def test_muon_free_on_float16_parameters_is_finite():
+  x0, target, weight = problem()
+  loss = jax_loss(target, weight)
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float16), x0)
+  tx = normax.muon_free(MUON_LABELS, ns_method="svd")
+  state = tx.init(params)
+  for _ in range(3):
+    grads = jax.grad(lambda p: loss(jax.tree.map(lambda a: a.astype(jnp.float32), p)))(params)
+    u, state = tx.update(grads, state, params)
+    assert all(x.dtype == jnp.float16 and np.isfinite(x).all() for x in jax.tree.leaves(u))
+    params = optax.apply_updates(params, u)
+
+
+@pytest.mark.parametrize("name", FREE)
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
+    (dict(learning_rate=-1.0), "learning_rate"),
+    (dict(learning_rate=np.float32(-0.5)), "learning_rate"),
+    (dict(d0=-1e-6), "d0"),
+    (dict(d0=jnp.array(-1.0)), "d0"),
+    (dict(relative_d0=-1e-3), "relative_d0"),
+    (dict(coef=math.nan), "coef"),
+    (dict(coef=math.inf), "coef"),
+    (dict(growth=0.5), "growth"),
+  ],
+)
+def test_bad_settings_raise(name, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    FREE[name](**kwargs)
+
+
+@pytest.mark.parametrize("scope", ["global", "leaf"])
+def test_relative_start_is_a_fraction_of_the_initial_weights_norm(scope):
+  """d₀ = max(d0, ε·‖x₀‖), ‖x₀‖ in the estimate's norm: the modular max_l ‖x_l‖_l / m_l."""
+  x0 = as_f32(problem({"w": (5, 3), "v": (4, 6)})[0])
+  masses = {"w": 1.0, "v": 0.5}
+  spectral = normax.Spectral(method="svd")
+  tx = normax.adaptive_step(
+    normax.scale_by_lmo(spectral), spectral, scope=scope, masses=masses, relative_d0=1e-2
+  )
+  sizes = {k: np_spectral_norm(np.asarray(x0[k], np.float64)) / masses[k] for k in x0}
+  distance = tx.init(x0).distance
+  if scope == "global":
+    np.testing.assert_allclose(distance, 1e-2 * max(sizes.values()), rtol=1e-5)
+  else:
+    for k in x0:
+      np.testing.assert_allclose(distance[k], 1e-2 * sizes[k], rtol=1e-5)
+  # Zero weights: the absolute floor d0.
+  zeros = jax.tree.map(jnp.zeros_like, x0)
+  assert float(jnp.min(jnp.stack(jax.tree.leaves(tx.init(zeros).distance)))) == pytest.approx(1e-6)

@@ -29,6 +29,7 @@ class StubConfig:
   text: str | None = None
   seed: int = 0
   radii: str | None = None
+  b2: float = 0.95
 
 
 # Each optimizer's best learning rate (the stub's loss is lowest there) and, for "adamw", a
@@ -42,7 +43,8 @@ def stub_loss(config, step):
     shift += 1.0
   distance = math.log2(config.lr) - math.log2(BEST[config.optimizer]) + shift
   noise = 0.01 * (config.seed - 1)  # Seeds 0, 1, 2: mean 0, standard deviation 0.01.
-  return 1.0 + 0.1 * distance**2 + 2.0 / step + 0.01 * config.warmup / config.steps + noise
+  warmup = 0.01 * config.warmup / config.steps
+  return 1.0 + 0.1 * distance**2 + 2.0 / step + warmup + abs(config.b2 - 0.95) + noise
 
 
 def stub_main(config):
@@ -98,7 +100,7 @@ def test_grid_runs_write_the_csv_and_the_plots(tmp_path, stub):
 
   files = compare.replot(path)
   names = sorted(p.rsplit("/", 1)[-1] for p in files)
-  assert names == ["curves.png", "lr_batch_size.png", "lr_width.png", "summary.md"]
+  assert names == ["curves.png", "lr_batch_size.png", "lr_width.png", "points.md", "summary.md"]
   assert "fraction of its steps" in (tmp_path / "summary.md").read_text()
   for p in files:
     if p.endswith(".png"):
@@ -109,7 +111,9 @@ def test_grid_runs_write_the_csv_and_the_plots(tmp_path, stub):
 def test_best_learning_rates_and_summary(tmp_path, stub):
   path = compare.run_grid(stub, "gpt", {}, SWEEPS, str(tmp_path))
   runs = compare.points_from_runs(compare.runs_from_rows(compare.read_csv(path)))
-  assert compare.base_values(runs) == {"width": 64, "warmup": 0, "batch_size": 16, "radii": ""}
+  assert compare.base_values(runs) == {
+    "width": 64, "warmup": 0, "batch_size": 16, "radii": "", "settings": "", "steps": 40
+  }  # fmt: skip
   best = compare.best_runs(runs)
   assert {name: run["lr"] for name, run in best.items()} == BEST
   # Per width, adamw's best learning rate moves (halves per doubling); scion's stays.
@@ -180,7 +184,12 @@ def test_command_line_on_a_real_image_grid(tmp_path):
   again = compare.main(
     ["--replot", str(tmp_path / "results.csv"), "--out-dir", str(tmp_path / "re")]
   )
-  assert sorted(f.rsplit("/", 1)[-1] for f in again) == ["curves.png", "lr_width.png", "summary.md"]
+  assert sorted(f.rsplit("/", 1)[-1] for f in again) == [
+    "curves.png",
+    "lr_width.png",
+    "points.md",
+    "summary.md",
+  ]
 
 
 def test_seeds_are_averaged_and_radii_swept(tmp_path, stub):
@@ -217,7 +226,7 @@ def test_speed_table_reads_the_mean_curves():
   slow_hist = [{"step": s, "eval_loss": 3.5 - 0.05 * s} for s in (10, 20, 30)]
   slow = {"optimizer": "adamw", "steps": 30, "final": 2.0, "history": slow_hist}
   for p in (fast, slow):
-    p.update(lr=0.1, width=64, warmup=0, batch_size=16, radii="", seeds=[0])
+    p.update(lr=0.1, width=64, warmup=0, batch_size=16, radii="", settings="", seeds=[0])
   table = compare.speed_table([fast, slow])
   assert "| scion | adamw (2.0000) | 20 | 0.67 |" in table
   assert "| adamw | scion (1.5000) | never | – |" in table
@@ -253,3 +262,137 @@ def test_an_existing_csv_is_not_overwritten_by_accident(tmp_path, stub):
                                          "gpt,scion,0.1,64,0,16,40,40\n")  # fmt: skip
   with pytest.raises(ValueError, match="older compare.py"):
     compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), resume=True)
+
+
+def test_settings_budgets_and_warmup_fractions(tmp_path, stub):
+  sweeps = [
+    compare.Sweep(
+      {"adamw": (2**-9,)}, warmups=(0, 0.25), settings={"b2": (0.95, 0.999)}, steps=(40, 160),
+      seeds=(0, 1, 2),
+    ),
+    compare.Sweep({"scion": (2**-6,)}, warmups=(5,), steps=(None,), seeds=(0, 1, 2)),
+  ]  # fmt: skip
+  path = compare.run_grid(stub, "gpt", {"eval_every": 10}, sweeps, str(tmp_path))
+  calls = stub_main.calls
+  assert len(calls) == 3 * (2 * 2 * 2 + 1)
+  # A warmup below 1 is a fraction of each run's own steps; a budget scales eval_every.
+  adamw = {(c.steps, c.warmup, c.eval_every) for c in calls if c.optimizer == "adamw"}
+  assert adamw == {(40, 0, 10), (40, 10, 10), (160, 0, 40), (160, 40, 40)}
+  assert {(c.steps, c.warmup) for c in calls if c.optimizer == "scion"} == {(40, 5)}
+  assert {c.b2 for c in calls if c.optimizer == "adamw"} == {0.95, 0.999}
+  assert {c.b2 for c in calls if c.optimizer == "scion"} == {0.95}  # Not swept: the default.
+  rows = compare.read_csv(path)
+  assert {r["settings"] for r in rows} == {"b2=0.95", "b2=0.999", ""}
+  points = compare.points_from_runs(compare.runs_from_rows(rows))
+  assert len(points) == 2 * 2 * 2 + 1 and all(len(p["seeds"]) == 3 for p in points)
+  # Resuming finds every run (settings and steps are part of a run's identity).
+  compare.run_grid(stub, "gpt", {"eval_every": 10}, sweeps, str(tmp_path), resume=True)
+  assert len(stub_main.calls) == len(calls)
+  # Each optimizer's tuned point per budget: adamw's is b2 0.95 without warmup at both.
+  curves = compare.budget_curves(points)[64]
+  assert sorted(curves["adamw"]) == [40, 160] and sorted(curves["scion"]) == [40]
+  for steps, point in curves["adamw"].items():
+    assert (point["settings"], point["warmup"]) == ("b2=0.95", 0)
+    assert point["final"] == pytest.approx(1.0 + 2.0 / steps)
+  table = compare.points_table(points)
+  assert "| adamw | 64 | 160 | 2^-9 | 40 (25%) | default | b2=0.999 | 3 |" in table
+  files = compare.replot(path)
+  assert any(f.endswith("budgets.png") for f in files)
+  summary = (tmp_path / "summary.md").read_text()
+  assert "| 64 | adamw | 160 | 2^-9 | 0 | b2=0.95 | 1.0125 ± 0.0100 | 1.00× |" in summary
+  # Scion (5 warmup steps) is 0.00125 worse than adamw at 40: at most 40 adamw steps.
+  assert "| 64 | scion | 40 | 2^-6 | 5 (12%) | – | 1.0513 ± 0.0100 | < 1.00× |" in summary
+
+
+def test_speedup_reads_the_reference_curve_in_log_steps():
+  # A reference whose tuned loss falls by 0.1 per doubling of its budget.
+  curve = {200: 2.0, 800: 1.8, 1600: 1.7}
+  assert compare.speedup(curve, 1.9, 200) == pytest.approx((2.0, "="))  # 400 steps, 2x.
+  assert compare.speedup(curve, 1.75, 800) == pytest.approx((1600 / 2**0.5 / 800, "="))
+  assert compare.speedup(curve, 1.8, 800) == (1.0, "=")  # Itself: exactly 1.
+  assert compare.speedup(curve, 1.6, 200) == (8.0, ">")  # Beyond 1600: a lower bound.
+  assert compare.speedup(curve, 2.1, 800) == (0.25, "<")  # Worse than 200: an upper bound.
+  assert compare.speedup(curve, math.inf, 200)[1] == "?"  # Diverged: no ratio.
+  # A curve that is not monotone: the first budget that reaches the loss.
+  assert compare.steps_to_match({200: 2.0, 800: 1.8, 1600: 1.85}, 1.82) == pytest.approx(
+    (200 * 4**0.9, "=")
+  )
+  bumpy = {200: 2.0, 800: 1.8, 1600: 1.85}
+  assert compare.steps_to_match(bumpy, 1.81)[1] == "="
+  assert compare.steps_to_match(bumpy, 1.79) == (1600.0, ">")
+
+
+def _point(name, steps, final, width=128):
+  return dict(
+    optimizer=name, task="gpt", lr=2**-7, width=width, warmup=0, batch_size=32, radii="",
+    settings="", steps=steps, seeds=[0, 1, 2], final=final, std=0.01, history=[],
+  )  # fmt: skip
+
+
+def test_budget_table_gives_speedups_over_each_reference():
+  points = [
+    _point("adamw", 200, 2.0), _point("adamw", 800, 1.8), _point("adamw", 1600, 1.7),
+    _point("muon", 200, 1.9), _point("muon", 800, 1.75),
+    _point("scion", 200, 1.8), _point("scion", 800, 1.65),
+    _point("scion", 200, 2.5, width=64),  # Another width: compared with its own references.
+  ]  # fmt: skip
+  rows = {
+    tuple(c.strip() for c in line.strip("|").split("|")[:3]): [
+      c.strip() for c in line.strip("|").split("|")
+    ]
+    for line in compare.budget_table(points).splitlines()[2:]
+  }
+  assert rows[("128", "adamw", "200")][-2:] == ["1.00×", "< 1.00×"]
+  assert rows[("128", "muon", "200")][-2:] == ["2.00×", "1.00×"]
+  assert rows[("128", "scion", "200")][-2] == "4.00×"  # AdamW's 800.
+  # Muon reaches 1.8 at 200 * 4**(0.1/0.15) steps.
+  assert rows[("128", "scion", "200")][-1] == f"{4 ** (0.1 / 0.15):.2f}×"
+  assert rows[("128", "scion", "800")][-2:] == ["> 2.00×", "> 1.00×"]
+  assert rows[("64", "scion", "200")][-2:] == ["–", "–"]
+  # One budget per optimizer: no budget table.
+  assert compare.budget_table([_point("adamw", 200, 2.0), _point("scion", 200, 1.9)]) is None
+
+
+def test_sweeps_from_the_command_line():
+  assert compare.parse_sweeps(["b2=0.95,0.999", "lr=2**-7"], StubConfig) == {
+    "b2": (0.95, 0.999),
+    "lr": (2**-7,),
+  }
+  with pytest.raises(ValueError, match="FIELD=V1,V2"):
+    compare.parse_sweeps(["b2"], StubConfig)
+  with pytest.raises(ValueError, match="FIELD one of"):
+    compare.parse_sweeps(["beta2=0.9"], StubConfig)
+
+
+def test_only_runs_part_of_the_grid_first(tmp_path, stub):
+  sweeps = [
+    compare.Sweep({"scion": (2**-6, 2**-5), "adamw": (2**-9,)}, steps=(40, 160), seeds=(0, 1))
+  ]
+  only = {"steps": ["40"], "optimizer": ["scion"]}
+  path = compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), only=only)
+  assert {(c.optimizer, c.steps) for c in stub_main.calls} == {("scion", 40)}
+  assert len(stub_main.calls) == 2 * 2
+  # Learning rates as the command line writes them; the rest of the grid runs without it.
+  compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), resume=True, only={"lr": ["2**-9"]})
+  assert [(c.optimizer, c.steps) for c in stub_main.calls[4:]] == [
+    ("adamw", 40),
+    ("adamw", 40),
+    ("adamw", 160),
+    ("adamw", 160),
+  ]
+  compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), resume=True)
+  assert (
+    len(stub_main.calls) == 2 * 3 * 2 and len(compare.runs_from_rows(compare.read_csv(path))) == 12
+  )
+  with pytest.raises(ValueError, match="--only"):
+    compare.run_grid(stub, "gpt", {}, sweeps, str(tmp_path), only={"budget": [40]})
+
+
+def test_only_from_the_command_line(tmp_path, monkeypatch, stub):
+  monkeypatch.setattr(compare, "load_task", lambda task: stub)
+  out = str(tmp_path)
+  args = ["--task", "gpt", "--optimizers", "scion", "--lrs", "2**-6", "--budgets", "40,80"]
+  compare.main([*args, "--out-dir", out, "--only", "steps=80"])
+  assert [c.steps for c in stub_main.calls] == [80]
+  with pytest.raises(ValueError, match="FIELD=V1"):
+    compare.main([*args, "--out-dir", out, "--resume", "--only", "steps"])
