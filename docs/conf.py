@@ -35,7 +35,7 @@ extensions = [
   "myst_nb",
 ]
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
-exclude_patterns = ["_build", "_readme.md", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 root_doc = "index"
 
 # -- notebooks: the committed .ipynb (no outputs), copied in and executed on every build --
@@ -50,32 +50,6 @@ NOTEBOOKS = DOCS / "notebooks"
 NOTEBOOKS.mkdir(exist_ok=True)
 for _nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
   shutil.copyfile(_nb, NOTEBOOKS / _nb.name)
-
-# -- the README as the guide -----------------------------------------------------
-# guide.md includes _readme.md: the README with its links rewritten for the site (links to
-# docs/*.md become page links, images and other repository files point out of docs/, the
-# latter as downloads). Fenced code is left alone.
-_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
-
-
-def _site_link(m: re.Match) -> str:
-  bang, text, target = m.groups()
-  if "://" in target or target.startswith("#"):
-    return m.group(0)
-  path, hash_, anchor = target.partition("#")
-  if bang:
-    return f"![{text}](../{path})"
-  if path.startswith("docs/") and path.endswith(".md"):
-    return f"[{text}]({path.removeprefix('docs/')}{hash_}{anchor})"
-  return "{download}`" + text.replace("`", "") + f" <../{path}>`"
-
-
-def readme_for_site(text: str) -> str:
-  parts = re.split(r"(^```.*?^```)", text, flags=re.DOTALL | re.MULTILINE)
-  return "".join(p if p.startswith("```") else _LINK.sub(_site_link, p) for p in parts)
-
-
-(DOCS / "_readme.md").write_text(readme_for_site((ROOT / "README.md").read_text()))
 
 # -- Markdown ----------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "colon_fence"]
