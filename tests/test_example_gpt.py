@@ -108,7 +108,7 @@ def test_make_optimizer_every_name_and_bad_name():
 
 def test_missing_and_short_text_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="--text"):
-    cg.load_text(str(tmp_path / "missing.txt"))
+    load_example("_data").load_text(str(tmp_path / "missing.txt"))
   with pytest.raises(ValueError, match="block_size"):
     cg.CharData("abc" * 10, block_size=16)
 

@@ -26,6 +26,7 @@ def load_example(name):
 
 
 ic = load_example("image_classification")
+datasets = load_example("_data")  # Where the example's IDX files come from.
 
 
 def write_idx(path, array, compress):
@@ -71,10 +72,10 @@ def test_read_idx_round_trips(tmp_path, compress):
   x_train, y_train = make_idx_dir(tmp_path, compress)
   suffix = ".gz" if compress else ""
   np.testing.assert_array_equal(
-    ic.read_idx(str(tmp_path / f"train-images-idx3-ubyte{suffix}")), x_train
+    datasets.read_idx(str(tmp_path / f"train-images-idx3-ubyte{suffix}")), x_train
   )
   np.testing.assert_array_equal(
-    ic.read_idx(str(tmp_path / f"train-labels-idx1-ubyte{suffix}")), y_train
+    datasets.read_idx(str(tmp_path / f"train-labels-idx1-ubyte{suffix}")), y_train
   )
 
 
@@ -155,28 +156,30 @@ def test_missing_files_are_downloaded_into_the_cache_and_checked(tmp_path, monke
   import hashlib
 
   md5s = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in source.iterdir()}
-  monkeypatch.setitem(ic.SOURCES, "mnist", (source.as_uri() + "/", md5s))
-  monkeypatch.setitem(ic.DATA_DIRS, "mnist", str(tmp_path / "no-debian-package"))
+  monkeypatch.setitem(datasets.SOURCES, "mnist", (source.as_uri() + "/", md5s))
+  monkeypatch.setitem(datasets.DATA_DIRS, "mnist", str(tmp_path / "no-debian-package"))
   monkeypatch.setenv("NORMAX_DATA", str(tmp_path / "cache"))
   with pytest.raises(FileNotFoundError, match="--download"):  # Not allowed to fetch.
-    ic.load_idx_dataset("mnist", None, download=False)
-  got = ic.load_idx_dataset("mnist", None)
+    datasets.load_idx_dataset("mnist", None, download=False)
+  got = datasets.load_idx_dataset("mnist", None)
   np.testing.assert_array_equal(got[0], x_train)
   np.testing.assert_array_equal(got[1], y_train)
   cached = tmp_path / "cache" / "mnist"
   assert sorted(p.name for p in cached.iterdir()) == sorted(md5s)  # No partial files left.
   # The cache is read without the network afterwards.
-  monkeypatch.setitem(ic.SOURCES, "mnist", ("file:///nowhere/", md5s))
-  np.testing.assert_array_equal(ic.load_idx_dataset("mnist", None, download=False)[0], x_train)
+  monkeypatch.setitem(datasets.SOURCES, "mnist", ("file:///nowhere/", md5s))
+  np.testing.assert_array_equal(
+    datasets.load_idx_dataset("mnist", None, download=False)[0], x_train
+  )
   # A file whose MD5 does not match is an error, and is not kept.
   bad = dict(md5s, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
-  monkeypatch.setitem(ic.SOURCES, "mnist", (source.as_uri() + "/", bad))
+  monkeypatch.setitem(datasets.SOURCES, "mnist", (source.as_uri() + "/", bad))
   monkeypatch.setenv("NORMAX_DATA", str(tmp_path / "cache2"))
   with pytest.raises(ValueError, match="has MD5 .* expected 0{32}"):
-    ic.load_idx_dataset("mnist", None)
+    datasets.load_idx_dataset("mnist", None)
   assert not (tmp_path / "cache2" / "mnist" / "t10k-labels-idx1-ubyte.gz").exists()
   # An unreachable source names the file and the alternatives.
-  monkeypatch.setitem(ic.SOURCES, "mnist", ("file:///nowhere/", md5s))
+  monkeypatch.setitem(datasets.SOURCES, "mnist", ("file:///nowhere/", md5s))
   monkeypatch.setenv("NORMAX_DATA", str(tmp_path / "cache3"))
   with pytest.raises(FileNotFoundError, match="could not download .*--data-dir"):
-    ic.load_idx_dataset("mnist", None)
+    datasets.load_idx_dataset("mnist", None)
