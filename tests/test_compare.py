@@ -396,3 +396,26 @@ def test_only_from_the_command_line(tmp_path, monkeypatch, stub):
   assert [c.steps for c in stub_main.calls] == [80]
   with pytest.raises(ValueError, match="FIELD=V1"):
     compare.main([*args, "--out-dir", out, "--resume", "--only", "steps"])
+
+
+def test_every_preset_builds_its_grid_and_the_docs_count_its_runs():
+  """Each preset of examples/grids.py builds on its task's Config with the task's optimizers,
+  and the run counts docs/experiments.md gives next to the commands are the grids' sizes."""
+  import pathlib
+  import re
+
+  grids = load_example("grids")
+  sizes = {}
+  for name, preset in grids.PRESETS.items():
+    task = compare.load_task(preset["task"])
+    runs = compare.grid(task, preset["base"], preset["sweeps"])
+    assert runs, name
+    assert {r["optimizer"] for r in runs} <= set(task.OPTIMIZERS), name
+    fields = {f.name for f in dataclasses.fields(task.Config)}
+    assert set(preset["base"]) <= fields, name
+    assert {k for s in preset["sweeps"] for k in s.settings} <= fields, name
+    sizes[name] = len(runs)
+  page = pathlib.Path(compare.__file__).parents[1] / "docs" / "experiments.md"
+  stated = re.findall(r"--preset (\w+) --out-dir \S+ +# (\d+) runs", page.read_text())
+  assert len(stated) >= 9
+  assert {name: int(n) for name, n in stated} == {name: sizes[name] for name, _ in stated}
