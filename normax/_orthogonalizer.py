@@ -100,7 +100,7 @@ class Orthogonalizer:
 
     ``owners``: mesh axes that already shard the first axis of a ``(g, c, m, n)`` stack (e.g.
     experts over an expert-parallel axis); ``"gather"`` and ``"distribute"`` then keep each
-    matrix on the devices that own it (``docs/sharding.md``).
+    matrix on the devices that own it (see :doc:`/sharding`).
     """
     return run_sharded(self._polar, g, self.sharding, owners)
 
