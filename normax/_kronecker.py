@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._base import divide
+from normax._base import divide, l2_norm
 
 _F32 = jnp.float32
 
@@ -179,10 +179,6 @@ def update_factors(gb, left, right, left_scale, right_scale, decay, weight) -> F
 # -- inverse roots --------------------------------------------------------------
 
 
-def _frobenius(mat: jax.Array) -> jax.Array:
-  return jnp.sqrt(jnp.sum(jnp.square(mat), axis=(-2, -1), keepdims=True))
-
-
 def inverse_root(mat: jax.Array, exponent: float, eps: float) -> jax.Array:
   """``(A + ε‖A‖_F I)^{-exponent}`` of symmetric PSD matrices by eigendecomposition.
 
@@ -190,7 +186,7 @@ def inverse_root(mat: jax.Array, exponent: float, eps: float) -> jax.Array:
   """
   w, q = jnp.linalg.eigh(mat)
   w = jnp.maximum(w, 0.0)
-  den = w + eps * _frobenius(mat)[..., 0]
+  den = w + eps * l2_norm(mat, (-2, -1))[..., 0]
   inv = jnp.where(den > 0, jnp.where(den > 0, den, 1.0) ** -exponent, 0.0)
   return (q * inv[..., None, :]) @ mT(q)
 
@@ -206,8 +202,8 @@ def inverse_root_newton(mat: jax.Array, p: int, eps: float, steps: int) -> jax.A
   """
   n = mat.shape[-1]
   eye = jnp.broadcast_to(jnp.eye(n, dtype=mat.dtype), mat.shape)
-  reg = mat + eps * _frobenius(mat) * eye
-  norm = _frobenius(reg)
+  reg = mat + eps * l2_norm(mat, (-2, -1)) * eye
+  norm = l2_norm(reg, (-2, -1))
   z = jnp.where(norm > 0, (1 + p) / jnp.where(norm > 0, norm, 1.0), 0.0) / 2
 
   def body(_, mh):

@@ -368,9 +368,6 @@ class Frobenius(Norm):
   def core_ndim(self, ndim: int) -> int:
     return min(ndim, 2)
 
-  def _fro(self, x):
-    return l2_norm(x, self.core_axes(x.ndim))
-
   def dualize(self, g):
     x = g.astype(compute_dtype(g))
     return unit_l2(x, self.core_axes(x.ndim)).astype(g.dtype)
@@ -380,7 +377,8 @@ class Frobenius(Norm):
 
   def norm(self, w):
     x = w.astype(compute_dtype(w))
-    return jnp.reshape(self._fro(x), x.shape[: x.ndim - self.core_ndim(x.ndim)])
+    size = l2_norm(x, self.core_axes(x.ndim))
+    return jnp.reshape(size, x.shape[: x.ndim - self.core_ndim(x.ndim)])
 
   def project(self, w, radius, sphere=False):
     """Each tensor scaled to ``‖w‖_F ≤ radius``, the nearest point (sphere: onto it)."""

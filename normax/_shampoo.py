@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._base import where_nonzero
+from normax._base import l2_norm, where_nonzero
 from normax._checks import COUNT, NONNEGATIVE, POSITIVE, POSITIVE_COUNT, UNIT, check_args
 from normax._kronecker import (
   EMPTY_SCALE,
@@ -220,8 +220,4 @@ def scale_by_shampoo(
 
 def _fro_ratio(target: jax.Array, d: jax.Array) -> jax.Array:
   """``‖target‖_F / ‖d‖_F`` per matrix (last two axes), broadcastable against ``d``."""
-
-  def fro(x):
-    return jnp.sqrt(jnp.sum(jnp.square(x), axis=(-2, -1), keepdims=True))
-
-  return where_nonzero(fro(d), fro(target))
+  return where_nonzero(l2_norm(d, (-2, -1)), l2_norm(target, (-2, -1)))
