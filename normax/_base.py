@@ -53,16 +53,28 @@ def scaled_sum(x: jax.Array, axis, factor: float = 1.0) -> jax.Array:
   return jnp.where(jnp.isinf(m), m, m * (jnp.sum(r, axis=axis) * factor))  # inf stays inf.
 
 
-def unit_l2(x: jax.Array, axis) -> jax.Array:
-  """``x / ‖x‖₂`` over ``axis`` (0 where ``x`` is 0), computed without overflow."""
-  r, _ = scaled_by_max(x, axis)
-  return where_nonzero(jnp.sqrt(jnp.sum(jnp.square(r), axis=axis, keepdims=True)), r)
+def _root_sum_squares(r: jax.Array, axis) -> jax.Array:
+  """``√Σ r²`` over ``axis`` (kept) of ``r`` at unit scale (:func:`scaled_by_max`'s)."""
+  return jnp.sqrt(jnp.sum(jnp.square(r), axis=axis, keepdims=True))
 
 
 def l2_norm(x: jax.Array, axis) -> jax.Array:
-  """``‖x‖₂`` over ``axis`` (kept), finite wherever the result is representable."""
+  """``‖x‖₂`` over ``axis`` (kept), finite wherever the result is representable.
+
+  The one root of a sum of squares in normax: the Frobenius norm of each matrix with
+  ``axis=(-2, -1)``, of a whole leaf with ``axis=None``, of rows or columns with ``-1``
+  or ``-2``. Squares are taken of ``x / max|x|`` (:func:`scaled_by_max`), so they
+  neither overflow for huge ``x`` nor underflow for tiny ``x``. A NaN or inf entry makes
+  its slice's norm NaN (visible, never a finite wrong value); zero-size slices give 0.
+  """
   r, m = scaled_by_max(x, axis)
-  return m * jnp.sqrt(jnp.sum(jnp.square(r), axis=axis, keepdims=True))
+  return m * _root_sum_squares(r, axis)
+
+
+def unit_l2(x: jax.Array, axis) -> jax.Array:
+  """``x / ‖x‖₂`` over ``axis`` (0 where ``x`` is 0), computed without overflow."""
+  r, _ = scaled_by_max(x, axis)
+  return where_nonzero(_root_sum_squares(r, axis), r)
 
 
 def svd_safe(x: jax.Array) -> jax.Array:

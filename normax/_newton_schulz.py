@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from normax._base import acc_dtype, scaled_by_max, svd_safe
+from normax._base import acc_dtype, l2_norm, scaled_by_max, svd_safe
 from normax._checks import COUNT, NONNEGATIVE, check_args
 from normax._schedules import CUBIC, DION, Coefficients, resolve_coefficients, schedule_peak
 
@@ -243,14 +243,14 @@ def precondition(x: jax.Array, preconditioning: str = "frobenius", eps=0.0) -> j
   eps = jnp.asarray(eps, x.dtype)
   if preconditioning in ("frobenius", "spectral"):
     if preconditioning == "frobenius":
-      size = jnp.sqrt(jnp.sum(jnp.square(x), axis=(-2, -1), keepdims=True))
+      size = l2_norm(x, (-2, -1))
     else:
       size = jnp.linalg.svd(svd_safe(x), compute_uv=False)[..., :1, None]
     den = size + eps / m
     return x / jnp.where(den == 0, 1, den)
   a = _short_gram(x)
   if preconditioning == "schatten":  # ‖x‖_S4 = ‖x xᵀ‖_F^{1/2} ≥ σ_max.
-    r = jnp.sqrt(jnp.sum(jnp.square(a), axis=(-2, -1), keepdims=True))
+    r = l2_norm(a, (-2, -1))
   else:  # AOL: r_i = Σ_j |A_ij| bounds the spectrum of A (Gershgorin), so D A D ≼ I.
     r = jnp.sum(jnp.abs(a), axis=-1)
     r = r[..., None, :] if x.shape[-2] > x.shape[-1] else r[..., :, None]

@@ -160,8 +160,62 @@ class Sign(Norm):
     return clip_onto(w, radius / self.fan_in(w.shape) if self.normalized else radius, sphere)
 
 
+class _SliceL2(Norm):
+  """ColNorm and RowNorm: each slice of the ``(d_in, d_out)`` view scaled to one ℓ2 length.
+
+  A slice is a row (``axis = -1``, :class:`ColNorm`) or a column (``axis = -2``,
+  :class:`RowNorm`) of the leaf read as ``(..., d_in, d_out)`` (swapped first if
+  ``transpose``). ``dualize(G)`` scales each slice to the ℓ2 length ``s = num / den`` of
+  :meth:`_length`; ``dual_norm(G) = s · Σ ‖slice‖₂`` and ``norm(W) = max ‖slice‖₂ / s``.
+  """
+
+  axis: ClassVar[int]
+
+  def _length(self, d_in: int, d_out: int) -> tuple[float, float]:
+    """``(num, den)``: the ℓ2 length ``num / den`` of a slice of ``dualize(g)``."""
+    raise NotImplementedError
+
+  def _view(self, x: jax.Array) -> tuple[jax.Array, float]:
+    """The leaf as ``(..., d_in, d_out)`` in the compute dtype, and a slice's ℓ2 length."""
+    x = x.astype(compute_dtype(x))
+    if self.transpose:
+      x = jnp.swapaxes(x, -1, -2)
+    num, den = self._length(*x.shape[-2:])
+    return x, num / den
+
+  def _slice_norms(self, x: jax.Array) -> jax.Array:
+    return jnp.squeeze(_lp_norm(x, 2, self.axis), self.axis)
+
+  def dualize(self, g):
+    x, scale = self._view(g)
+    out = scale * unit_l2(x, self.axis)
+    return (jnp.swapaxes(out, -1, -2) if self.transpose else out).astype(g.dtype)
+
+  def dual_norm(self, g):
+    x, scale = self._view(g)
+    x, scale = _scale_first(x, scale)
+    return scaled_sum(self._slice_norms(x), -1, scale)
+
+  def norm(self, w):
+    x, scale = self._view(w)
+    return jnp.max(self._slice_norms(x), axis=-1) / scale
+
+  def project(self, w, radius, sphere=False):
+    """Each slice scaled to ``‖·‖₂ ≤ radius · s``, the nearest point of the ball.
+
+    ``s`` is the ℓ2 length of a slice of ``dualize(g)``: for :class:`ColNorm` each row
+    ``i`` of the ``(d_in, d_out)`` view gets ``s = √d_out`` (``/d_in`` as well if
+    ``normalized``), for :class:`RowNorm` each column ``j`` gets ``s = 1/√d_in``
+    (``1`` if not ``normalized``). Sphere: each slice scaled onto it.
+    """
+    axis = -3 - self.axis if self.transpose else self.axis  # The slice axis as stored.
+    d_in, d_out = (w.shape[-1], w.shape[-2]) if self.transpose else w.shape[-2:]
+    num, den = self._length(d_in, d_out)
+    return rescale_onto(w, l2_norm(w, axis), radius * num / den, sphere)
+
+
 @dataclasses.dataclass(frozen=True)
-class ColNorm(Norm):
+class ColNorm(_SliceL2):
   r"""ℓ1→RMS operator norm (Scion's ``ColNorm``), for one-hot inputs.
 
   Normalizes each row ``i`` of a ``(vocab, features)`` table ``W[..., i, :]``
@@ -193,43 +247,14 @@ class ColNorm(Norm):
   normalized: bool = False
   transpose: bool = False
   name = "colnorm"
+  axis = -1
 
-  def _view(self, x: jax.Array) -> tuple[jax.Array, float]:
-    """The leaf as ``(..., d_in, d_out)`` in the compute dtype, and the row RMS bound."""
-    x = x.astype(compute_dtype(x))
-    if self.transpose:
-      x = jnp.swapaxes(x, -1, -2)
-    d_in, d_out = x.shape[-2:]
-    return x, math.sqrt(d_out) / (d_in if self.normalized else 1)
-
-  def dualize(self, g):
-    x, scale = self._view(g)
-    out = scale * unit_l2(x, -1)
-    return (jnp.swapaxes(out, -1, -2) if self.transpose else out).astype(g.dtype)
-
-  def dual_norm(self, g):
-    x, scale = self._view(g)
-    x, scale = _scale_first(x, scale)
-    return scaled_sum(_lp_norm(x, 2, -1)[..., 0], -1, scale)
-
-  def norm(self, w):
-    x, scale = self._view(w)
-    return jnp.max(_lp_norm(x, 2, -1)[..., 0], axis=-1) / scale
-
-  def project(self, w, radius, sphere=False):
-    """Each row ``i`` of the ``(d_in, d_out)`` view scaled to ``‖w_i‖₂ ≤ radius·√d_out``.
-
-    (``/d_in`` as well if ``normalized``): the ℓ2 length of a row of
-    ``radius·dualize(g)``; the nearest point of the ball. Sphere: scaled onto it.
-    """
-    axis = -2 if self.transpose else -1
-    d_in, d_out = (w.shape[-1], w.shape[-2]) if self.transpose else w.shape[-2:]
-    bound = radius * math.sqrt(d_out) / (d_in if self.normalized else 1)
-    return rescale_onto(w, l2_norm(w, axis), bound, sphere)
+  def _length(self, d_in, d_out):
+    return math.sqrt(d_out), (d_in if self.normalized else 1)
 
 
 @dataclasses.dataclass(frozen=True)
-class RowNorm(Norm):
+class RowNorm(_SliceL2):
   r"""RMS→ℓ∞ operator norm (Scion's ``RowNorm``).
 
   Normalizes each column ``j`` of a ``(fan_in, fan_out)`` kernel
@@ -258,38 +283,11 @@ class RowNorm(Norm):
   normalized: bool = True
   transpose: bool = False
   name = "rownorm"
+  axis = -2
 
-  def _view(self, x: jax.Array) -> tuple[jax.Array, float]:
-    """The leaf as ``(..., d_in, d_out)`` in the compute dtype, and the column ℓ2 bound."""
-    x = x.astype(compute_dtype(x))
-    if self.transpose:
-      x = jnp.swapaxes(x, -1, -2)
-    return x, 1 / math.sqrt(x.shape[-2]) if self.normalized else 1.0
-
-  def dualize(self, g):
-    x, scale = self._view(g)
-    out = scale * unit_l2(x, -2)
-    return (jnp.swapaxes(out, -1, -2) if self.transpose else out).astype(g.dtype)
-
-  def dual_norm(self, g):
-    x, scale = self._view(g)
-    x, scale = _scale_first(x, scale)
-    return scaled_sum(_lp_norm(x, 2, -2)[..., 0, :], -1, scale)
-
-  def norm(self, w):
-    x, scale = self._view(w)
-    return jnp.max(_lp_norm(x, 2, -2)[..., 0, :], axis=-1) / scale
-
-  def project(self, w, radius, sphere=False):
-    """Each column ``j`` of the ``(d_in, d_out)`` view scaled to ``‖w_j‖₂ ≤ radius/√d_in``.
-
-    (``radius`` if not ``normalized``): the ℓ2 length of a column of
-    ``radius·dualize(g)``; the nearest point of the ball. Sphere: scaled onto it.
-    """
-    axis = -1 if self.transpose else -2
-    d_in = w.shape[-1] if self.transpose else w.shape[-2]
-    bound = radius / math.sqrt(d_in) if self.normalized else radius
-    return rescale_onto(w, l2_norm(w, axis), bound, sphere)
+  def _length(self, d_in, d_out):
+    del d_out
+    return 1, (math.sqrt(d_in) if self.normalized else 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,9 +366,6 @@ class Frobenius(Norm):
   def core_ndim(self, ndim: int) -> int:
     return min(ndim, 2)
 
-  def _fro(self, x):
-    return l2_norm(x, self.core_axes(x.ndim))
-
   def dualize(self, g):
     x = g.astype(compute_dtype(g))
     return unit_l2(x, self.core_axes(x.ndim)).astype(g.dtype)
@@ -380,7 +375,8 @@ class Frobenius(Norm):
 
   def norm(self, w):
     x = w.astype(compute_dtype(w))
-    return jnp.reshape(self._fro(x), x.shape[: x.ndim - self.core_ndim(x.ndim)])
+    size = l2_norm(x, self.core_axes(x.ndim))
+    return jnp.reshape(size, x.shape[: x.ndim - self.core_ndim(x.ndim)])
 
   def project(self, w, radius, sphere=False):
     """Each tensor scaled to ``‖w‖_F ≤ radius``, the nearest point (sphere: onto it)."""

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from normax._base import l2_norm
 from normax._checks import NONNEGATIVE, UNIT, check_args
 from normax._leafwise import acc_dtype, cast_scalar, evaluate, leaf_paths
 
@@ -100,8 +101,7 @@ def scale_by_neuron_rms(
       nu = bb * nu + (1 - bb) * jnp.mean(jnp.square(x), axis=-2, keepdims=True).astype(nu.dtype)
       e = cast_scalar(eps, acc)
       y = x / (jnp.sqrt(nu).astype(acc) + e)
-      fro = lambda z: jnp.sqrt(jnp.sum(jnp.square(z), axis=(-2, -1), keepdims=True))  # noqa: E731
-      y = y * (fro(x) / (fro(y) + e))
+      y = y * (l2_norm(x, (-2, -1)) / (l2_norm(y, (-2, -1)) + e))
       out.append(y.astype(o.dtype))
       new_nu.append(nu)
     new_state = ScaleByNeuronRmsState(

@@ -8,122 +8,25 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._base import divide, where_nonzero
+from normax._base import l2_norm, where_nonzero
 from normax._checks import COUNT, NONNEGATIVE, POSITIVE, POSITIVE_COUNT, UNIT, check_args
+from normax._kronecker import (
+  EMPTY_SCALE,
+  block_scales,
+  factor_zeros,
+  from_blocks,
+  inverse_root,
+  inverse_root_newton,
+  map_leaves,
+  matrix_leaves,
+  refresh_every,
+  static_count,
+  to_blocks,
+  update_factors,
+)
 from normax._registry import get_norm
 
 _F32 = jnp.float32
-
-
-def block_dims(m: int, n: int, block_size: int | None) -> tuple[int, int]:
-  """The block shape ``(b_m, b_n)`` of an ``m×n`` matrix: each side capped at ``block_size``."""
-  # At least 1: a zero-length side makes zero blocks of size 1 (a zero-size leaf, no factor).
-  if block_size is None:
-    return max(m, 1), max(n, 1)
-  return max(min(m, block_size), 1), max(min(n, block_size), 1)
-
-
-def to_blocks(x: jax.Array, block_size: int | None) -> jax.Array:
-  """``(..., m, n) -> (..., m/b_m, n/b_n, b_m, b_n)``, zero-padding each side to a multiple."""
-  *lead, m, n = x.shape
-  bm, bn = block_dims(m, n, block_size)
-  pm, pn = -(-m // bm) * bm, -(-n // bn) * bn
-  if (pm, pn) != (m, n):
-    x = jnp.pad(x, [(0, 0)] * len(lead) + [(0, pm - m), (0, pn - n)])
-  x = x.reshape(*lead, pm // bm, bm, pn // bn, bn)
-  return jnp.swapaxes(x, -3, -2)
-
-
-def from_blocks(xb: jax.Array, m: int, n: int) -> jax.Array:
-  """Inverse of :func:`to_blocks` for an original ``m×n`` matrix (drops the padding)."""
-  *lead, nbm, nbn, bm, bn = xb.shape
-  x = jnp.swapaxes(xb, -3, -2).reshape(*lead, nbm * bm, nbn * bn)
-  return x[..., :m, :n]
-
-
-def factor_shapes(shape: tuple[int, ...], block_size: int | None):
-  """Shapes of the left and right Kronecker factors of a leaf, blocks as batch axes."""
-  *lead, m, n = shape
-  bm, bn = block_dims(m, n, block_size)
-  grid = (-(-m // bm), -(-n // bn))
-  return (*lead, *grid, bm, bm), (*lead, *grid, bn, bn)
-
-
-def mT(x: jax.Array) -> jax.Array:
-  return jnp.swapaxes(x, -1, -2)
-
-
-def matrix_leaves(params: Any, what: str) -> None:
-  """Raises a ``ValueError`` naming every leaf of rank < 2 (Kronecker factors need a matrix)."""
-  bad = [
-    (jax.tree_util.keystr(path), jnp.shape(leaf))
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
-    if jnp.ndim(leaf) < 2
-  ]
-  if bad:
-    listing = ", ".join(f"{p} {s}" for p, s in bad)
-    raise ValueError(
-      f"{what} preconditions matrices (..., fan_in, fan_out); these leaves have rank < 2:"
-      f" {listing}. Give them another transform with optax.partition, e.g. label them"
-      " 'bias' and use normax.scale_by_lmo('bias_rms') there."
-    )
-
-
-def static_count(x: Any) -> Any:
-  """A block size or interval as a Python ``int`` (``None`` stays ``None``): shapes need one."""
-  if x is None:
-    return None
-  try:
-    return int(x)
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    raise TypeError(
-      f"block sizes and intervals set shapes and must be static numbers, got {x!r}; under"
-      " optax.inject_hyperparams list them in static_args."
-    ) from None
-
-
-def _frobenius(mat: jax.Array) -> jax.Array:
-  return jnp.sqrt(jnp.sum(jnp.square(mat), axis=(-2, -1), keepdims=True))
-
-
-def inverse_root(mat: jax.Array, exponent: float, eps: float) -> jax.Array:
-  """``(A + ε‖A‖_F I)^{-exponent}`` of symmetric PSD matrices by eigendecomposition.
-
-  Directions with a zero regularized eigenvalue (e.g. ``A = 0``) map to 0, not inf.
-  """
-  w, q = jnp.linalg.eigh(mat)
-  w = jnp.maximum(w, 0.0)
-  den = w + eps * _frobenius(mat)[..., 0]
-  inv = jnp.where(den > 0, jnp.where(den > 0, den, 1.0) ** -exponent, 0.0)
-  return (q * inv[..., None, :]) @ mT(q)
-
-
-def inverse_root_newton(mat: jax.Array, p: int, eps: float, steps: int) -> jax.Array:
-  """``(A + ε‖A‖_F I)^{-1/p}`` by the coupled Newton iteration (matmuls only).
-
-  With ``A_ε = A + ε‖A‖_F I`` scaled by ``z = (1+p) / (2‖A_ε‖_F)`` (so its
-  eigenvalues lie in ``(0, (1+p)/2]``, inside the region of convergence):
-  ``M₀ = z A_ε``, ``H₀ = z^{1/p} I``, then ``T = ((p+1) I - M)/p``,
-  ``M ← T^p M``, ``H ← H T``; ``M → I`` and ``H → A_ε^{-1/p}``. A zero
-  matrix gives zero.
-  """
-  n = mat.shape[-1]
-  eye = jnp.broadcast_to(jnp.eye(n, dtype=mat.dtype), mat.shape)
-  reg = mat + eps * _frobenius(mat) * eye
-  norm = _frobenius(reg)
-  z = jnp.where(norm > 0, (1 + p) / jnp.where(norm > 0, norm, 1.0), 0.0) / 2
-
-  def body(_, mh):
-    m, h = mh
-    t = ((p + 1) * eye - m) / p
-    tp = t
-    for _ in range(p - 1):
-      tp = tp @ t
-    return tp @ m, h @ t
-
-  m0 = z * reg
-  h0 = z ** (1.0 / p) * eye
-  return jax.lax.fori_loop(0, steps, body, (m0, h0))[1]
 
 
 class ShampooState(NamedTuple):
@@ -149,34 +52,6 @@ class ShampooState(NamedTuple):
   right_scale: optax.Updates
   left_root_scale: optax.Updates
   right_root_scale: optax.Updates
-
-
-#: ``log2`` scale of a factor that has seen only zero gradients: finite, so that the
-#: exponent differences below never meet ``-inf - (-inf)``.
-EMPTY_SCALE = -1e30
-
-
-def block_max(gb: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """``(gb / m, log2 m)`` with ``m`` the largest entry of each block (:data:`EMPTY_SCALE` for
-  a zero block): the blocks at unit scale, and their scale. NaN/inf stay visible."""
-  m = jnp.max(jnp.abs(gb), axis=(-2, -1), keepdims=True)
-  safe = jnp.where(m > 0, m, 1)
-  log_m = jnp.where(m > 0, jnp.log2(safe), EMPTY_SCALE)[..., 0, 0]
-  return divide(gb, safe), log_m
-
-
-def accumulate(factor, log_scale, outer, log_outer, decay, weight):
-  """``2^s'·F' = decay·2^s·F + weight·2^o·outer`` with ``s'`` the larger of the two terms'
-  exponents, so both coefficients are at most 1: no over- or underflow at any scale."""
-
-  def log2(c):
-    c = jnp.asarray(c, _F32)
-    return jnp.where(c > 0, jnp.log2(jnp.where(c > 0, c, 1)), -jnp.inf)
-
-  old, new = log_scale + log2(decay), log_outer + log2(weight)
-  scale = jnp.maximum(old, new)
-  mix = lambda e: jnp.exp2(e - scale)[..., None, None]  # noqa: E731
-  return mix(old) * factor + mix(new) * outer, scale
 
 
 def scale_by_shampoo(
@@ -290,28 +165,16 @@ def scale_by_shampoo(
 
   def init_fn(params):
     matrix_leaves(params, "normax.scale_by_shampoo")
-
-    def factors(side):
-      return jax.tree.map(
-        lambda p: jnp.zeros(factor_shapes(jnp.shape(p), block_size)[side], _F32), params
-      )
-
-    def scales(side, value):
-      return jax.tree.map(
-        lambda p: jnp.full(factor_shapes(jnp.shape(p), block_size)[side][:-2], value, _F32),
-        params,
-      )
-
     return ShampooState(
       count=jnp.zeros([], jnp.int32),
-      left=factors(0),
-      right=factors(1),
-      left_root=factors(0),
-      right_root=factors(1),
-      left_scale=scales(0, EMPTY_SCALE),
-      right_scale=scales(1, EMPTY_SCALE),
-      left_root_scale=scales(0, 0.0),
-      right_root_scale=scales(1, 0.0),
+      left=factor_zeros(params, block_size, 0),
+      right=factor_zeros(params, block_size, 1),
+      left_root=factor_zeros(params, block_size, 0),
+      right_root=factor_zeros(params, block_size, 1),
+      left_scale=block_scales(params, block_size, 0, EMPTY_SCALE),
+      right_scale=block_scales(params, block_size, 1, EMPTY_SCALE),
+      left_root_scale=block_scales(params, block_size, 0, 0.0),
+      right_root_scale=block_scales(params, block_size, 1, 0.0),
     )
 
   def update_fn(updates, state, params=None):
@@ -323,18 +186,16 @@ def scale_by_shampoo(
     else:
       decay, weight = beta2, 1.0 - beta2
       correction = 1.0 - beta2 ** count.astype(_F32)
-    refresh = state.count % precondition_every == 0
 
     def leaf(g, left, right, left_root, right_root, ls, rs, lrs, rrs):
       m, n = g.shape[-2:]
-      # The blocks at unit scale and their log2 scales: GGᵀ = 2^(2·log_m)·ĝĝᵀ. Factors and
-      # roots carry their scales apart (see ShampooState), so the update is scale-free.
-      gb, log_m = block_max(to_blocks(g.astype(_F32), block_size))
-      left, ls = accumulate(left, ls, gb @ mT(gb), 2 * log_m, decay, weight)
-      right, rs = accumulate(right, rs, mT(gb) @ gb, 2 * log_m, decay, weight)
+      # The blocks at unit scale (gb · 2^log_m is G). Factors and roots carry their scales
+      # apart (see ShampooState), so the update is scale-free.
+      gb = to_blocks(g.astype(_F32), block_size)
+      gb, log_m, left, right, ls, rs = update_factors(gb, left, right, ls, rs, decay, weight)
       log_correction = jnp.log2(jnp.asarray(correction, _F32))
 
-      def roots(_):  # (A·2^s)^(-e) = A^(-e)·2^(-e·s); ε is relative, so it scales along.
+      def roots():  # (A·2^s)^(-e) = A^(-e)·2^(-e·s); ε is relative, so it scales along.
         return (
           root(left),
           root(right),
@@ -342,12 +203,9 @@ def scale_by_shampoo(
           -exponent * (rs - log_correction),
         )
 
-      if precondition_every == 1:
-        left_root, right_root, lrs, rrs = roots(None)
-      else:
-        left_root, right_root, lrs, rrs = jax.lax.cond(
-          refresh, roots, lambda _: (left_root, right_root, lrs, rrs), None
-        )
+      left_root, right_root, lrs, rrs = refresh_every(
+        state.count, precondition_every, roots, (left_root, right_root, lrs, rrs)
+      )
       scale = jnp.exp2(log_m + lrs + rrs)[..., None, None]
       d = from_blocks(scale * (left_root @ gb @ right_root), m, n)
       if graft_norm is not None:
@@ -355,21 +213,11 @@ def scale_by_shampoo(
         d = d * _fro_ratio(graft_norm.dualize(g.astype(_F32)), d)
       return d.astype(g.dtype), left, right, left_root, right_root, ls, rs, lrs, rrs
 
-    flat, treedef = jax.tree.flatten(updates)
-    rest = [treedef.flatten_up_to(t) for t in state[1:]]
-    outs = [leaf(*args) for args in zip(flat, *rest, strict=True)]
-    if not outs:
-      return updates, state._replace(count=count)
-    out, *new = (treedef.unflatten(list(c)) for c in zip(*outs, strict=True))
-    return out, ShampooState(count, *new)
+    return map_leaves(leaf, updates, state, count)
 
   return optax.GradientTransformation(init_fn, update_fn)
 
 
 def _fro_ratio(target: jax.Array, d: jax.Array) -> jax.Array:
   """``‖target‖_F / ‖d‖_F`` per matrix (last two axes), broadcastable against ``d``."""
-
-  def fro(x):
-    return jnp.sqrt(jnp.sum(jnp.square(x), axis=(-2, -1), keepdims=True))
-
-  return where_nonzero(fro(d), fro(target))
+  return where_nonzero(l2_norm(d, (-2, -1)), l2_norm(target, (-2, -1)))

@@ -9,16 +9,19 @@ import jax.numpy as jnp
 import optax
 
 from normax._checks import NONNEGATIVE, POSITIVE_COUNT, UNIT, check_args
-from normax._shampoo import (
+from normax._kronecker import (
   EMPTY_SCALE,
-  accumulate,
-  block_max,
-  factor_shapes,
+  block_scales,
+  blocks_shape,
+  factor_zeros,
   from_blocks,
+  map_leaves,
   matrix_leaves,
   mT,
+  refresh_every,
   static_count,
   to_blocks,
+  update_factors,
 )
 
 _F32 = jnp.float32
@@ -134,24 +137,16 @@ def scale_by_soap(
 
   def init_fn(params):
     matrix_leaves(params, "normax.scale_by_soap")
-
-    def tree(fn):
-      return jax.tree.map(lambda p: fn(jnp.shape(p)), params)
-
-    def blocked_shape(shape):
-      left, right = factor_shapes(shape, block_size)
-      return (*left[:-1], right[-1])
-
     return SoapState(
       count=jnp.zeros([], jnp.int32),
-      left=tree(lambda s: jnp.zeros(factor_shapes(s, block_size)[0], _F32)),
-      right=tree(lambda s: jnp.zeros(factor_shapes(s, block_size)[1], _F32)),
-      left_basis=tree(lambda s: jnp.zeros(factor_shapes(s, block_size)[0], _F32)),
-      right_basis=tree(lambda s: jnp.zeros(factor_shapes(s, block_size)[1], _F32)),
-      mu=tree(lambda s: jnp.zeros(s, _F32)),
-      nu=tree(lambda s: jnp.zeros(blocked_shape(s), _F32)),
-      left_scale=tree(lambda s: jnp.full(factor_shapes(s, block_size)[0][:-2], EMPTY_SCALE, _F32)),
-      right_scale=tree(lambda s: jnp.full(factor_shapes(s, block_size)[1][:-2], EMPTY_SCALE, _F32)),
+      left=factor_zeros(params, block_size, 0),
+      right=factor_zeros(params, block_size, 1),
+      left_basis=factor_zeros(params, block_size, 0),
+      right_basis=factor_zeros(params, block_size, 1),
+      mu=jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), _F32), params),
+      nu=jax.tree.map(lambda p: jnp.zeros(blocks_shape(jnp.shape(p), block_size), _F32), params),
+      left_scale=block_scales(params, block_size, 0, EMPTY_SCALE),
+      right_scale=block_scales(params, block_size, 1, EMPTY_SCALE),
     )
 
   def update_fn(updates, state, params=None):
@@ -159,26 +154,20 @@ def scale_by_soap(
     matrix_leaves(updates, "normax.scale_by_soap")
     count = optax.safe_increment(state.count)
     t = count.astype(_F32)
-    refresh = state.count % precondition_every == 0
 
     def leaf(g, left, right, left_basis, right_basis, mu, nu, ls, rs):
       m, n = g.shape[-2:]
       gf = g.astype(_F32)
       gb = to_blocks(gf, block_size)
       # The factors at unit scale, their log2 scales apart: only their eigenvectors are used.
-      unit, log_m = block_max(gb)
-      left, ls = accumulate(left, ls, unit @ mT(unit), 2 * log_m, beta_s, 1 - beta_s)
-      right, rs = accumulate(right, rs, mT(unit) @ unit, 2 * log_m, beta_s, 1 - beta_s)
+      *_, left, right, ls, rs = update_factors(gb, left, right, ls, rs, beta_s, 1 - beta_s)
 
-      def bases(_):
+      def bases():
         return jnp.linalg.eigh(left)[1], jnp.linalg.eigh(right)[1]
 
-      if precondition_every == 1:
-        left_basis, right_basis = bases(None)
-      else:
-        left_basis, right_basis = jax.lax.cond(
-          refresh, bases, lambda _: (left_basis, right_basis), None
-        )
+      left_basis, right_basis = refresh_every(
+        state.count, precondition_every, bases, (left_basis, right_basis)
+      )
       mu = b1 * mu + (1 - b1) * gf
       g_rot = mT(left_basis) @ gb @ right_basis
       m_rot = mT(left_basis) @ to_blocks(mu, block_size) @ right_basis
@@ -187,12 +176,6 @@ def scale_by_soap(
       out = from_blocks(left_basis @ step @ mT(right_basis), m, n)
       return out.astype(g.dtype), left, right, left_basis, right_basis, mu, nu, ls, rs
 
-    flat, treedef = jax.tree.flatten(updates)
-    rest = [treedef.flatten_up_to(x) for x in state[1:]]
-    outs = [leaf(*args) for args in zip(flat, *rest, strict=True)]
-    if not outs:
-      return updates, state._replace(count=count)
-    out, *new = (treedef.unflatten(list(c)) for c in zip(*outs, strict=True))
-    return out, SoapState(count, *new)
+    return map_leaves(leaf, updates, state, count)
 
   return optax.GradientTransformation(init_fn, update_fn)
