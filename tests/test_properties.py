@@ -252,6 +252,7 @@ def test_every_optimizer_is_covered():
     "momentum", "scale_by_lmo", "scale_by_radius", "add_constrained_decay",
     "add_cautious_weight_decay", "scale_by_dual_norm", "project_to_norm_ball",
     "scale_by_neuron_rms", "with_matrix_view",
+    "qk_clip",  # Rescales weights from the forward pass's logits, not the gradient: test_qk_clip.
   }  # fmt: skip
   returns_tx = {
     name
