@@ -385,7 +385,7 @@ def bench_state(args) -> list[dict]:
   labels, specs = normax.presets.scion_gpt(rules=[STACKED])
   txs = {
     "scion (f32 momentum)": normax.scion(1e-3, specs, labels),
-    "scion (bf16 momentum)": normax.scion(1e-3, specs, labels, momentum_dtype=jnp.bfloat16),
+    "scion (bf16 momentum)": normax.scion(1e-3, specs, labels, mu_dtype=jnp.bfloat16),
     "muon": normax.muon(1e-3, labels=_muon_labels),
     "scion_free": normax.scion_free(specs, labels),
     "muon_free": normax.muon_free(_muon_labels),
@@ -441,12 +441,12 @@ def bench_train(args) -> tuple[list[dict], dict]:
       block_size=args.block_size,
       batch_size=args.batch_size,
       ns_dtype=args.ns_dtype,
-      momentum_dtype=args.momentum_dtype,
+      mu_dtype=args.mu_dtype,
       ns_method=args.ns_method,
       vocab_size=65,
     )
     fields = {f.name for f in dataclasses.fields(Config)}
-    for flag in ("ns_dtype", "momentum_dtype", "ns_method"):
+    for flag in ("ns_dtype", "mu_dtype", "ns_method"):
       if getattr(args, flag) not in (None, "newton_schulz") and flag not in fields:
         info[f"note {flag}"] = f"the example's Config has no {flag}: its default is used"
     model = GPT(c, rngs=nnx.Rngs(0))
@@ -532,7 +532,7 @@ def parse(argv=None):
     default=str(ROOT / "examples" / "char_gpt.py"),
     help="train section: the char-GPT script whose Config, GPT, loss_fn, make_optimizer run",
   )
-  p.add_argument("--momentum-dtype", default=None, help="train section: Scion's momentum dtype")
+  p.add_argument("--mu-dtype", default=None, help="train section: Scion's momentum dtype")
   p.add_argument(
     "--ns-method",
     default=None,

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from normax._base import l2_norm, where_nonzero
+from normax._checks import renamed
 from normax._decay import add_constrained_decay
 from normax._labels import label_by_path
 from normax._leafwise import (
@@ -369,6 +370,7 @@ def _checked_specs(specs: Any) -> None:
       )
 
 
+@renamed("normax.scion_free", momentum_dtype="mu_dtype=")
 def scion_free(
   specs: Mapping[str, LayerSpec],
   labels: Any,
@@ -379,7 +381,7 @@ def scion_free(
   constrained: bool = True,
   nesterov: bool = False,
   momentum_init: Literal["zeros", "first_gradient"] = "zeros",
-  momentum_dtype=None,
+  mu_dtype=None,
   beta3: float = 0.999**0.5,
   d0: float = 1e-6,
   relative_d0: float = 0.0,
@@ -424,7 +426,7 @@ def scion_free(
     constrained: Default decay ``μ = 1`` (SCG) rather than ``0`` (uSCG).
     nesterov: Nesterov momentum.
     momentum_init: ``"zeros"`` or ``"first_gradient"``.
-    momentum_dtype: dtype of the momentum buffer.
+    mu_dtype: dtype of the momentum buffer.
     beta3: Decay of the estimate's sums (Prodigy's ``β₃``).
     d0: Initial estimate (its floor with ``relative_d0``).
     relative_d0: The initial estimate as a fraction of the initial weights'
@@ -468,7 +470,7 @@ def scion_free(
       add_constrained_decay(default_decay if spec.decay is None else spec.decay),
     ]
 
-  mom = momentum(beta, nesterov=nesterov, init=momentum_init, dtype=momentum_dtype)
+  mom = momentum(beta, nesterov=nesterov, init=momentum_init, mu_dtype=mu_dtype)
   estimate = dict(
     learning_rate=learning_rate,
     beta3=beta3,
@@ -506,6 +508,7 @@ _MUON_FREE_LABELS = {"muon": None, "adam": None}
 _default_muon_labels = label_by_path([Rule("*", "muon", ndim=2)], default="adam")
 
 
+@renamed("normax.muon_free", momentum_dtype="mu_dtype=", ns_coefficients="ns_coeffs=")
 def muon_free(
   labels: Any = None,
   *,
@@ -515,10 +518,10 @@ def muon_free(
   nesterov: bool = True,
   bias_correction: bool = True,
   ns_steps: int = 5,
-  ns_coefficients: str | tuple = "quintic",
+  ns_coeffs: str | tuple = "quintic",
   ns_method: str = "newton_schulz",
   weight_decay: float = 0.0,
-  momentum_dtype=None,
+  mu_dtype=None,
   adam_b1: float = 0.9,
   adam_b2: float = 0.999,
   adam_eps: float = 1e-8,
@@ -563,10 +566,10 @@ def muon_free(
     nesterov: Nesterov momentum.
     bias_correction: Adam-style bias correction of the momentum.
     ns_steps: Newton–Schulz steps.
-    ns_coefficients: Newton–Schulz schedule.
+    ns_coeffs: Newton–Schulz schedule (as :func:`normax.muon`'s).
     ns_method: ``"newton_schulz"``, ``"gram_newton_schulz"`` or ``"svd"``.
     weight_decay: Decoupled weight decay of the Muon leaves (times the step).
-    momentum_dtype: dtype of the Muon momentum buffer.
+    mu_dtype: dtype of the Muon momentum buffer.
     adam_b1: Prodigy's ``β₁``.
     adam_b2: Prodigy's ``β₂``.
     adam_eps: Prodigy's ``eps``.
@@ -599,10 +602,10 @@ def muon_free(
     Jordan et al., *Muon*, 2024; Mishchenko & Defazio, *Prodigy*, 2023;
     Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.
   """
-  spectral = Spectral(method=ns_method, steps=ns_steps, coefficients=ns_coefficients)
+  spectral = Spectral(method=ns_method, steps=ns_steps, coefficients=ns_coeffs)
   hidden = adaptive_step(
     optax.chain(
-      momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=momentum_dtype),
+      momentum(beta, nesterov=nesterov, bias_correction=bias_correction, mu_dtype=mu_dtype),
       scale_by_lmo(spectral, batch=batch),
       optax.add_decayed_weights(weight_decay),
     ),

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from optax.contrib import MuonDimensionNumbers
 
-from normax._checks import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_args
+from normax._checks import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_args, renamed
 from normax._decay import add_cautious_weight_decay
 from normax._dual_norm import scale_by_dual_norm
 from normax._hyperball import hyperball as hyperball_step
@@ -41,7 +41,6 @@ from normax._spec import check_labels_arg, checked_labels
 from normax._spectral import Spectral
 
 _MUON_LABELS = {"muon": None, "adam": None}
-_QUINTIC = (3.4445, -4.7750, 2.0315)
 
 #: The rule behind ``normax.muon``'s default labels when neither ``roles``,
 #: ``labels`` nor dimension numbers are given: ``optax.contrib.muon``'s routing,
@@ -216,15 +215,6 @@ def _muon_views(source: Any, kind: str):
   return fn
 
 
-def _alias(new, old, new_name: str, old_name: str, default):
-  """``old`` (a keyword's former name) if given; giving both is an error."""
-  if old is None:
-    return new
-  if new is not default and new != default:
-    raise TypeError(f"Pass {new_name}= only ({old_name}= is its old name), not both.")
-  return old
-
-
 def _nonzero(x) -> bool:
   """Whether a (possibly array) hyperparameter is known to be nonzero; schedules count."""
   if callable(x):
@@ -234,6 +224,7 @@ def _nonzero(x) -> bool:
   return bool(np.any(np.asarray(x) != 0))
 
 
+@renamed("normax.muon", ns_coefficients="ns_coeffs=", momentum_dtype="mu_dtype=")
 def muon(
   learning_rate: float | optax.Schedule,
   ns_coeffs: str | tuple = (3.4445, -4.7750, 2.0315),
@@ -271,8 +262,6 @@ def muon(
   ns_dtype: Any = None,
   ns_precision: Any = None,
   batch: bool = True,
-  ns_coefficients: Any = None,
-  momentum_dtype: Any = None,
   qk_clip: optax.GradientTransformation | None = None,
 ) -> optax.GradientTransformation:
   r"""Muon: orthogonalized Nesterov momentum on hidden matrices, AdamW on the rest.
@@ -294,7 +283,7 @@ def muon(
 
     optax.partition({
       "muon": optax.chain(
-        normax.momentum(beta, nesterov=nesterov, bias_correction=True, dtype=mu_dtype),
+        normax.momentum(beta, nesterov=nesterov, bias_correction=True, mu_dtype=mu_dtype),
         normax.with_matrix_view(optax.chain(
           normax.scale_by_lmo(normax.Spectral(steps=..., coefficients=..., preconditioning=...)),
           #   adaptive: normax.scale_by_dual_norm(spectral, exact=False) instead
@@ -415,8 +404,6 @@ def muon(
     batch: Orthogonalize same-shape matrices in one batched call (see
       :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
       either way, :doc:`/sharding`).
-    ns_coefficients: Old name of ``ns_coeffs``.
-    momentum_dtype: Old name of ``mu_dtype``.
     qk_clip: A transform run after the update, e.g. :func:`normax.qk_clip`
       (MuonClip): the optimizer becomes ``optax.chain(<the above>, qk_clip)``,
       whose ``update`` takes ``max_logits=``.
@@ -454,8 +441,6 @@ def muon(
     *Cautious Weight Decay*, 2025; Wen et al., *Hyperball Optimization*,
     2026; ``optax.contrib.muon``.
   """
-  ns_coeffs = _alias(ns_coeffs, ns_coefficients, "ns_coeffs", "ns_coefficients", _QUINTIC)
-  mu_dtype = _alias(mu_dtype, momentum_dtype, "mu_dtype", "momentum_dtype", None)
   if shape_scaling not in ("muon", "rms"):
     raise ValueError(f"shape_scaling must be 'muon' or 'rms', got {shape_scaling!r}.")
   check_args(
@@ -544,7 +529,7 @@ def muon(
     route = _default_labels
     views = _muon_views(labels, "labels")
   hidden = [
-    momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=mu_dtype),
+    momentum(beta, nesterov=nesterov, bias_correction=bias_correction, mu_dtype=mu_dtype),
     with_matrix_view(optax.chain(*view), views, blocks=output_blocks),
   ]
   if hyperball is None:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import optax
 
-from normax._checks import NONNEGATIVE, UNIT, check_args
+from normax._checks import NONNEGATIVE, UNIT, check_args, renamed
 from normax._decay import add_constrained_decay
 from normax._leafwise import check_nonnegative, with_checked_updates
 from normax._lmo import scale_by_lmo
@@ -18,6 +18,7 @@ from normax._radius import scale_by_radius
 from normax._spec import LayerSpec, check_labels_arg, checked_labels, spec_views
 
 
+@renamed("normax.scion", momentum_dtype="mu_dtype=")
 def scion(
   learning_rate: float | optax.Schedule,
   specs: Mapping[str, LayerSpec],
@@ -27,7 +28,7 @@ def scion(
   constrained: bool = True,
   nesterov: bool = False,
   momentum_init: Literal["zeros", "first_gradient"] = "zeros",
-  momentum_dtype=None,
+  mu_dtype=None,
   batch: bool = True,
   project: bool = False,
   qk_clip: optax.GradientTransformation | None = None,
@@ -64,7 +65,7 @@ def scion(
   The chain is::
 
     optax.chain(
-      normax.momentum(beta, nesterov=..., init=..., dtype=...),
+      normax.momentum(beta, nesterov=..., init=..., mu_dtype=...),
       optax.partition({label: optax.chain(normax.scale_by_lmo(norm, views=...),  # see above
                                           normax.scale_by_radius(spec.radius),
                                           normax.add_constrained_decay(μ))
@@ -87,7 +88,7 @@ def scion(
     constrained: Default decay ``μ = 1`` (SCG) rather than ``0`` (uSCG).
     nesterov: Nesterov momentum.
     momentum_init: ``"zeros"`` or ``"first_gradient"``.
-    momentum_dtype: dtype of the momentum buffer (e.g. ``jnp.bfloat16``).
+    mu_dtype: dtype of the momentum buffer (e.g. ``jnp.bfloat16``).
     batch: Orthogonalize same-shape matrices in one batched call (see
       :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
       either way, :doc:`/sharding`).
@@ -145,7 +146,7 @@ def scion(
     )
   label_fn = checked_labels(labels, specs, "specs")
   chain = [
-    momentum(beta, nesterov=nesterov, init=momentum_init, dtype=momentum_dtype),
+    momentum(beta, nesterov=nesterov, init=momentum_init, mu_dtype=mu_dtype),
     optax.partition(branches, label_fn),
     optax.scale_by_learning_rate(learning_rate),
   ]

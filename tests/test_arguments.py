@@ -183,3 +183,30 @@ def test_checked_schedule_raises_under_jit_and_scan_naming_the_step():
   assert float(normax.checked_schedule(optax.constant_schedule(2.0))(3)) == 2.0
   with pytest.raises(ValueError, match="returned nan"):
     normax.checked_schedule(lambda t: jnp.nan)(0)
+
+
+# Every former argument name of a public function, and the spelling its error must name.
+RENAMED = {
+  ("normax.momentum", "dtype"): "mu_dtype=",
+  ("normax.scion", "momentum_dtype"): "mu_dtype=",
+  ("normax.scion_free", "momentum_dtype"): "mu_dtype=",
+  ("normax.sign_descent", "momentum_dtype"): "mu_dtype=",
+  ("normax.normalized_sgd", "momentum_dtype"): "mu_dtype=",
+  ("normax.muon", "momentum_dtype"): "mu_dtype=",
+  ("normax.muon", "ns_coefficients"): "ns_coeffs=",
+  ("normax.muon_free", "momentum_dtype"): "mu_dtype=",
+  ("normax.muon_free", "ns_coefficients"): "ns_coeffs=",
+}
+
+
+def test_every_former_argument_name_is_a_type_error_naming_the_new_spelling():
+  found = {
+    (name, old): new for name, obj in _public() for old, new in getattr(obj, "renamed", {}).items()
+  }
+  assert found == RENAMED
+  for (name, old), new in RENAMED.items():
+    obj = dict(_public())[name]
+    assert old not in inspect.signature(obj).parameters, (name, old)
+    with pytest.raises(TypeError) as info:
+      obj(**BASE.get(name, {}), **{old: None})
+    assert f"{name}() got {old}=, a former name: pass {new}" in str(info.value)
