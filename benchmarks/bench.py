@@ -215,7 +215,7 @@ def optimizers(ns_dtype=None, steps: int = 5) -> dict:
     "scion (per-leaf)": lambda: normax.scion(lr, specs, labels, batch=False),
     "muon": lambda: muon(),
     "muon (per-leaf)": lambda: muon(batch=False),
-    "muon (gram)": lambda: muon(ns_method="gram_newton_schulz"),
+    "muon (gram)": lambda: muon(orthogonalizer=normax.Orthogonalizer(method="gram_newton_schulz")),
     "scion_free": lambda: normax.scion_free(specs, labels),
     "muon_free": lambda: normax.muon_free(_muon_labels, ns_steps=steps),
     "shampoo": lambda: shampoo(lr),
@@ -236,7 +236,7 @@ def optimizers(ns_dtype=None, steps: int = 5) -> dict:
       muon_weight_dimension_numbers=_optax_muon_dims,
     ),
     "muon (polar express gram)": lambda: muon(
-      ns_coeffs="polar_express", ns_method="gram_newton_schulz"
+      ns_coeffs="polar_express", orthogonalizer=normax.Orthogonalizer(method="gram_newton_schulz")
     ),
     "muon (polar express)": lambda: muon(ns_coeffs="polar_express"),
     "muon (consistent rms)": lambda: muon(consistent_rms=0.2, weight_decay=0.1),

@@ -325,7 +325,7 @@ def make_optimizer(
       weight_decay=0.1 if shared else 0.0,
       adam_weight_decay=0.1 if shared else 0.0,
       mu_dtype=mu_dtype,
-      ns_method=config.ns_method or "newton_schulz",
+      orthogonalizer=normax.Orthogonalizer(method=config.ns_method or "newton_schulz"),
       **MUON_VARIANTS[config.optimizer],
     )
   if config.optimizer == "scion_free":

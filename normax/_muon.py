@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Literal
 
@@ -31,12 +32,12 @@ from normax._leafwise import acc_dtype, broadcast_spec, leaf_paths, with_checked
 from normax._lmo import scale_by_lmo
 from normax._matrix_view import MatrixView, with_matrix_view
 from normax._momentum import momentum
-from normax._newton_schulz import newton_schulz
 from normax._normuon import scale_by_neuron_rms
+from normax._orthogonalizer import Orthogonalizer
 from normax._paths import leaf_shape, path_to_str
 from normax._roles import ROLES, Roles
 from normax._rules import Rule
-from normax._schedules import DION
+from normax._schedules import optax_schedule
 from normax._spec import check_labels_arg, checked_labels
 from normax._spectral import Spectral
 
@@ -70,62 +71,61 @@ def _scale_by_fan(factor) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
-def _traced_orthogonalization(
-  steps, coefficients, preconditioning, eps, compute_dtype, precision, adaptive
-) -> optax.GradientTransformation:
-  """``Spectral().dualize`` (times ``⟨g, dualize(g)⟩`` if adaptive) for traced settings.
+#: ``optax.contrib.muon``'s Newton–Schulz arguments and their defaults, by the
+#: :class:`normax.Orthogonalizer` field each sets.
+_OPTAX_NS = {
+  "coefficients": ("ns_coeffs", (3.4445, -4.7750, 2.0315)),
+  "steps": ("ns_steps", 5),
+  "preconditioning": ("preconditioning", "frobenius"),
+  "eps": ("eps", 1e-8),
+}
 
-  Used when ``ns_steps`` or ``eps`` are arrays (``optax.inject_hyperparams``
-  makes every numeric argument one): a frozen ``Spectral`` cannot hold them.
-  Leaf by leaf, the iteration as a ``fori_loop``.
+
+def muon_orthogonalizer(
+  orthogonalizer: Orthogonalizer | None, ns_coeffs, ns_steps, preconditioning, eps
+) -> Orthogonalizer:
+  """The :class:`normax.Orthogonalizer` of ``normax.muon``'s arguments (see its docstring).
+
+  ``(ns_coeffs, ns_steps)`` read as optax reads them (:func:`optax_schedule`); given an
+  ``orthogonalizer``, each of these four meets its field: the one that is set wins, and two
+  set to different values are a ``ValueError``.
   """
-
-  def update_fn(updates, state, params=None):
-    del params
-
-    def leaf(g):
-      o = newton_schulz(
-        g,
-        steps=steps,
-        coefficients=coefficients,
-        compute_dtype=compute_dtype,
-        precision=precision,
-        preconditioning=preconditioning,
-        eps=eps,
-      )
-      d_in, d_out = g.shape[-2:]
-      d = o * math.sqrt(d_out / d_in)
-      if adaptive:
-        d = d * jnp.sum(g * d, axis=(-2, -1), keepdims=True)
-      return d
-
-    return jax.tree.map(leaf, updates), state
-
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
-
-
-def _schedule(ns_coeffs, ns_steps):
-  """optax's reading of ``(ns_coeffs, ns_steps)``: ``(coefficients, steps)`` for Spectral.
-
-  A per-step schedule (2-D, or the ``"dion"`` preset) runs its rows once each,
-  ``ns_steps`` only bounding their number; a triple or another preset runs
-  ``ns_steps`` times.
-  """
-  if isinstance(ns_coeffs, str):
-    if ns_coeffs != "dion":
-      return ns_coeffs, ns_steps
-    ns_coeffs = DION
-  arr = np.asarray(ns_coeffs, dtype=np.float64)
-  if arr.ndim == 1 or arr.ndim > 2 or arr.shape[-1] != 3:
-    if arr.shape != (3,):
-      raise ValueError(f"ns_coeffs must have shape (3,) or (n, 3), got {arr.shape}.")
-    return tuple(float(v) for v in arr), ns_steps
-  if isinstance(ns_steps, int) and arr.shape[0] > ns_steps:
-    raise ValueError(
-      f"{arr.shape[0]} Newton–Schulz coefficient rows were given for ns_steps={ns_steps};"
-      f" pass ns_steps >= {arr.shape[0]} (each row runs once, as in optax.contrib.muon)."
+  coefficients, steps = optax_schedule(ns_coeffs, ns_steps)
+  given = {"coefficients": coefficients, "steps": steps}
+  given.update(preconditioning=preconditioning, eps=eps)
+  if orthogonalizer is None:
+    return Orthogonalizer(method="newton_schulz", **given)
+  if not isinstance(orthogonalizer, Orthogonalizer):
+    raise TypeError(
+      f"normax.muon: orthogonalizer must be a normax.Orthogonalizer(...), got {orthogonalizer!r}."
     )
-  return tuple(tuple(float(v) for v in row) for row in arr), arr.shape[0]
+  raw = {"coefficients": ns_coeffs, "steps": ns_steps}
+  raw.update(preconditioning=preconditioning, eps=eps)
+  fields = {}
+  for field, (arg, default) in _OPTAX_NS.items():
+    mine = getattr(orthogonalizer, field)
+    if mine == getattr(Orthogonalizer, field):  # The field is unset: muon's argument.
+      fields[field] = given[field]
+    elif _is_traced(raw[field]) or _same(raw[field], default) or _same(given[field], mine):
+      fields[field] = mine  # The argument is unset (or traced, so not comparable), or agrees.
+    else:
+      raise ValueError(
+        f"normax.muon: {arg}={raw[field]!r} and orthogonalizer.{field}={mine!r} disagree;"
+        f" set it in one place (e.g. drop {arg}=)."
+      )
+  return dataclasses.replace(orthogonalizer, **fields)
+
+
+def _is_traced(x) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def _same(a, b) -> bool:
+  """``a == b`` for hyperparameters: numbers, names, coefficient tuples, concrete arrays."""
+  try:
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+  except (TypeError, ValueError):
+    return False
 
 
 def _labels_from_dims(dims):
@@ -224,7 +224,18 @@ def _nonzero(x) -> bool:
   return bool(np.any(np.asarray(x) != 0))
 
 
-@renamed("normax.muon", ns_coefficients="ns_coeffs=", momentum_dtype="mu_dtype=")
+_ORTH = "orthogonalizer=normax.Orthogonalizer({}=...)"
+
+
+@renamed(
+  "normax.muon",
+  ns_coefficients="ns_coeffs=",
+  momentum_dtype="mu_dtype=",
+  ns_method=_ORTH.format("method"),
+  ns_sharding=_ORTH.format("sharding"),
+  ns_dtype=_ORTH.format("compute_dtype"),
+  ns_precision=_ORTH.format("precision"),
+)
 def muon(
   learning_rate: float | optax.Schedule,
   ns_coeffs: str | tuple = (3.4445, -4.7750, 2.0315),
@@ -245,23 +256,24 @@ def muon(
   adam_learning_rate: float | optax.Schedule | None = None,
   muon_weight_dimension_numbers: Any = None,
   consistent_rms: float | None = None,
+  # normax: which leaves are Muon's, and their matrices.
   labels: Any = None,
   roles: Roles | None = None,
   muon_convs: bool = True,
   output_blocks: Any = None,
+  # normax: how U Vᵀ is computed.
+  orthogonalizer: Orthogonalizer | None = None,
+  batch: bool = True,
+  # normax: the step's scale, momentum and AdamW.
+  shape_scaling: Literal["muon", "rms"] = "muon",
+  bias_correction: bool = True,
+  adam_eps: float | None = None,
+  # normax: variants.
   normuon: bool = False,
   normuon_b2: float = 0.95,
   cautious_weight_decay: bool = False,
   hyperball: Literal["frobenius", "spectral"] | None = None,
   hyperball_radius: float | None = None,
-  bias_correction: bool = True,
-  shape_scaling: Literal["muon", "rms"] = "muon",
-  adam_eps: float | None = None,
-  ns_method: str = "newton_schulz",
-  ns_sharding: str = "auto",
-  ns_dtype: Any = None,
-  ns_precision: Any = None,
-  batch: bool = True,
   qk_clip: optax.GradientTransformation | None = None,
 ) -> optax.GradientTransformation:
   r"""Muon: orthogonalized Nesterov momentum on hidden matrices, AdamW on the rest.
@@ -285,7 +297,7 @@ def muon(
       "muon": optax.chain(
         normax.momentum(beta, nesterov=nesterov, bias_correction=True, mu_dtype=mu_dtype),
         normax.with_matrix_view(optax.chain(
-          normax.scale_by_lmo(normax.Spectral(steps=..., coefficients=..., preconditioning=...)),
+          normax.scale_by_lmo(normax.Spectral(**<orthogonalizer's fields>)),  # see orthogonalizer
           #   adaptive: normax.scale_by_dual_norm(spectral, exact=False) instead
           #   normuon:  normax.scale_by_neuron_rms(normuon_b2)
           <shape scale s>), muon_weight_dimension_numbers, blocks=output_blocks),
@@ -383,27 +395,31 @@ def muon(
     muon_convs: With ``roles``: conv kernels on Muon (``True``) or AdamW.
     output_blocks: Blocks of the output axis per Muon leaf (an int, a
       pytree or prefix of ints/``None``, or a callable).
+    orthogonalizer: How ``U Vᵀ`` is computed, a :class:`normax.Orthogonalizer`:
+      its ``method`` (``"newton_schulz"``, ``"gram_newton_schulz"``: fewer FLOPs
+      on rectangular matrices, ``"svd"``: exact), ``compute_dtype`` (e.g.
+      ``"bfloat16"``), matmul ``precision`` and ``sharding`` (:doc:`/sharding`).
+      Its ``steps``, ``coefficients``, ``preconditioning`` and ``eps`` meet
+      ``ns_steps``, ``ns_coeffs``, ``preconditioning`` and ``eps``: a field left at
+      the :class:`normax.Orthogonalizer` default takes muon's argument, an
+      argument left at muon's default takes the field, and a field and an
+      argument both set to different values are an error. ``None``:
+      ``normax.Orthogonalizer(method="newton_schulz", ...)`` from those
+      arguments (optax's arithmetic).
+    batch: Orthogonalize same-shape matrices in one batched call (see
+      :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
+      either way, :doc:`/sharding`).
+    shape_scaling: ``"muon"`` (default; the scale ``s`` above) or ``"rms"``:
+      ``√(d_out/d_in)``, exactly ``normax.Spectral().dualize``, Scion's
+      RMS→RMS step.
+    bias_correction: Adam-style bias correction of the Muon momentum.
+    adam_eps: AdamW ``eps`` if it should differ from ``eps``.
     normuon: NorMuon's per-neuron normalization.
     normuon_b2: Its second-moment EMA factor.
     cautious_weight_decay: Cautious weight decay on the Muon leaves.
     hyperball: ``"frobenius"`` or ``"spectral"``: keep each Muon weight on a
       sphere of that norm.
     hyperball_radius: Its radius; ``None`` keeps each weight's initial norm.
-    bias_correction: Adam-style bias correction of the Muon momentum.
-    shape_scaling: ``"muon"`` (default; the scale ``s`` above) or ``"rms"``:
-      ``√(d_out/d_in)``, exactly ``normax.Spectral().dualize``, Scion's
-      RMS→RMS step.
-    adam_eps: AdamW ``eps`` if it should differ from ``eps``.
-    ns_method: ``"newton_schulz"``, ``"gram_newton_schulz"`` (fewer FLOPs on
-      rectangular matrices) or ``"svd"`` (exact), see :class:`normax.Spectral`.
-    ns_sharding: Where Newton–Schulz runs on sharded parameters (see
-      :doc:`/sharding`).
-    ns_dtype: dtype of the Newton–Schulz iterate (e.g. ``jnp.bfloat16``).
-    ns_precision: ``jax.lax.Precision`` of the Newton–Schulz matmuls (e.g.
-      ``"highest"`` for float32 passes on TPU), as ``Spectral(precision=)``.
-    batch: Orthogonalize same-shape matrices in one batched call (see
-      :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
-      either way, :doc:`/sharding`).
     qk_clip: A transform run after the update, e.g. :func:`normax.qk_clip`
       (MuonClip): the optimizer becomes ``optax.chain(<the above>, qk_clip)``,
       whose ``update`` takes ``max_logits=``.
@@ -411,9 +427,11 @@ def muon(
   Returns:
     An ``optax.GradientTransformation``. Under
     ``optax.inject_hyperparams(normax.muon)`` every numeric argument becomes
-    a traced hyperparameter, as for optax's muon; a traced ``ns_steps`` or
-    ``eps`` runs Newton–Schulz as a ``fori_loop``, leaf by leaf (pass
-    ``static_args=("ns_steps", "eps")`` to keep it unrolled and batched).
+    a traced hyperparameter, as for optax's muon, and goes through the same
+    :class:`normax.Spectral` as a static one; a traced ``ns_steps`` runs
+    Newton–Schulz as a ``fori_loop`` (pass ``static_args=("ns_steps",)`` to keep
+    it unrolled; an ``orthogonalizer`` that sets ``steps`` or ``eps`` wins over
+    a traced ``ns_steps`` or ``eps``, which cannot be compared with it).
     As there, a callable argument (``labels``, ``weight_decay_mask``,
     ``muon_weight_dimension_numbers``) is taken for a schedule: list it in
     ``static_args``.
@@ -429,6 +447,7 @@ def muon(
     >>> moonlight = normax.muon(0.02, weight_decay=0.1, consistent_rms=0.2)
     >>> turbo = normax.muon(0.02, ns_steps=4, preconditioning="aol")
     >>> nor = normax.muon(0.02, normuon=True)
+    >>> bf16 = normax.muon(0.02, orthogonalizer=normax.Orthogonalizer(compute_dtype="bfloat16"))
     >>> tx = optax.inject_hyperparams(normax.muon)(learning_rate=0.02)
     >>> updates, state = tx.update(grads, tx.init(params), params)
 
@@ -470,27 +489,12 @@ def muon(
     )
   if qk_clip is not None and not isinstance(qk_clip, optax.GradientTransformation):
     raise TypeError(f"normax.muon: qk_clip must be normax.qk_clip(...), got {qk_clip!r}.")
-  coefficients, steps = _schedule(ns_coeffs, ns_steps)
-  traced = not isinstance(steps, int) or not isinstance(eps, int | float)
-
-  if traced:
-    orth = _traced_orthogonalization(
-      steps, coefficients, preconditioning, eps, ns_dtype, ns_precision, adaptive
-    )
+  orth = muon_orthogonalizer(orthogonalizer, ns_coeffs, ns_steps, preconditioning, eps)
+  spectral = Spectral(**{f.name: getattr(orth, f.name) for f in dataclasses.fields(orth)})
+  if adaptive:
+    orth = scale_by_dual_norm(spectral, exact=False)
   else:
-    spectral = Spectral(
-      method=ns_method,
-      steps=steps,
-      coefficients=coefficients,
-      compute_dtype=ns_dtype,
-      precision=ns_precision,
-      sharding=ns_sharding,
-      preconditioning=preconditioning,
-      eps=float(eps),
-    )
-    orth = (
-      scale_by_dual_norm(spectral, exact=False) if adaptive else scale_by_lmo(spectral, batch=batch)
-    )
+    orth = scale_by_lmo(spectral, batch=batch)
 
   # Spectral's direction is √(d_out/d_in)·O (squared with the adaptive factor); scale to s·O.
   power = 2 if adaptive else 1

@@ -194,6 +194,10 @@ RENAMED = {
   ("normax.normalized_sgd", "momentum_dtype"): "mu_dtype=",
   ("normax.muon", "momentum_dtype"): "mu_dtype=",
   ("normax.muon", "ns_coefficients"): "ns_coeffs=",
+  ("normax.muon", "ns_method"): "orthogonalizer=normax.Orthogonalizer(method=...)",
+  ("normax.muon", "ns_sharding"): "orthogonalizer=normax.Orthogonalizer(sharding=...)",
+  ("normax.muon", "ns_dtype"): "orthogonalizer=normax.Orthogonalizer(compute_dtype=...)",
+  ("normax.muon", "ns_precision"): "orthogonalizer=normax.Orthogonalizer(precision=...)",
   ("normax.muon_free", "momentum_dtype"): "mu_dtype=",
   ("normax.muon_free", "ns_coefficients"): "ns_coeffs=",
 }
