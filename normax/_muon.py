@@ -82,7 +82,12 @@ _OPTAX_NS = {
 
 
 def muon_orthogonalizer(
-  orthogonalizer: Orthogonalizer | None, ns_coeffs, ns_steps, preconditioning, eps
+  orthogonalizer: Orthogonalizer | None,
+  ns_coeffs,
+  ns_steps,
+  preconditioning,
+  eps,
+  owner: str = "normax.muon",
 ) -> Orthogonalizer:
   """The :class:`normax.Orthogonalizer` of ``normax.muon``'s arguments (see its docstring).
 
@@ -97,7 +102,7 @@ def muon_orthogonalizer(
     return Orthogonalizer(method="newton_schulz", **given)
   if not isinstance(orthogonalizer, Orthogonalizer):
     raise TypeError(
-      f"normax.muon: orthogonalizer must be a normax.Orthogonalizer(...), got {orthogonalizer!r}."
+      f"{owner}: orthogonalizer must be a normax.Orthogonalizer(...), got {orthogonalizer!r}."
     )
   raw = {"coefficients": ns_coeffs, "steps": ns_steps}
   raw.update(preconditioning=preconditioning, eps=eps)
@@ -110,7 +115,7 @@ def muon_orthogonalizer(
       fields[field] = mine  # The argument is unset (or traced, so not comparable), or agrees.
     else:
       raise ValueError(
-        f"normax.muon: {arg}={raw[field]!r} and orthogonalizer.{field}={mine!r} disagree;"
+        f"{owner}: {arg}={raw[field]!r} and orthogonalizer.{field}={mine!r} disagree;"
         f" set it in one place (e.g. drop {arg}=)."
       )
   return dataclasses.replace(orthogonalizer, **fields)
@@ -142,7 +147,7 @@ def _labels_from_dims(dims):
   return fn
 
 
-def _dims_for_muon_leaves(dims):
+def _dims_for_muon_leaves(dims, owner: str):
   """The dimension numbers of the leaves routed to Muon; ``None`` on one of them is an error."""
   is_dims = lambda x: isinstance(x, MuonDimensionNumbers)  # noqa: E731
 
@@ -153,7 +158,7 @@ def _dims_for_muon_leaves(dims):
     missing = [p for p, s in zip(leaf_paths(tree), specs, strict=True) if s is None]
     if missing:
       raise ValueError(
-        f"normax.muon: {missing} are labelled 'muon' but their muon_weight_dimension_numbers"
+        f"{owner}: {missing} are labelled 'muon' but their muon_weight_dimension_numbers"
         " are None (optax's marker for Adam). Label them 'adam', or give them"
         " MuonDimensionNumbers."
       )
@@ -163,12 +168,11 @@ def _dims_for_muon_leaves(dims):
   return fn
 
 
-def _roles_labels(roles: Roles, muon_convs: bool) -> Roles:
+def _roles_labels(roles: Roles, muon_convs: bool, owner: str) -> Roles:
   """Muon practice from inferred roles: hidden kernels (and convs) on Muon, the rest AdamW."""
   if not isinstance(roles, Roles):
     raise TypeError(
-      "normax.muon: roles must be normax.Roles from normax.infer_roles, got"
-      f" {type(roles).__name__}."
+      f"{owner}: roles must be normax.Roles from normax.infer_roles, got {type(roles).__name__}."
     )
   mapping = {kind: "adam" for kind in ROLES}
   mapping["hidden"] = "muon"
@@ -176,7 +180,7 @@ def _roles_labels(roles: Roles, muon_convs: bool) -> Roles:
   return roles.relabel(mapping)
 
 
-def _muon_views(source: Any, kind: str):
+def _muon_views(source: Any, kind: str, owner: str):
   """The view of each Muon leaf (a callable on the masked Muon tree): from the roles (a conv
   kernel read as one ``(taps·c_in, c_out)`` matrix), the dimension numbers or the label
   function's rules. A Muon leaf of rank >= 3 with no view is an error: its names cannot say
@@ -203,7 +207,7 @@ def _muon_views(source: Any, kind: str):
     ]
     if bare:
       raise ValueError(
-        f"normax.muon: {bare} are labelled 'muon' but have rank >= 3 and no matrix view, so"
+        f"{owner}: {bare} are labelled 'muon' but have rank >= 3 and no matrix view, so"
         " which axes form the matrix is unknown (an attention kernel (d, heads, head_dim), a"
         " scanned stack (layers, d_in, d_out), a conv kernel ...). Pass"
         " roles=normax.infer_roles(model, example_batch) instead of labels, or state the view:"
@@ -213,6 +217,36 @@ def _muon_views(source: Any, kind: str):
     return jax.tree.unflatten(jax.tree.structure(tree), flat)
 
   return fn
+
+
+def muon_routing(labels: Any, roles: Roles | None, muon_convs: bool, dims: Any, owner: str):
+  """``normax.muon``'s routing (shared by ``normax.muon_free``): the label function
+  (``"muon"``/``"adam"`` per leaf, checked) and the matrix view of each Muon leaf (a callable
+  on the Muon branch's tree), from ``roles``, ``labels`` or the dimension numbers ``dims``,
+  else :data:`normax.DEFAULT_MUON_RULES` (see ``normax.muon``'s docstring)."""
+  if roles is not None:
+    if labels is not None or dims is not None:
+      raise TypeError(
+        f"{owner}: roles decide the routing and every matrix view; drop labels= and"
+        " muon_weight_dimension_numbers= (change a role with"
+        " roles.replace(path, normax.Role(...)))."
+      )
+    route = _roles_labels(roles, muon_convs, owner)
+    views = _muon_views(route, "roles", owner)
+  elif dims is not None:
+    route = _labels_from_dims(dims)
+    views = _muon_views(_dims_for_muon_leaves(dims, owner), "dims", owner)
+  else:
+    check_labels_arg(labels, owner, _MUON_LABELS)
+    route = _default_labels
+    views = _muon_views(labels, "labels", owner)
+  label_fn = checked_labels(
+    route if labels is None else labels,
+    _MUON_LABELS,
+    owner,
+    fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
+  )
+  return label_fn, views
 
 
 def _nonzero(x) -> bool:
@@ -516,22 +550,9 @@ def muon(
   if hyperball is not None:
     view.append(hyperball_step(learning_rate, hyperball_radius, norm=hyperball))
 
-  if roles is not None:
-    if labels is not None or muon_weight_dimension_numbers is not None:
-      raise TypeError(
-        "normax.muon: roles decide the routing and every matrix view; drop labels= and"
-        " muon_weight_dimension_numbers= (change a role with"
-        " roles.replace(path, normax.Role(...)))."
-      )
-    route = _roles_labels(roles, muon_convs)
-    views = _muon_views(route, "roles")
-  elif muon_weight_dimension_numbers is not None:
-    route = _labels_from_dims(muon_weight_dimension_numbers)
-    views = _muon_views(_dims_for_muon_leaves(muon_weight_dimension_numbers), "dims")
-  else:
-    check_labels_arg(labels, "normax.muon", _MUON_LABELS)
-    route = _default_labels
-    views = _muon_views(labels, "labels")
+  label_fn, views = muon_routing(
+    labels, roles, muon_convs, muon_weight_dimension_numbers, "normax.muon"
+  )
   hidden = [
     momentum(beta, nesterov=nesterov, bias_correction=bias_correction, mu_dtype=mu_dtype),
     with_matrix_view(optax.chain(*view), views, blocks=output_blocks),
@@ -548,12 +569,6 @@ def muon(
     weight_decay=adam_weight_decay,
     mu_dtype=mu_dtype,
     nesterov=nesterov,
-  )
-  label_fn = checked_labels(
-    route if labels is None else labels,
-    _MUON_LABELS,
-    "normax.muon",
-    fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
   )
   branches = {"muon": _in_float32(optax.chain(*hidden)), "adam": _in_float32(adam, state=True)}
   tx = optax.partition(branches, label_fn)

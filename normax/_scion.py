@@ -120,30 +120,12 @@ def scion(
     Pethick et al., *Training Deep Learning Models with Norm-Constrained
     LMOs*, 2025, Algorithm 1 (uSCG, SCG) and Sec. 5 (layerwise norms).
   """
-  if not isinstance(specs, Mapping) or not specs:
-    raise TypeError(f"specs must be a non-empty mapping label -> normax.LayerSpec, got {specs!r}.")
-  for label, spec in specs.items():
-    if not isinstance(spec, LayerSpec):
-      raise TypeError(
-        f"specs[{label!r}] is {spec!r}; expected normax.LayerSpec(norm, radius, decay)."
-      )
-    check_nonnegative(spec.radius, f"specs[{label!r}].radius")
-    check_nonnegative(spec.decay, f"specs[{label!r}].decay")
+  check_specs(specs, labels, "normax.scion")
   check_args("normax.scion", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
-  check_labels_arg(labels, "normax.scion", specs)
   if qk_clip is not None and not isinstance(qk_clip, optax.GradientTransformation):
     raise TypeError(f"normax.scion: qk_clip must be normax.qk_clip(...), got {qk_clip!r}.")
   default_decay = 1.0 if constrained else 0.0
-  branches = {}
-  for label, spec in specs.items():
-    decay = _decay_of(spec, default_decay)
-    # A constrained layer (μ > 0) keeps ‖x‖ ≤ ρ/μ only if its LMO step stays in the ball.
-    norm = spec.norm if _is_zero(decay) else spec.norm.for_constraint()
-    branches[label] = optax.chain(
-      scale_by_lmo(norm, views=spec_views(labels, spec), batch=batch),
-      scale_by_radius(spec.radius),
-      add_constrained_decay(decay),
-    )
+  branches = scion_branches(specs, labels, constrained, batch)
   label_fn = checked_labels(labels, specs, "specs")
   chain = [
     momentum(beta, nesterov=nesterov, init=momentum_init, mu_dtype=mu_dtype),
@@ -157,6 +139,45 @@ def scion(
   if qk_clip is not None:
     chain.append(qk_clip)
   return with_checked_updates(optax.chain(*chain), "normax.scion")
+
+
+def check_specs(specs: Any, labels: Any, owner: str) -> None:
+  """Scion's checks of ``specs`` and ``labels`` (shared by ``normax.scion_free``): a non-empty
+  mapping of :class:`normax.LayerSpec` with non-negative radii and decays, and labels that
+  can be looked up in it."""
+  if not isinstance(specs, Mapping) or not specs:
+    raise TypeError(
+      f"{owner}: specs must be a non-empty mapping label -> normax.LayerSpec, got {specs!r}."
+    )
+  for label, spec in specs.items():
+    if not isinstance(spec, LayerSpec):
+      raise TypeError(
+        f"specs[{label!r}] is {spec!r}; expected normax.LayerSpec(norm, radius, decay)."
+      )
+    check_nonnegative(spec.radius, f"specs[{label!r}].radius")
+    check_nonnegative(spec.decay, f"specs[{label!r}].decay")
+  check_labels_arg(labels, owner, specs)
+
+
+def scion_branches(
+  specs: Mapping[str, LayerSpec], labels: Any, constrained: bool, batch: bool
+) -> dict[str, optax.GradientTransformation]:
+  """Scion's step per label, before the learning rate (shared by ``normax.scion_free``):
+  ``scale_by_lmo`` in each leaf's matrix view (the label function's, else ``spec.view``),
+  ``scale_by_radius(ρ)`` and ``add_constrained_decay(μ)``; a constrained layer's norm is
+  ``spec.norm.for_constraint()``."""
+  default_decay = 1.0 if constrained else 0.0
+  branches = {}
+  for label, spec in specs.items():
+    decay = _decay_of(spec, default_decay)
+    # A constrained layer (μ > 0) keeps ‖x‖ ≤ ρ/μ only if its LMO step stays in the ball.
+    norm = spec.norm if _is_zero(decay) else spec.norm.for_constraint()
+    branches[label] = optax.chain(
+      scale_by_lmo(norm, views=spec_views(labels, spec), batch=batch),
+      scale_by_radius(spec.radius),
+      add_constrained_decay(decay),
+    )
+  return branches
 
 
 def _decay_of(spec: LayerSpec, default_decay: float):

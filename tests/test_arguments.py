@@ -200,6 +200,7 @@ RENAMED = {
   ("normax.muon", "ns_precision"): "orthogonalizer=normax.Orthogonalizer(precision=...)",
   ("normax.muon_free", "momentum_dtype"): "mu_dtype=",
   ("normax.muon_free", "ns_coefficients"): "ns_coeffs=",
+  ("normax.muon_free", "ns_method"): "orthogonalizer=normax.Orthogonalizer(method=...)",
 }
 
 
