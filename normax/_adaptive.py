@@ -12,10 +12,9 @@ import jax.numpy as jnp
 import optax
 
 from normax._base import l2_norm, where_nonzero
-from normax._checks import renamed
+from normax._checks import COUNT, NONNEGATIVE, POSITIVE, UNIT, Range, check_args, renamed
 from normax._leafwise import (
   cast_scalar,
-  check_nonnegative,
   evaluate,
   resolve_norms,
   resolve_scalars,
@@ -176,7 +175,7 @@ def adaptive_step(
   """
   if scope not in ("global", "leaf"):
     raise ValueError(f"scope must be 'global' or 'leaf', got {scope!r}.")
-  _check_estimate(learning_rate, beta3, d0, relative_d0, coef, growth)
+  _check_estimate("normax.adaptive_step", learning_rate, beta3, d0, relative_d0, coef, growth)
 
   def in_views(norms_, tree):
     """Each leaf's norm and a function putting a leaf of ``tree``'s shape in its view."""
@@ -314,30 +313,24 @@ def adaptive_step(
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _check_estimate(learning_rate, beta3, d0, relative_d0, coef, growth) -> None:
-  """Clear errors for the estimate's settings (numbers only: schedules and values traced under
-  ``optax.inject_hyperparams`` are not checked)."""
+#: ``[0, 1]``: Prodigy's ``β₃`` (1 is D-Adaptation's plain sums).
+_CLOSED_UNIT = Range(0.0, 1.0, high_open=False)
+#: ``[1, ∞]``: the growth cap (``inf``: none).
+_GROWTH = Range(1.0, math.inf, high_open=False)
 
-  def value(x):
-    if callable(x) or jnp.ndim(x) != 0:
-      return None
-    try:
-      return float(x)
-    except jax.errors.ConcretizationTypeError:  # Traced under inject_hyperparams.
-      return None
 
-  check_nonnegative(learning_rate, "learning_rate (a multiplier of the estimated step)")
-  checks = [
-    ("d0", d0, lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (an under-estimate)"),
-    ("relative_d0", relative_d0, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    ("coef", coef, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
-    ("beta3", beta3, lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("growth", growth, lambda v: v >= 1, "at least 1 (inf: no cap)"),
-  ]
-  for name, x, ok, expected in checks:
-    v = value(x)
-    if v is not None and not ok(v):
-      raise ValueError(f"{name} must be {expected}, got {x!r}.")
+def _check_estimate(owner, learning_rate, beta3, d0, relative_d0, coef, growth) -> None:
+  """The estimate's settings, through :func:`normax._checks.check_args` (schedules and values
+  traced under ``optax.inject_hyperparams`` are not checked there)."""
+  check_args(
+    owner,
+    learning_rate=(learning_rate, NONNEGATIVE),
+    beta3=(beta3, _CLOSED_UNIT),
+    d0=(d0, POSITIVE),
+    relative_d0=(relative_d0, NONNEGATIVE),
+    coef=(coef, POSITIVE),
+    growth=(growth, _GROWTH),
+  )
 
 
 def _prodigy(learning_rate, *, d0, relative_d0, coef, **kwargs) -> optax.GradientTransformation:
@@ -464,6 +457,8 @@ def scion_free(
     Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.1.
   """
   check_specs(specs, labels, "normax.scion_free")
+  check_args("normax.scion_free", beta=(beta, UNIT))
+  _check_estimate("normax.scion_free", learning_rate, beta3, d0, relative_d0, coef, growth)
   if scope not in ("global", "label", "leaf"):
     raise ValueError(f"scope must be 'global', 'label' or 'leaf', got {scope!r}.")
   label_fn = checked_labels(labels, specs, "specs")
@@ -616,6 +611,17 @@ def muon_free(
     Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.
   """
   owner = "normax.muon_free"
+  check_args(
+    owner,
+    beta=(beta, UNIT),
+    ns_steps=(ns_steps, COUNT),
+    weight_decay=(weight_decay, NONNEGATIVE),
+    adam_b1=(adam_b1, UNIT),
+    adam_b2=(adam_b2, UNIT),
+    adam_eps=(adam_eps, NONNEGATIVE),
+    adam_weight_decay=(adam_weight_decay, NONNEGATIVE),
+  )
+  _check_estimate(owner, learning_rate, beta3, d0, relative_d0, coef, growth)
   label_fn, views = muon_routing(labels, roles, muon_convs, muon_weight_dimension_numbers, owner)
   orth = muon_orthogonalizer(orthogonalizer, ns_coeffs, ns_steps, "frobenius", 1e-8, owner)
   spectral = Spectral(**{f.name: getattr(orth, f.name) for f in dataclasses.fields(orth)})

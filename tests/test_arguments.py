@@ -31,6 +31,7 @@ BASE = {
   "normax.LayerSpec": {"norm": "sign"},
   "normax.MatrixView": {"fan_in": 0, "fan_out": 1},
   "normax.Orthogonalizer": {},
+  "normax.QKLayer": {"query": "q/kernel", "key": "k/kernel"},
   "normax.Rule": {"pattern": "*", "label": "h"},
   "normax.Spectral": {},
   "normax.SpectralConv": {},
@@ -46,6 +47,8 @@ BASE = {
   "normax.normalized_sgd": {"learning_rate": 0.1},
   "normax.polar_express_coefficients": {},
   "normax.precondition": {"x": _MATRIX},
+  "normax.max_logits": {"query": jnp.ones((1, 2, 1, 4)), "key": jnp.ones((1, 2, 1, 4))},
+  "normax.qk_clip": {"layers": "attn"},
   "normax.project": {"params": _MATRIX, "norms": "sign"},
   "normax.project_to_norm_ball": {"norms": "sign"},
   "normax.scale_by_dual_norm": {"norms": "sign"},
@@ -71,16 +74,13 @@ VALID = {
   ("normax.LpToLinf", "p", "inf"),
   ("normax.checked_schedule", "low", "negative"),
   ("normax.checked_schedule", "high", "inf"),
+  # The estimate's growth cap: inf is no cap.
+  *((name, "growth", "inf") for name in ("normax.adaptive_step", "normax.scion_free")),
+  ("normax.muon_free", "growth", "inf"),
   # Axes count from the end when negative, as in NumPy.
+  ("normax.QKLayer", "part_axis", "negative"),
   *(("normax.MatrixView", axis, "negative") for axis in ("fan_in", "fan_out", "stack", "spatial")),
 }
-
-
-# Constructors whose checks live in modules under other work at the time of writing: the
-# learning-rate-free optimizers (normax/_adaptive.py) and Rule's ndim (normax/_rules.py).
-# Their cases run and are reported as xfail/xpass; remove an entry once its checks call
-# normax._checks.check_args, and the cases become plain tests.
-PENDING = {"normax.adaptive_step", "normax.muon_free", "normax.scion_free", "normax.Rule"}
 
 
 def _named(name: str, param: str) -> str:
@@ -140,13 +140,9 @@ def test_the_walk_finds_the_constructors_and_has_a_valid_call_for_each():
 @pytest.mark.parametrize(
   "name,obj,param,integer", CASES, ids=[f"{name.split('.')[-1]}.{p}" for name, _, p, _ in CASES]
 )
-def test_every_numeric_argument_refuses_negative_nan_and_inf(
-  name, obj, param, integer, bad, request
-):
+def test_every_numeric_argument_refuses_negative_nan_and_inf(name, obj, param, integer, bad):
   if (name, param, bad) in VALID:
     pytest.skip(f"{bad} is a valid {param}")
-  if name in PENDING:
-    request.applymarker(pytest.mark.xfail(reason=f"{name}: checks pending in its module"))
   value = {"negative": -1.0, "nan": math.nan, "inf": math.inf}[bad]
   for form, x in _forms(value, integer).items():
     with pytest.raises((ValueError, TypeError)) as info:
