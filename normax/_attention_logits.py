@@ -17,6 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from normax._checks import POSITIVE, check_args
+
 
 def max_logits(
   query: jax.Array,
@@ -67,6 +69,7 @@ def max_logits(
     Kimi Team, *Kimi K2: Open Agentic Intelligence*, 2025, Sec. 2.1 (the
     per-head max logit ``S^h_max`` of QK-Clip).
   """
+  check_args("normax.max_logits", scale=(scale, POSITIVE))
   q, k = jnp.asarray(query), jnp.asarray(key)
   if q.ndim < 3 or k.ndim != q.ndim or q.shape[:-3] != k.shape[:-3]:
     raise ValueError(

@@ -11,9 +11,10 @@ wraps a schedule with a check that runs at every step, under ``jit`` too.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -118,6 +119,42 @@ def check_args(owner: str, **args: tuple[Any, Range]) -> None:
     check_value(value, f"{owner} {name}", allowed)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def renamed(owner: str, **old: str) -> Callable[[F], F]:
+  """Refuses each former keyword name of a function with a ``TypeError`` naming its spelling now.
+
+  normax is 0.x: a renamed argument is not kept as an alias. ``old`` maps each former name
+  to the code to write instead (``momentum_dtype="mu_dtype="``); the decorated function keeps
+  its signature, and lists the former names in its ``renamed`` attribute.
+
+  Examples:
+    >>> from normax._checks import renamed
+    >>> @renamed("f", dtype="mu_dtype=")
+    ... def f(mu_dtype=None):
+    ...   return mu_dtype
+    >>> f(dtype="bfloat16")
+    Traceback (most recent call last):
+    ...
+    TypeError: f() got dtype=, a former name: pass mu_dtype= instead.
+  """
+
+  def decorate(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+      gone = [name for name in kwargs if name in old]
+      if gone:
+        fixes = "; ".join(f"{name}=, a former name: pass {old[name]} instead" for name in gone)
+        raise TypeError(f"{owner}() got {fixes}.")
+      return fn(*args, **kwargs)
+
+    wrapper.renamed = dict(old)
+    return wrapper  # type: ignore[return-value]
+
+  return decorate
+
+
 def checked_schedule(
   schedule: Callable[[jax.Array], Any],
   name: str = "schedule",
@@ -196,4 +233,5 @@ __all__ = [
   "check_args",
   "check_value",
   "checked_schedule",
+  "renamed",
 ]

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from normax._checks import UNIT, check_args
+from normax._checks import UNIT, check_args, renamed
 from normax._leafwise import acc_dtype, cast_scalar, check_updates, evaluate
 
 
@@ -17,7 +17,7 @@ class MomentumState(NamedTuple):
 
   Examples:
     >>> import jax.numpy as jnp, normax
-    >>> state = normax.momentum(0.9, dtype=jnp.bfloat16).init({"w": jnp.ones((2, 2))})
+    >>> state = normax.momentum(0.9, mu_dtype=jnp.bfloat16).init({"w": jnp.ones((2, 2))})
     >>> int(state.count), state.trace["w"].dtype
     (0, dtype(bfloat16))
   """
@@ -26,13 +26,14 @@ class MomentumState(NamedTuple):
   trace: optax.Updates
 
 
+@renamed("normax.momentum", dtype="mu_dtype=")
 def momentum(
   beta: float | optax.Schedule = 0.9,
   *,
   nesterov: bool = False,
   init: Literal["zeros", "first_gradient"] = "zeros",
   bias_correction: bool = False,
-  dtype=None,
+  mu_dtype=None,
 ) -> optax.GradientTransformation:
   r"""Exponential moving average of the gradients (Scion's and Muon's momentum).
 
@@ -50,7 +51,7 @@ def momentum(
   that ``optax.contrib.muon`` uses).
 
   The output is gradient-aligned and has each gradient leaf's dtype; the
-  state ``d`` is stored in ``dtype`` (e.g. ``jnp.bfloat16`` halves its
+  state ``d`` is stored in ``mu_dtype`` (e.g. ``jnp.bfloat16`` halves its
   memory), arithmetic runs in at least float32.
 
   Args:
@@ -58,7 +59,8 @@ def momentum(
     nesterov: Output the Nesterov look-ahead ``β d_t + (1-β) g_t``.
     init: ``"zeros"`` or ``"first_gradient"``.
     bias_correction: Divide by ``1 - β^t`` (Adam-style).
-    dtype: dtype of the stored average; ``None`` keeps each parameter's.
+    mu_dtype: dtype of the stored average (``optax``'s name); ``None`` keeps each
+      parameter's.
 
   Returns:
     An ``optax.GradientTransformation`` with state :class:`MomentumState`.
@@ -82,7 +84,7 @@ def momentum(
   if init not in ("zeros", "first_gradient"):
     raise ValueError(f"momentum init must be 'zeros' or 'first_gradient', got {init!r}.")
   check_args("normax.momentum", beta=(beta, UNIT))
-  state_dtype = None if dtype is None else jnp.dtype(dtype)
+  state_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
 
   def init_fn(params):
     return MomentumState(

@@ -13,6 +13,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ import numpy as np
 import optax
 from optax.contrib import MuonDimensionNumbers
 
-from normax._checks import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_args
+from normax._checks import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_args, renamed
 from normax._decay import add_cautious_weight_decay
 from normax._dual_norm import scale_by_dual_norm
 from normax._hyperball import hyperball as hyperball_step
@@ -31,17 +32,16 @@ from normax._leafwise import acc_dtype, broadcast_spec, leaf_paths, with_checked
 from normax._lmo import scale_by_lmo
 from normax._matrix_view import MatrixView, with_matrix_view
 from normax._momentum import momentum
-from normax._newton_schulz import newton_schulz
 from normax._normuon import scale_by_neuron_rms
+from normax._orthogonalizer import Orthogonalizer
 from normax._paths import leaf_shape, path_to_str
 from normax._roles import ROLES, Roles
 from normax._rules import Rule
-from normax._schedules import DION
+from normax._schedules import optax_schedule
 from normax._spec import check_labels_arg, checked_labels
 from normax._spectral import Spectral
 
 _MUON_LABELS = {"muon": None, "adam": None}
-_QUINTIC = (3.4445, -4.7750, 2.0315)
 
 #: The rule behind ``normax.muon``'s default labels when neither ``roles``,
 #: ``labels`` nor dimension numbers are given: ``optax.contrib.muon``'s routing,
@@ -71,62 +71,66 @@ def _scale_by_fan(factor) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
-def _traced_orthogonalization(
-  steps, coefficients, preconditioning, eps, compute_dtype, precision, adaptive
-) -> optax.GradientTransformation:
-  """``Spectral().dualize`` (times ``⟨g, dualize(g)⟩`` if adaptive) for traced settings.
+#: ``optax.contrib.muon``'s Newton–Schulz arguments and their defaults, by the
+#: :class:`normax.Orthogonalizer` field each sets.
+_OPTAX_NS = {
+  "coefficients": ("ns_coeffs", (3.4445, -4.7750, 2.0315)),
+  "steps": ("ns_steps", 5),
+  "preconditioning": ("preconditioning", "frobenius"),
+  "eps": ("eps", 1e-8),
+}
 
-  Used when ``ns_steps`` or ``eps`` are arrays (``optax.inject_hyperparams``
-  makes every numeric argument one): a frozen ``Spectral`` cannot hold them.
-  Leaf by leaf, the iteration as a ``fori_loop``.
+
+def muon_orthogonalizer(
+  orthogonalizer: Orthogonalizer | None,
+  ns_coeffs,
+  ns_steps,
+  preconditioning,
+  eps,
+  owner: str = "normax.muon",
+) -> Orthogonalizer:
+  """The :class:`normax.Orthogonalizer` of ``normax.muon``'s arguments (see its docstring).
+
+  ``(ns_coeffs, ns_steps)`` read as optax reads them (:func:`optax_schedule`); given an
+  ``orthogonalizer``, each of these four meets its field: the one that is set wins, and two
+  set to different values are a ``ValueError``.
   """
-
-  def update_fn(updates, state, params=None):
-    del params
-
-    def leaf(g):
-      o = newton_schulz(
-        g,
-        steps=steps,
-        coefficients=coefficients,
-        compute_dtype=compute_dtype,
-        precision=precision,
-        preconditioning=preconditioning,
-        eps=eps,
-      )
-      d_in, d_out = g.shape[-2:]
-      d = o * math.sqrt(d_out / d_in)
-      if adaptive:
-        d = d * jnp.sum(g * d, axis=(-2, -1), keepdims=True)
-      return d
-
-    return jax.tree.map(leaf, updates), state
-
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
-
-
-def _schedule(ns_coeffs, ns_steps):
-  """optax's reading of ``(ns_coeffs, ns_steps)``: ``(coefficients, steps)`` for Spectral.
-
-  A per-step schedule (2-D, or the ``"dion"`` preset) runs its rows once each,
-  ``ns_steps`` only bounding their number; a triple or another preset runs
-  ``ns_steps`` times.
-  """
-  if isinstance(ns_coeffs, str):
-    if ns_coeffs != "dion":
-      return ns_coeffs, ns_steps
-    ns_coeffs = DION
-  arr = np.asarray(ns_coeffs, dtype=np.float64)
-  if arr.ndim == 1 or arr.ndim > 2 or arr.shape[-1] != 3:
-    if arr.shape != (3,):
-      raise ValueError(f"ns_coeffs must have shape (3,) or (n, 3), got {arr.shape}.")
-    return tuple(float(v) for v in arr), ns_steps
-  if isinstance(ns_steps, int) and arr.shape[0] > ns_steps:
-    raise ValueError(
-      f"{arr.shape[0]} Newton–Schulz coefficient rows were given for ns_steps={ns_steps};"
-      f" pass ns_steps >= {arr.shape[0]} (each row runs once, as in optax.contrib.muon)."
+  coefficients, steps = optax_schedule(ns_coeffs, ns_steps)
+  given = {"coefficients": coefficients, "steps": steps}
+  given.update(preconditioning=preconditioning, eps=eps)
+  if orthogonalizer is None:
+    return Orthogonalizer(method="newton_schulz", **given)
+  if not isinstance(orthogonalizer, Orthogonalizer):
+    raise TypeError(
+      f"{owner}: orthogonalizer must be a normax.Orthogonalizer(...), got {orthogonalizer!r}."
     )
-  return tuple(tuple(float(v) for v in row) for row in arr), arr.shape[0]
+  raw = {"coefficients": ns_coeffs, "steps": ns_steps}
+  raw.update(preconditioning=preconditioning, eps=eps)
+  fields = {}
+  for field, (arg, default) in _OPTAX_NS.items():
+    mine = getattr(orthogonalizer, field)
+    if mine == getattr(Orthogonalizer, field):  # The field is unset: muon's argument.
+      fields[field] = given[field]
+    elif _is_traced(raw[field]) or _same(raw[field], default) or _same(given[field], mine):
+      fields[field] = mine  # The argument is unset (or traced, so not comparable), or agrees.
+    else:
+      raise ValueError(
+        f"{owner}: {arg}={raw[field]!r} and orthogonalizer.{field}={mine!r} disagree;"
+        f" set it in one place (e.g. drop {arg}=)."
+      )
+  return dataclasses.replace(orthogonalizer, **fields)
+
+
+def _is_traced(x) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def _same(a, b) -> bool:
+  """``a == b`` for hyperparameters: numbers, names, coefficient tuples, concrete arrays."""
+  try:
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+  except (TypeError, ValueError):
+    return False
 
 
 def _labels_from_dims(dims):
@@ -143,7 +147,7 @@ def _labels_from_dims(dims):
   return fn
 
 
-def _dims_for_muon_leaves(dims):
+def _dims_for_muon_leaves(dims, owner: str):
   """The dimension numbers of the leaves routed to Muon; ``None`` on one of them is an error."""
   is_dims = lambda x: isinstance(x, MuonDimensionNumbers)  # noqa: E731
 
@@ -154,7 +158,7 @@ def _dims_for_muon_leaves(dims):
     missing = [p for p, s in zip(leaf_paths(tree), specs, strict=True) if s is None]
     if missing:
       raise ValueError(
-        f"normax.muon: {missing} are labelled 'muon' but their muon_weight_dimension_numbers"
+        f"{owner}: {missing} are labelled 'muon' but their muon_weight_dimension_numbers"
         " are None (optax's marker for Adam). Label them 'adam', or give them"
         " MuonDimensionNumbers."
       )
@@ -164,12 +168,11 @@ def _dims_for_muon_leaves(dims):
   return fn
 
 
-def _roles_labels(roles: Roles, muon_convs: bool) -> Roles:
+def _roles_labels(roles: Roles, muon_convs: bool, owner: str) -> Roles:
   """Muon practice from inferred roles: hidden kernels (and convs) on Muon, the rest AdamW."""
   if not isinstance(roles, Roles):
     raise TypeError(
-      "normax.muon: roles must be normax.Roles from normax.infer_roles, got"
-      f" {type(roles).__name__}."
+      f"{owner}: roles must be normax.Roles from normax.infer_roles, got {type(roles).__name__}."
     )
   mapping = {kind: "adam" for kind in ROLES}
   mapping["hidden"] = "muon"
@@ -177,7 +180,7 @@ def _roles_labels(roles: Roles, muon_convs: bool) -> Roles:
   return roles.relabel(mapping)
 
 
-def _muon_views(source: Any, kind: str):
+def _muon_views(source: Any, kind: str, owner: str):
   """The view of each Muon leaf (a callable on the masked Muon tree): from the roles (a conv
   kernel read as one ``(taps·c_in, c_out)`` matrix), the dimension numbers or the label
   function's rules. A Muon leaf of rank >= 3 with no view is an error: its names cannot say
@@ -204,7 +207,7 @@ def _muon_views(source: Any, kind: str):
     ]
     if bare:
       raise ValueError(
-        f"normax.muon: {bare} are labelled 'muon' but have rank >= 3 and no matrix view, so"
+        f"{owner}: {bare} are labelled 'muon' but have rank >= 3 and no matrix view, so"
         " which axes form the matrix is unknown (an attention kernel (d, heads, head_dim), a"
         " scanned stack (layers, d_in, d_out), a conv kernel ...). Pass"
         " roles=normax.infer_roles(model, example_batch) instead of labels, or state the view:"
@@ -216,13 +219,34 @@ def _muon_views(source: Any, kind: str):
   return fn
 
 
-def _alias(new, old, new_name: str, old_name: str, default):
-  """``old`` (a keyword's former name) if given; giving both is an error."""
-  if old is None:
-    return new
-  if new is not default and new != default:
-    raise TypeError(f"Pass {new_name}= only ({old_name}= is its old name), not both.")
-  return old
+def muon_routing(labels: Any, roles: Roles | None, muon_convs: bool, dims: Any, owner: str):
+  """``normax.muon``'s routing (shared by ``normax.muon_free``): the label function
+  (``"muon"``/``"adam"`` per leaf, checked) and the matrix view of each Muon leaf (a callable
+  on the Muon branch's tree), from ``roles``, ``labels`` or the dimension numbers ``dims``,
+  else :data:`normax.DEFAULT_MUON_RULES` (see ``normax.muon``'s docstring)."""
+  if roles is not None:
+    if labels is not None or dims is not None:
+      raise TypeError(
+        f"{owner}: roles decide the routing and every matrix view; drop labels= and"
+        " muon_weight_dimension_numbers= (change a role with"
+        " roles.replace(path, normax.Role(...)))."
+      )
+    route = _roles_labels(roles, muon_convs, owner)
+    views = _muon_views(route, "roles", owner)
+  elif dims is not None:
+    route = _labels_from_dims(dims)
+    views = _muon_views(_dims_for_muon_leaves(dims, owner), "dims", owner)
+  else:
+    check_labels_arg(labels, owner, _MUON_LABELS)
+    route = _default_labels
+    views = _muon_views(labels, "labels", owner)
+  label_fn = checked_labels(
+    route if labels is None else labels,
+    _MUON_LABELS,
+    owner,
+    fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
+  )
+  return label_fn, views
 
 
 def _nonzero(x) -> bool:
@@ -234,6 +258,18 @@ def _nonzero(x) -> bool:
   return bool(np.any(np.asarray(x) != 0))
 
 
+_ORTH = "orthogonalizer=normax.Orthogonalizer({}=...)"
+
+
+@renamed(
+  "normax.muon",
+  ns_coefficients="ns_coeffs=",
+  momentum_dtype="mu_dtype=",
+  ns_method=_ORTH.format("method"),
+  ns_sharding=_ORTH.format("sharding"),
+  ns_dtype=_ORTH.format("compute_dtype"),
+  ns_precision=_ORTH.format("precision"),
+)
 def muon(
   learning_rate: float | optax.Schedule,
   ns_coeffs: str | tuple = (3.4445, -4.7750, 2.0315),
@@ -254,25 +290,24 @@ def muon(
   adam_learning_rate: float | optax.Schedule | None = None,
   muon_weight_dimension_numbers: Any = None,
   consistent_rms: float | None = None,
+  # normax: which leaves are Muon's, and their matrices.
   labels: Any = None,
   roles: Roles | None = None,
   muon_convs: bool = True,
   output_blocks: Any = None,
+  # normax: how U Vᵀ is computed.
+  orthogonalizer: Orthogonalizer | None = None,
+  batch: bool = True,
+  # normax: the step's scale, momentum and AdamW.
+  shape_scaling: Literal["muon", "rms"] = "muon",
+  bias_correction: bool = True,
+  adam_eps: float | None = None,
+  # normax: variants.
   normuon: bool = False,
   normuon_b2: float = 0.95,
   cautious_weight_decay: bool = False,
   hyperball: Literal["frobenius", "spectral"] | None = None,
   hyperball_radius: float | None = None,
-  bias_correction: bool = True,
-  shape_scaling: Literal["muon", "rms"] = "muon",
-  adam_eps: float | None = None,
-  ns_method: str = "newton_schulz",
-  ns_sharding: str = "auto",
-  ns_dtype: Any = None,
-  ns_precision: Any = None,
-  batch: bool = True,
-  ns_coefficients: Any = None,
-  momentum_dtype: Any = None,
   qk_clip: optax.GradientTransformation | None = None,
 ) -> optax.GradientTransformation:
   r"""Muon: orthogonalized Nesterov momentum on hidden matrices, AdamW on the rest.
@@ -294,9 +329,9 @@ def muon(
 
     optax.partition({
       "muon": optax.chain(
-        normax.momentum(beta, nesterov=nesterov, bias_correction=True, dtype=mu_dtype),
+        normax.momentum(beta, nesterov=nesterov, bias_correction=True, mu_dtype=mu_dtype),
         normax.with_matrix_view(optax.chain(
-          normax.scale_by_lmo(normax.Spectral(steps=..., coefficients=..., preconditioning=...)),
+          normax.scale_by_lmo(normax.Spectral(**<orthogonalizer's fields>)),  # see orthogonalizer
           #   adaptive: normax.scale_by_dual_norm(spectral, exact=False) instead
           #   normuon:  normax.scale_by_neuron_rms(normuon_b2)
           <shape scale s>), muon_weight_dimension_numbers, blocks=output_blocks),
@@ -394,29 +429,31 @@ def muon(
     muon_convs: With ``roles``: conv kernels on Muon (``True``) or AdamW.
     output_blocks: Blocks of the output axis per Muon leaf (an int, a
       pytree or prefix of ints/``None``, or a callable).
+    orthogonalizer: How ``U Vᵀ`` is computed, a :class:`normax.Orthogonalizer`:
+      its ``method`` (``"newton_schulz"``, ``"gram_newton_schulz"``: fewer FLOPs
+      on rectangular matrices, ``"svd"``: exact), ``compute_dtype`` (e.g.
+      ``"bfloat16"``), matmul ``precision`` and ``sharding`` (:doc:`/sharding`).
+      Its ``steps``, ``coefficients``, ``preconditioning`` and ``eps`` meet
+      ``ns_steps``, ``ns_coeffs``, ``preconditioning`` and ``eps``: a field left at
+      the :class:`normax.Orthogonalizer` default takes muon's argument, an
+      argument left at muon's default takes the field, and a field and an
+      argument both set to different values are an error. ``None``:
+      ``normax.Orthogonalizer(method="newton_schulz", ...)`` from those
+      arguments (optax's arithmetic).
+    batch: Orthogonalize same-shape matrices in one batched call (see
+      :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
+      either way, :doc:`/sharding`).
+    shape_scaling: ``"muon"`` (default; the scale ``s`` above) or ``"rms"``:
+      ``√(d_out/d_in)``, exactly ``normax.Spectral().dualize``, Scion's
+      RMS→RMS step.
+    bias_correction: Adam-style bias correction of the Muon momentum.
+    adam_eps: AdamW ``eps`` if it should differ from ``eps``.
     normuon: NorMuon's per-neuron normalization.
     normuon_b2: Its second-moment EMA factor.
     cautious_weight_decay: Cautious weight decay on the Muon leaves.
     hyperball: ``"frobenius"`` or ``"spectral"``: keep each Muon weight on a
       sphere of that norm.
     hyperball_radius: Its radius; ``None`` keeps each weight's initial norm.
-    bias_correction: Adam-style bias correction of the Muon momentum.
-    shape_scaling: ``"muon"`` (default; the scale ``s`` above) or ``"rms"``:
-      ``√(d_out/d_in)``, exactly ``normax.Spectral().dualize``, Scion's
-      RMS→RMS step.
-    adam_eps: AdamW ``eps`` if it should differ from ``eps``.
-    ns_method: ``"newton_schulz"``, ``"gram_newton_schulz"`` (fewer FLOPs on
-      rectangular matrices) or ``"svd"`` (exact), see :class:`normax.Spectral`.
-    ns_sharding: Where Newton–Schulz runs on sharded parameters (see
-      :doc:`/sharding`).
-    ns_dtype: dtype of the Newton–Schulz iterate (e.g. ``jnp.bfloat16``).
-    ns_precision: ``jax.lax.Precision`` of the Newton–Schulz matmuls (e.g.
-      ``"highest"`` for float32 passes on TPU), as ``Spectral(precision=)``.
-    batch: Orthogonalize same-shape matrices in one batched call (see
-      :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
-      either way, :doc:`/sharding`).
-    ns_coefficients: Old name of ``ns_coeffs``.
-    momentum_dtype: Old name of ``mu_dtype``.
     qk_clip: A transform run after the update, e.g. :func:`normax.qk_clip`
       (MuonClip): the optimizer becomes ``optax.chain(<the above>, qk_clip)``,
       whose ``update`` takes ``max_logits=``.
@@ -424,9 +461,11 @@ def muon(
   Returns:
     An ``optax.GradientTransformation``. Under
     ``optax.inject_hyperparams(normax.muon)`` every numeric argument becomes
-    a traced hyperparameter, as for optax's muon; a traced ``ns_steps`` or
-    ``eps`` runs Newton–Schulz as a ``fori_loop``, leaf by leaf (pass
-    ``static_args=("ns_steps", "eps")`` to keep it unrolled and batched).
+    a traced hyperparameter, as for optax's muon, and goes through the same
+    :class:`normax.Spectral` as a static one; a traced ``ns_steps`` runs
+    Newton–Schulz as a ``fori_loop`` (pass ``static_args=("ns_steps",)`` to keep
+    it unrolled; an ``orthogonalizer`` that sets ``steps`` or ``eps`` wins over
+    a traced ``ns_steps`` or ``eps``, which cannot be compared with it).
     As there, a callable argument (``labels``, ``weight_decay_mask``,
     ``muon_weight_dimension_numbers``) is taken for a schedule: list it in
     ``static_args``.
@@ -442,6 +481,7 @@ def muon(
     >>> moonlight = normax.muon(0.02, weight_decay=0.1, consistent_rms=0.2)
     >>> turbo = normax.muon(0.02, ns_steps=4, preconditioning="aol")
     >>> nor = normax.muon(0.02, normuon=True)
+    >>> bf16 = normax.muon(0.02, orthogonalizer=normax.Orthogonalizer(compute_dtype="bfloat16"))
     >>> tx = optax.inject_hyperparams(normax.muon)(learning_rate=0.02)
     >>> updates, state = tx.update(grads, tx.init(params), params)
 
@@ -454,8 +494,6 @@ def muon(
     *Cautious Weight Decay*, 2025; Wen et al., *Hyperball Optimization*,
     2026; ``optax.contrib.muon``.
   """
-  ns_coeffs = _alias(ns_coeffs, ns_coefficients, "ns_coeffs", "ns_coefficients", _QUINTIC)
-  mu_dtype = _alias(mu_dtype, momentum_dtype, "mu_dtype", "momentum_dtype", None)
   if shape_scaling not in ("muon", "rms"):
     raise ValueError(f"shape_scaling must be 'muon' or 'rms', got {shape_scaling!r}.")
   check_args(
@@ -485,27 +523,12 @@ def muon(
     )
   if qk_clip is not None and not isinstance(qk_clip, optax.GradientTransformation):
     raise TypeError(f"normax.muon: qk_clip must be normax.qk_clip(...), got {qk_clip!r}.")
-  coefficients, steps = _schedule(ns_coeffs, ns_steps)
-  traced = not isinstance(steps, int) or not isinstance(eps, int | float)
-
-  if traced:
-    orth = _traced_orthogonalization(
-      steps, coefficients, preconditioning, eps, ns_dtype, ns_precision, adaptive
-    )
+  orth = muon_orthogonalizer(orthogonalizer, ns_coeffs, ns_steps, preconditioning, eps)
+  spectral = Spectral(**{f.name: getattr(orth, f.name) for f in dataclasses.fields(orth)})
+  if adaptive:
+    orth = scale_by_dual_norm(spectral, exact=False)
   else:
-    spectral = Spectral(
-      method=ns_method,
-      steps=steps,
-      coefficients=coefficients,
-      compute_dtype=ns_dtype,
-      precision=ns_precision,
-      sharding=ns_sharding,
-      preconditioning=preconditioning,
-      eps=float(eps),
-    )
-    orth = (
-      scale_by_dual_norm(spectral, exact=False) if adaptive else scale_by_lmo(spectral, batch=batch)
-    )
+    orth = scale_by_lmo(spectral, batch=batch)
 
   # Spectral's direction is √(d_out/d_in)·O (squared with the adaptive factor); scale to s·O.
   power = 2 if adaptive else 1
@@ -527,24 +550,11 @@ def muon(
   if hyperball is not None:
     view.append(hyperball_step(learning_rate, hyperball_radius, norm=hyperball))
 
-  if roles is not None:
-    if labels is not None or muon_weight_dimension_numbers is not None:
-      raise TypeError(
-        "normax.muon: roles decide the routing and every matrix view; drop labels= and"
-        " muon_weight_dimension_numbers= (change a role with"
-        " roles.replace(path, normax.Role(...)))."
-      )
-    route = _roles_labels(roles, muon_convs)
-    views = _muon_views(route, "roles")
-  elif muon_weight_dimension_numbers is not None:
-    route = _labels_from_dims(muon_weight_dimension_numbers)
-    views = _muon_views(_dims_for_muon_leaves(muon_weight_dimension_numbers), "dims")
-  else:
-    check_labels_arg(labels, "normax.muon", _MUON_LABELS)
-    route = _default_labels
-    views = _muon_views(labels, "labels")
+  label_fn, views = muon_routing(
+    labels, roles, muon_convs, muon_weight_dimension_numbers, "normax.muon"
+  )
   hidden = [
-    momentum(beta, nesterov=nesterov, bias_correction=bias_correction, dtype=mu_dtype),
+    momentum(beta, nesterov=nesterov, bias_correction=bias_correction, mu_dtype=mu_dtype),
     with_matrix_view(optax.chain(*view), views, blocks=output_blocks),
   ]
   if hyperball is None:
@@ -559,12 +569,6 @@ def muon(
     weight_decay=adam_weight_decay,
     mu_dtype=mu_dtype,
     nesterov=nesterov,
-  )
-  label_fn = checked_labels(
-    route if labels is None else labels,
-    _MUON_LABELS,
-    "normax.muon",
-    fix="Label each leaf 'muon' (hidden matrices) or 'adam' (everything else).",
   )
   branches = {"muon": _in_float32(optax.chain(*hidden)), "adam": _in_float32(adam, state=True)}
   tx = optax.partition(branches, label_fn)

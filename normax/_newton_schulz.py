@@ -21,11 +21,10 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from normax._base import acc_dtype, l2_norm, scaled_by_max, svd_safe
 from normax._checks import COUNT, NONNEGATIVE, check_args
-from normax._schedules import CUBIC, DION, Coefficients, resolve_coefficients, schedule_peak
+from normax._schedules import resolve_coefficients, schedule_peak
 
 #: How the matrix is scaled before the first step (``optax.contrib.muon``'s ``preconditioning``).
 PRECONDITIONINGS = ("frobenius", "spectral", "aol", "schatten")
@@ -140,7 +139,7 @@ def newton_schulz(
   if x.ndim < 2:
     raise ValueError(f"newton_schulz needs a matrix (..., m, n); got shape {x.shape}.")
   dynamic = not isinstance(steps, int)
-  schedule = _dynamic_rows(coefficients) if dynamic else resolve_coefficients(coefficients, steps)
+  schedule = resolve_coefficients(coefficients, None if dynamic else steps)
   out_dtype = x.dtype
   acc = acc_dtype(x.dtype)
   cdt = acc if compute_dtype is None else jnp.dtype(compute_dtype)
@@ -258,23 +257,6 @@ def precondition(x: jax.Array, preconditioning: str = "frobenius", eps=0.0) -> j
   # eps = 0 and a gradient below ~1e-19 that was 0/0 = NaN.
   r = jnp.maximum(r, jnp.where(eps > 0, eps / m / m, 0))
   return x * jax.lax.rsqrt(jnp.where(r == 0, 1, r))
-
-
-def _dynamic_rows(coefficients) -> Coefficients:
-  """The schedule rows when the step count is traced (they must not depend on it)."""
-  if isinstance(coefficients, str):
-    if coefficients == "polar_express":
-      raise TypeError(
-        "The 'polar_express' schedule depends on the number of steps, which is traced here"
-        " (an injected hyperparameter?). Make steps static, e.g."
-        " optax.inject_hyperparams(normax.muon, static_args=('ns_steps',))."
-      )
-    rows = {"dion": DION, "cubic": (CUBIC,)}.get(coefficients)
-    if rows is None:
-      return resolve_coefficients(coefficients, 1)
-    return rows
-  arr = np.asarray(coefficients, dtype=np.float64)
-  return resolve_coefficients(coefficients, 1 if arr.ndim == 1 else len(arr))
 
 
 def _fori_newton_schulz(X, schedule, steps, tall: bool, acc, cdt, precision) -> jax.Array:

@@ -10,7 +10,7 @@ from typing import Any
 
 import optax
 
-from normax._checks import NONNEGATIVE, POSITIVE, UNIT, check_args
+from normax._checks import NONNEGATIVE, POSITIVE, UNIT, check_args, renamed
 from normax._dual_norm import scale_by_dual_norm
 from normax._leafwise import with_checked_updates
 from normax._lmo import scale_by_lmo
@@ -74,19 +74,20 @@ def steepest_descent(
   return with_checked_updates(chain, "normax.steepest_descent")
 
 
-def _maybe_momentum(beta, nesterov, dtype) -> tuple[optax.GradientTransformation, ...]:
+def _maybe_momentum(beta, nesterov, mu_dtype) -> tuple[optax.GradientTransformation, ...]:
   if isinstance(beta, int | float) and beta == 0 and not nesterov:
     return ()
-  return (momentum(beta, nesterov=nesterov, dtype=dtype),)
+  return (momentum(beta, nesterov=nesterov, mu_dtype=mu_dtype),)
 
 
+@renamed("normax.sign_descent", momentum_dtype="mu_dtype=")
 def sign_descent(
   learning_rate: float | optax.Schedule,
   *,
   beta: float | optax.Schedule = 0.0,
   nesterov: bool = False,
   normalized: bool = False,
-  momentum_dtype=None,
+  mu_dtype=None,
 ) -> optax.GradientTransformation:
   r"""Sign descent (``beta = 0``) or Signum (``beta > 0``).
 
@@ -105,7 +106,7 @@ def sign_descent(
     nesterov: Nesterov momentum.
     normalized: Use ``Sign()`` (``sign(d)/fan_in``; matrices only) instead of
       ``Sign(normalized=False)`` (any rank).
-    momentum_dtype: dtype of the momentum buffer.
+    mu_dtype: dtype of the momentum buffer.
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -124,19 +125,20 @@ def sign_descent(
   """
   check_args("normax.sign_descent", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
   chain = optax.chain(
-    *_maybe_momentum(beta, nesterov, momentum_dtype),
+    *_maybe_momentum(beta, nesterov, mu_dtype),
     scale_by_lmo(Sign(normalized=normalized)),
     optax.scale_by_learning_rate(learning_rate),
   )
   return with_checked_updates(chain, "normax.sign_descent")
 
 
+@renamed("normax.normalized_sgd", momentum_dtype="mu_dtype=")
 def normalized_sgd(
   learning_rate: float | optax.Schedule,
   *,
   beta: float | optax.Schedule = 0.0,
   nesterov: bool = False,
-  momentum_dtype=None,
+  mu_dtype=None,
 ) -> optax.GradientTransformation:
   r"""Normalized SGD: each leaf's (momentum) update divided by its Frobenius norm.
 
@@ -152,7 +154,7 @@ def normalized_sgd(
     learning_rate: ``γ``, a float or an ``optax.Schedule``.
     beta: Momentum ``β``; ``0`` uses the raw gradient.
     nesterov: Nesterov momentum.
-    momentum_dtype: dtype of the momentum buffer.
+    mu_dtype: dtype of the momentum buffer.
 
   Returns:
     An ``optax.GradientTransformation``.
@@ -172,7 +174,7 @@ def normalized_sgd(
   """
   check_args("normax.normalized_sgd", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
   chain = optax.chain(
-    *_maybe_momentum(beta, nesterov, momentum_dtype),
+    *_maybe_momentum(beta, nesterov, mu_dtype),
     scale_by_lmo(Frobenius()),
     optax.scale_by_learning_rate(learning_rate),
   )

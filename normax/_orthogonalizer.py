@@ -19,8 +19,25 @@ import jax.numpy as jnp
 
 from normax._checks import COUNT, NONNEGATIVE, check_args
 from normax._newton_schulz import PRECONDITIONINGS, newton_schulz, orthogonalize_svd
-from normax._schedules import resolve_coefficients
+from normax._schedules import freeze_coefficients, resolve_coefficients
 from normax._sharding import Strategy, check_strategy, run_sharded
+
+
+def static_key(obj) -> tuple:
+  """A dataclass's type and field values, a traced value by identity: the key of its ``==``
+  and ``hash``, which a traced value (a hyperparameter under ``optax.inject_hyperparams``)
+  cannot take part in."""
+  values = (getattr(obj, f.name) for f in dataclasses.fields(obj))
+  return (type(obj), *(("traced", id(v)) if isinstance(v, jax.core.Tracer) else v for v in values))
+
+
+def static_number(value, integer: bool = False):
+  """A concrete scalar as a Python number (``optax.inject_hyperparams`` hands arrays); a
+  traced one as it is."""
+  if isinstance(value, jax.core.Tracer) or not hasattr(value, "dtype"):
+    return value
+  return int(value) if integer else float(value)
+
 
 Method = Literal["newton_schulz", "gram_newton_schulz", "svd"]
 METHODS = ("newton_schulz", "gram_newton_schulz", "svd")
@@ -39,13 +56,14 @@ class Orthogonalizer:
   Args:
     method: ``"gram_newton_schulz"`` (default), ``"newton_schulz"`` or ``"svd"``
       (see :class:`normax.Spectral`).
-    steps: Newton–Schulz iterations.
+    steps: Newton–Schulz iterations. A traced integer (a hyperparameter under
+      ``optax.inject_hyperparams``) runs the iteration as a ``fori_loop``.
     coefficients: Newton–Schulz schedule (a name, one triple, or one per step).
     compute_dtype: dtype of the iterate; ``None``: float32.
     precision: ``jax.lax.Precision`` of the matmuls.
     sharding: Where it runs on sharded matrices (:doc:`/sharding`).
     preconditioning: Scaling before the first step (see :func:`normax.precondition`).
-    eps: Denominator guard of the preconditioning.
+    eps: Denominator guard of the preconditioning (may be traced, as ``steps``).
     bounded: End with a cubic step that keeps every singular value ``≤ 1``
       (see :func:`normax.newton_schulz`); ``None`` (default) is ``False`` here and
       lets constrained Scion choose ``True`` (see :meth:`normax.Norm.for_constraint`).
@@ -73,6 +91,8 @@ class Orthogonalizer:
 
   def __post_init__(self):
     check_args("normax.Orthogonalizer", steps=(self.steps, COUNT), eps=(self.eps, NONNEGATIVE))
+    object.__setattr__(self, "steps", static_number(self.steps, integer=True))
+    object.__setattr__(self, "eps", static_number(self.eps))
     if self.bounded not in (None, True, False):
       raise TypeError(f"bounded must be None, True or False, got {self.bounded!r}.")
     if self.method not in METHODS:
@@ -80,13 +100,15 @@ class Orthogonalizer:
         "Spectral method must be 'newton_schulz', 'gram_newton_schulz' or 'svd',"
         f" got {self.method!r}."
       )
-    coeffs = self.coefficients
-    if not isinstance(coeffs, str):  # Freeze lists so the value stays hashable.
-      coeffs = tuple(
-        tuple(float(v) for v in c) if not isinstance(c, int | float) else float(c) for c in coeffs
+    coeffs = freeze_coefficients(self.coefficients)  # Tuples, so the value stays hashable.
+    object.__setattr__(self, "coefficients", coeffs)
+    traced = isinstance(self.steps, jax.core.Tracer)
+    resolve_coefficients(coeffs, None if traced else self.steps)  # Validates eagerly.
+    if traced and self.bounded:
+      raise TypeError(
+        "normax.Orthogonalizer(bounded=True) needs a static number of steps (its final scaling"
+        " depends on the schedule's peak); got a traced steps."
       )
-      object.__setattr__(self, "coefficients", coeffs)
-    resolve_coefficients(coeffs, self.steps)  # Validates eagerly.
     check_strategy(self.sharding)
     if self.preconditioning not in PRECONDITIONINGS:
       raise ValueError(
@@ -94,6 +116,12 @@ class Orthogonalizer:
       )
     if self.compute_dtype is not None:
       object.__setattr__(self, "compute_dtype", jnp.dtype(self.compute_dtype).name)
+
+  def __eq__(self, other):
+    return isinstance(other, Orthogonalizer) and static_key(self) == static_key(other)
+
+  def __hash__(self):
+    return hash(static_key(self))
 
   def __call__(self, g: jax.Array, owners: tuple[str, ...] = ()) -> jax.Array:
     """``U Vᵀ`` of each matrix of ``g`` (no dimension scale), run as :attr:`sharding` says.

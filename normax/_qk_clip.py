@@ -65,6 +65,13 @@ class QKLayer:
   parts: tuple[int, int] = (0, 1)
   part_axis: int | None = None
 
+  def __post_init__(self):
+    # An axis: negative counts from the end, as in NumPy; not a number otherwise.
+    if self.part_axis is not None and (
+      isinstance(self.part_axis, bool) or not isinstance(self.part_axis, int)
+    ):
+      raise TypeError(f"normax.QKLayer part_axis must be an int or None, got {self.part_axis!r}.")
+
   @property
   def fused(self) -> bool:
     """Whether query and key are parts of one kernel."""

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from normax._checks import COUNT, check_args
 from normax._matrix_view import MatrixView
 
 Shape = tuple[int, ...]
@@ -110,6 +111,11 @@ class Rule:
         f"A rule pattern must be a glob string or a compiled re.Pattern, got"
         f" {type(self.pattern).__name__}: {self.pattern!r}."
       )
+    check_args("normax.Rule", ndim=(self.ndim, COUNT), min_ndim=(self.min_ndim, COUNT))
+    for name in ("ndim", "min_ndim"):  # A NumPy or JAX integer scalar as a Python int.
+      value = getattr(self, name)
+      if getattr(value, "ndim", None) == 0 and not isinstance(value, int):
+        object.__setattr__(self, name, int(value))
     if isinstance(self.ndim, range):
       pass  # Hashable and cheap to test; shown as a range in messages.
     elif isinstance(self.ndim, Collection) and not isinstance(self.ndim, str):

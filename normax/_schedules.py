@@ -166,8 +166,67 @@ def _polar_express(steps: int, lower: float, safety: float, cushion: float) -> C
 _NAMED_SCHEDULES = ("quintic", "standard", "polar_express", "dion", "cubic")
 
 
+def freeze_coefficients(coefficients: str | Sequence[float] | Sequence[Sequence[float]]):
+  """The one reading of a schedule argument: a known name, one triple, or a sequence of them.
+
+  Returns the name itself, one ``(a, b, c)`` triple of floats, or a tuple of triples (so
+  equal schedules give equal, hashable values); anything else is a ``ValueError``.
+
+  Examples:
+    >>> from normax._schedules import freeze_coefficients
+    >>> freeze_coefficients([1.5, -0.5, 0])
+    (1.5, -0.5, 0.0)
+    >>> freeze_coefficients([[3, -3, 1], (1.5, -0.5, 0)])
+    ((3.0, -3.0, 1.0), (1.5, -0.5, 0.0))
+  """
+  if isinstance(coefficients, str):
+    if coefficients not in _NAMED_SCHEDULES:
+      raise ValueError(
+        f"Unknown Newton–Schulz schedule {coefficients!r}; expected one of"
+        f" {_NAMED_SCHEDULES} or a sequence of (a, b, c) triples."
+      )
+    return coefficients
+  try:
+    arr = np.asarray(coefficients, dtype=np.float64)
+  except (TypeError, ValueError):
+    arr = np.zeros((0,))
+  if arr.ndim not in (1, 2) or arr.shape[-1] != 3 or arr.size == 0:
+    raise ValueError(
+      "Newton–Schulz coefficients must be a schedule name, one (a, b, c) triple or a"
+      f" sequence of them; got {coefficients!r} (shape {arr.shape})."
+    )
+  if arr.ndim == 1:
+    return tuple(float(v) for v in arr)
+  return tuple(tuple(float(v) for v in row) for row in arr)
+
+
+def per_step(coefficients) -> bool:
+  """Whether a schedule gives its own triple to each step (``"dion"``, a sequence of triples)."""
+  frozen = freeze_coefficients(coefficients)
+  return frozen == "dion" or (not isinstance(frozen, str) and isinstance(frozen[0], tuple))
+
+
+def optax_schedule(ns_coeffs, ns_steps) -> tuple[str | tuple, int]:
+  """``optax.contrib.muon``'s reading of ``(ns_coeffs, ns_steps)``: ``(coefficients, steps)``.
+
+  A per-step schedule (a sequence of triples, or ``"dion"``) runs its rows once each,
+  ``ns_steps`` only bounding their number; a triple or another name runs ``ns_steps`` times.
+  ``ns_steps`` may be a traced integer (``optax.inject_hyperparams``), not a per-step one.
+  """
+  frozen = freeze_coefficients(ns_coeffs)
+  if not per_step(frozen):
+    return frozen, ns_steps
+  rows = DION if frozen == "dion" else frozen
+  if isinstance(ns_steps, int | np.integer) and len(rows) > ns_steps:
+    raise ValueError(
+      f"{len(rows)} Newton–Schulz coefficient rows were given for ns_steps={ns_steps};"
+      f" pass ns_steps >= {len(rows)} (each row runs once, as in optax.contrib.muon)."
+    )
+  return rows, len(rows)
+
+
 def resolve_coefficients(
-  coefficients: str | Sequence[float] | Sequence[Sequence[float]], steps: int
+  coefficients: str | Sequence[float] | Sequence[Sequence[float]], steps: int | None
 ) -> Coefficients:
   """Turns a schedule name or user coefficients into one triple per step.
 
@@ -177,40 +236,39 @@ def resolve_coefficients(
       (:data:`DION`, five steps), ``"cubic"``, one ``(a, b, c)`` triple used
       at every step, or a sequence of triples. A sequence shorter than
       ``steps`` repeats its last triple; a longer one is an error.
-    steps: Number of iterations.
+    steps: Number of iterations; ``None`` when it is not known (traced): the
+      rows that do not depend on it, the last one repeating.
 
   Returns:
-    ``steps`` triples ``(a, b, c)``.
+    ``steps`` triples ``(a, b, c)`` (with ``steps=None``, the schedule's own rows).
   """
+  frozen = freeze_coefficients(coefficients)
+  if steps is None:
+    if frozen == "polar_express":
+      raise TypeError(
+        "The 'polar_express' schedule depends on the number of steps, which is traced here"
+        " (an injected hyperparameter?). Make steps static, e.g."
+        " optax.inject_hyperparams(normax.muon, static_args=('ns_steps',))."
+      )
+    rows = {"quintic": (QUINTIC,), "standard": (QUINTIC,), "dion": DION, "cubic": (CUBIC,)}
+    if isinstance(frozen, str):
+      return rows[frozen]
+    return (frozen,) if not isinstance(frozen[0], tuple) else frozen
   steps = int(_in(steps, "Newton–Schulz steps", 0, math.inf, "an integer >= 0", integer=True))
-  if isinstance(coefficients, str):
-    if coefficients in ("quintic", "standard"):
-      return (QUINTIC,) * steps
-    if coefficients == "dion":
-      return resolve_coefficients(DION, steps)
-    if coefficients == "cubic":
-      return (CUBIC,) * steps
-    if coefficients == "polar_express":
-      return polar_express_coefficients(max(steps, 1))[:steps]
+  if frozen in ("quintic", "standard"):
+    return (QUINTIC,) * steps
+  if frozen == "dion":
+    return resolve_coefficients(DION, steps)
+  if frozen == "cubic":
+    return (CUBIC,) * steps
+  if frozen == "polar_express":
+    return polar_express_coefficients(max(steps, 1))[:steps]
+  rows = (frozen,) if not isinstance(frozen[0], tuple) else frozen
+  if len(rows) > steps and len(rows) > 1:
     raise ValueError(
-      f"Unknown Newton–Schulz schedule {coefficients!r}; expected one of"
-      f" {_NAMED_SCHEDULES} or a sequence of (a, b, c) triples."
+      f"{len(rows)} coefficient triples were given for {steps} steps; pass steps=len(coefficients)."
     )
-  arr = np.asarray(coefficients, dtype=np.float64)
-  if arr.ndim == 1:
-    arr = arr[None]
-  if arr.ndim != 2 or arr.shape[1] != 3 or arr.shape[0] == 0:
-    raise ValueError(
-      "Newton–Schulz coefficients must be one (a, b, c) triple or a sequence"
-      f" of them; got an array of shape {arr.shape}."
-    )
-  if arr.shape[0] > steps and arr.shape[0] > 1:
-    raise ValueError(
-      f"{arr.shape[0]} coefficient triples were given for {steps} steps;"
-      " pass steps=len(coefficients)."
-    )
-  rows = [tuple(float(v) for v in arr[min(i, arr.shape[0] - 1)]) for i in range(steps)]
-  return tuple(rows)  # type: ignore[return-value]
+  return tuple(rows[min(i, len(rows) - 1)] for i in range(steps))  # type: ignore[return-value]
 
 
 def schedule_bound(
@@ -262,6 +320,9 @@ __all__ = [
   "DION",
   "QUINTIC",
   "Coefficients",
+  "freeze_coefficients",
+  "optax_schedule",
+  "per_step",
   "polar_express_coefficients",
   "resolve_coefficients",
   "schedule_bound",

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import optax
 
-from normax._checks import NONNEGATIVE, UNIT, check_args
+from normax._checks import NONNEGATIVE, UNIT, check_args, renamed
 from normax._decay import add_constrained_decay
 from normax._leafwise import check_nonnegative, with_checked_updates
 from normax._lmo import scale_by_lmo
@@ -18,6 +18,7 @@ from normax._radius import scale_by_radius
 from normax._spec import LayerSpec, check_labels_arg, checked_labels, spec_views
 
 
+@renamed("normax.scion", momentum_dtype="mu_dtype=")
 def scion(
   learning_rate: float | optax.Schedule,
   specs: Mapping[str, LayerSpec],
@@ -27,7 +28,7 @@ def scion(
   constrained: bool = True,
   nesterov: bool = False,
   momentum_init: Literal["zeros", "first_gradient"] = "zeros",
-  momentum_dtype=None,
+  mu_dtype=None,
   batch: bool = True,
   project: bool = False,
   qk_clip: optax.GradientTransformation | None = None,
@@ -64,7 +65,7 @@ def scion(
   The chain is::
 
     optax.chain(
-      normax.momentum(beta, nesterov=..., init=..., dtype=...),
+      normax.momentum(beta, nesterov=..., init=..., mu_dtype=...),
       optax.partition({label: optax.chain(normax.scale_by_lmo(norm, views=...),  # see above
                                           normax.scale_by_radius(spec.radius),
                                           normax.add_constrained_decay(μ))
@@ -87,7 +88,7 @@ def scion(
     constrained: Default decay ``μ = 1`` (SCG) rather than ``0`` (uSCG).
     nesterov: Nesterov momentum.
     momentum_init: ``"zeros"`` or ``"first_gradient"``.
-    momentum_dtype: dtype of the momentum buffer (e.g. ``jnp.bfloat16``).
+    mu_dtype: dtype of the momentum buffer (e.g. ``jnp.bfloat16``).
     batch: Orthogonalize same-shape matrices in one batched call (see
       :func:`normax.scale_by_lmo`; sharded parameters keep their shardings
       either way, :doc:`/sharding`).
@@ -119,8 +120,35 @@ def scion(
     Pethick et al., *Training Deep Learning Models with Norm-Constrained
     LMOs*, 2025, Algorithm 1 (uSCG, SCG) and Sec. 5 (layerwise norms).
   """
+  check_specs(specs, labels, "normax.scion")
+  check_args("normax.scion", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
+  if qk_clip is not None and not isinstance(qk_clip, optax.GradientTransformation):
+    raise TypeError(f"normax.scion: qk_clip must be normax.qk_clip(...), got {qk_clip!r}.")
+  default_decay = 1.0 if constrained else 0.0
+  branches = scion_branches(specs, labels, constrained, batch)
+  label_fn = checked_labels(labels, specs, "specs")
+  chain = [
+    momentum(beta, nesterov=nesterov, init=momentum_init, mu_dtype=mu_dtype),
+    optax.partition(branches, label_fn),
+    optax.scale_by_learning_rate(learning_rate),
+  ]
+  if project:
+    chain.append(optax.partition(_projections(specs, labels, default_decay), label_fn))
+  else:
+    _warn_if_past_the_center(learning_rate, specs, default_decay)
+  if qk_clip is not None:
+    chain.append(qk_clip)
+  return with_checked_updates(optax.chain(*chain), "normax.scion")
+
+
+def check_specs(specs: Any, labels: Any, owner: str) -> None:
+  """Scion's checks of ``specs`` and ``labels`` (shared by ``normax.scion_free``): a non-empty
+  mapping of :class:`normax.LayerSpec` with non-negative radii and decays, and labels that
+  can be looked up in it."""
   if not isinstance(specs, Mapping) or not specs:
-    raise TypeError(f"specs must be a non-empty mapping label -> normax.LayerSpec, got {specs!r}.")
+    raise TypeError(
+      f"{owner}: specs must be a non-empty mapping label -> normax.LayerSpec, got {specs!r}."
+    )
   for label, spec in specs.items():
     if not isinstance(spec, LayerSpec):
       raise TypeError(
@@ -128,10 +156,16 @@ def scion(
       )
     check_nonnegative(spec.radius, f"specs[{label!r}].radius")
     check_nonnegative(spec.decay, f"specs[{label!r}].decay")
-  check_args("normax.scion", learning_rate=(learning_rate, NONNEGATIVE), beta=(beta, UNIT))
-  check_labels_arg(labels, "normax.scion", specs)
-  if qk_clip is not None and not isinstance(qk_clip, optax.GradientTransformation):
-    raise TypeError(f"normax.scion: qk_clip must be normax.qk_clip(...), got {qk_clip!r}.")
+  check_labels_arg(labels, owner, specs)
+
+
+def scion_branches(
+  specs: Mapping[str, LayerSpec], labels: Any, constrained: bool, batch: bool
+) -> dict[str, optax.GradientTransformation]:
+  """Scion's step per label, before the learning rate (shared by ``normax.scion_free``):
+  ``scale_by_lmo`` in each leaf's matrix view (the label function's, else ``spec.view``),
+  ``scale_by_radius(ρ)`` and ``add_constrained_decay(μ)``; a constrained layer's norm is
+  ``spec.norm.for_constraint()``."""
   default_decay = 1.0 if constrained else 0.0
   branches = {}
   for label, spec in specs.items():
@@ -143,19 +177,7 @@ def scion(
       scale_by_radius(spec.radius),
       add_constrained_decay(decay),
     )
-  label_fn = checked_labels(labels, specs, "specs")
-  chain = [
-    momentum(beta, nesterov=nesterov, init=momentum_init, dtype=momentum_dtype),
-    optax.partition(branches, label_fn),
-    optax.scale_by_learning_rate(learning_rate),
-  ]
-  if project:
-    chain.append(optax.partition(_projections(specs, labels, default_decay), label_fn))
-  else:
-    _warn_if_past_the_center(learning_rate, specs, default_decay)
-  if qk_clip is not None:
-    chain.append(qk_clip)
-  return with_checked_updates(optax.chain(*chain), "normax.scion")
+  return branches
 
 
 def _decay_of(spec: LayerSpec, default_decay: float):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from normax._base import Norm, compute_dtype, describe, scaled_by_max, svd_safe
 from normax._checks import COUNT, NONNEGATIVE, POSITIVE_COUNT, check_args
 from normax._newton_schulz import orthogonalize_svd
-from normax._orthogonalizer import Method, Orthogonalizer
+from normax._orthogonalizer import Method, Orthogonalizer, static_key
 from normax._sharding import Strategy, with_auto_axes
 
 #: Paths of parameters in a convolution module: the parameter's parent module
@@ -128,8 +128,16 @@ class Spectral(Norm):
     # The orthogonalizer validates the other settings; keep its normalized values
     # (coefficient lists frozen to tuples, a dtype's name) so the norm stays hashable.
     orth = self.orthogonalizer
-    object.__setattr__(self, "coefficients", orth.coefficients)
-    object.__setattr__(self, "compute_dtype", orth.compute_dtype)
+    for name in ("coefficients", "compute_dtype", "steps", "eps"):
+      object.__setattr__(self, name, getattr(orth, name))
+
+  # Equal and hashable as the frozen dataclass it is, with ``steps`` or ``eps`` traced too
+  # (``optax.inject_hyperparams(normax.muon)``): a traced value counts by identity.
+  def __eq__(self, other):
+    return isinstance(other, Spectral) and static_key(self) == static_key(other)
+
+  def __hash__(self):
+    return hash(static_key(self))
 
   @property
   def orthogonalizer(self) -> Orthogonalizer:
@@ -249,7 +257,7 @@ class Spectral(Norm):
     return (orthogonalize_svd(mats) * scale).reshape(g.shape)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # Spectral's == and hash.
 class SpectralConv(Spectral):
   r"""Spectral norm of a convolution kernel, per spatial tap (RMS→RMS).
 

@@ -133,7 +133,9 @@ def optimizer_cases(results):
     spectral = normax.Spectral(sharding=strategy)
     labels = {"a": "hidden", "b": "hidden", "c": "hidden", "stack": "hidden", "bias": "bias"}
     optimizers = {
-      "muon": normax.muon(0.02, ns_sharding=strategy),
+      "muon": normax.muon(
+        0.02, orthogonalizer=normax.Orthogonalizer(method="newton_schulz", sharding=strategy)
+      ),
       "scion": normax.scion(
         0.05,
         {
@@ -340,7 +342,11 @@ def moe_cases(results):
     hidden = dataclasses.replace(presets["hidden"], norm=normax.Spectral(sharding=strategy))
     optimizers = {
       "scion": normax.scion(0.01, presets | {"hidden": hidden}, labels, constrained=False),
-      "muon": normax.muon(0.02, roles=roles, ns_sharding=strategy),
+      "muon": normax.muon(
+        0.02,
+        roles=roles,
+        orthogonalizer=normax.Orthogonalizer(method="newton_schulz", sharding=strategy),
+      ),
     }
     for name, tx in optimizers.items():
 
@@ -385,7 +391,11 @@ def moe_cases(results):
     }
   # An Auto mesh carries no shardings in the types: run the update under explicit_axes.
   auto = jax.make_mesh((4, 2), MOE_AXES, axis_types=(AxisType.Auto,) * 2)
-  tx = normax.muon(0.02, roles=roles, ns_sharding="distribute")
+  tx = normax.muon(
+    0.02,
+    roles=roles,
+    orthogonalizer=normax.Orthogonalizer(method="newton_schulz", sharding="distribute"),
+  )
 
   def explicit_step(g, p):
     f = jax.sharding.explicit_axes(

@@ -1,5 +1,6 @@
 """The adaptive step against optax's Prodigy and a float64 numpy implementation."""
 
+import dataclasses
 import math
 
 import jax
@@ -203,9 +204,11 @@ def test_muon_free_branches():
   params, loss = as_f32(x0), jax_loss(target, weight)
   grads = jax.grad(loss)(params)
   labels = {"w": "muon", "v": "muon", "b": "adam"}
-  tx = normax.muon_free(labels, d0=1e-3, ns_method="svd")
+  tx = normax.muon_free(labels, d0=1e-3, orthogonalizer=normax.Orthogonalizer(method="svd"))
   u, _ = tx.update(grads, tx.init(params), params)
-  muon = normax.muon(1e-3, labels=labels, shape_scaling="rms", ns_method="svd")
+  muon = normax.muon(
+    1e-3, labels=labels, shape_scaling="rms", orthogonalizer=normax.Orthogonalizer(method="svd")
+  )
   u_muon, _ = muon.update(grads, muon.init(params), params)
   for k in ("w", "v"):
     np.testing.assert_allclose(u[k], u_muon[k], rtol=1e-5, atol=1e-9)
@@ -273,7 +276,9 @@ MUON_LABELS = {"w": "muon", "v": "muon", "b": "adam"}
 SIGN = normax.Sign(normalized=False)
 FREE = {
   "scion_free": lambda **kw: normax.scion_free(SPECS, LABELS, constrained=False, **kw),
-  "muon_free": lambda **kw: normax.muon_free(MUON_LABELS, ns_method="svd", **kw),
+  "muon_free": lambda **kw: normax.muon_free(
+    MUON_LABELS, orthogonalizer=normax.Orthogonalizer(method="svd"), **kw
+  ),
 }
 
 
@@ -346,7 +351,7 @@ def test_muon_free_on_float16_parameters_is_finite():
   x0, target, weight = problem()
   loss = jax_loss(target, weight)
   params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float16), x0)
-  tx = normax.muon_free(MUON_LABELS, ns_method="svd")
+  tx = normax.muon_free(MUON_LABELS, orthogonalizer=normax.Orthogonalizer(method="svd"))
   state = tx.init(params)
   for _ in range(3):
     grads = jax.grad(lambda p: loss(jax.tree.map(lambda a: a.astype(jnp.float32), p)))(params)
@@ -393,3 +398,75 @@ def test_relative_start_is_a_fraction_of_the_initial_weights_norm(scope):
   # Zero weights: the absolute floor d0.
   zeros = jax.tree.map(jnp.zeros_like, x0)
   assert float(jnp.min(jnp.stack(jax.tree.leaves(tx.init(zeros).distance)))) == pytest.approx(1e-6)
+
+
+# -- the parents' routing and views ------------------------------------------------
+
+
+def _by_path(tree):
+  return dict(zip(jax.tree.leaves(normax.tree_paths(tree)), jax.tree.leaves(tree), strict=True))
+
+
+def _normal_like(tree, seed):
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype), tree)
+
+
+def test_scion_free_orthogonalizes_attention_kernels_in_their_matrix_view():
+  """nnx.MultiHeadAttention's q (d, heads, hd) and out (heads, hd, d) kernels, labelled from
+  infer_roles: the first step is -d₀·ρ·UVᵀ of the d × heads·hd (heads·hd × d) matrix."""
+  import zoo
+
+  entry = zoo.mha_decoder()
+  labels, specs = normax.presets.scion_gpt(roles=normax.infer_roles(entry.model, *entry.inputs))
+  label = labels(entry.params)
+  specs = {k: dataclasses.replace(s, norm=normax.Spectral(method="svd")) if k == "hidden" else s
+           for k, s in specs.items()}  # fmt: skip
+  params = jax.tree.map(jnp.zeros_like, entry.params)  # x = 0: no decay term
+  grads = _normal_like(params, 0)
+  tx = normax.scion_free(specs, labels, constrained=False)
+  u, _ = tx.update(grads, tx.init(params), params)
+  u, g, label = _by_path(u), _by_path(grads), _by_path(label)
+  for path, matrix in [
+    ("blocks/0/attn/query/kernel", (32, 32)),
+    ("blocks/1/attn/out/kernel", (32, 32)),
+  ]:
+    assert label[path] == "hidden"
+    a, _, bt = np.linalg.svd(np.asarray(g[path], np.float64).reshape(matrix))
+    expected = -1e-6 * specs["hidden"].radius * (a @ bt).reshape(g[path].shape)
+    np.testing.assert_allclose(u[path], expected, rtol=1e-4, atol=1e-6 * 1e-5, err_msg=path)
+    # Read without its view (leading axes as a stack), the step would be another matrix's.
+    wrong = -1e-6 * specs["hidden"].radius * normax.Spectral(method="svd").dualize(g[path])
+    assert np.abs(np.asarray(wrong) - expected).max() > 1e-7
+
+
+def test_muon_free_routes_a_scanned_model_as_muon_does():
+  """Scanned blocks: stacked kernels (3, d, d) on the spectral branch, stacked biases and
+  gains (3, d) not, leaf by leaf as normax.muon routes them with the same roles."""
+  from flax import nnx
+  from test_flax import TOKENS, ScanGpt
+
+  model = ScanGpt(nnx.Rngs(0))
+  roles = normax.infer_roles(model, TOKENS)
+  params = nnx.state(model, nnx.Param)
+  grads = _normal_like(params, 1)
+  svd = normax.Orthogonalizer(method="svd")
+
+  def spectral_leaves(tx):
+    """Paths whose first update has equal singular values in every matrix of the stack."""
+    u, _ = tx.update(grads, tx.init(params), params)
+    out = set()
+    for path, x in _by_path(u).items():
+      if x.ndim >= 2:
+        s = np.linalg.svd(np.asarray(x, np.float64), compute_uv=False)
+        if np.all(s.min(-1) > (1 - 1e-4) * s.max(-1)):
+          out.add(path)
+    return out
+
+  free = spectral_leaves(normax.muon_free(roles=roles, orthogonalizer=svd))
+  muon = spectral_leaves(normax.muon(0.02, roles=roles, orthogonalizer=svd))
+  assert free == muon == {"blocks/mlp/kernel"}
+  # Without roles both take optax's rule (2-D leaves): the same, if not Muon practice.
+  plain = spectral_leaves(normax.muon(0.02, orthogonalizer=svd))
+  assert spectral_leaves(normax.muon_free(orthogonalizer=svd)) == plain
+  assert "blocks/mlp/kernel" not in plain and "blocks/mlp/bias" in plain

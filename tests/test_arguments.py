@@ -31,6 +31,7 @@ BASE = {
   "normax.LayerSpec": {"norm": "sign"},
   "normax.MatrixView": {"fan_in": 0, "fan_out": 1},
   "normax.Orthogonalizer": {},
+  "normax.QKLayer": {"query": "q/kernel", "key": "k/kernel"},
   "normax.Rule": {"pattern": "*", "label": "h"},
   "normax.Spectral": {},
   "normax.SpectralConv": {},
@@ -46,6 +47,8 @@ BASE = {
   "normax.normalized_sgd": {"learning_rate": 0.1},
   "normax.polar_express_coefficients": {},
   "normax.precondition": {"x": _MATRIX},
+  "normax.max_logits": {"query": jnp.ones((1, 2, 1, 4)), "key": jnp.ones((1, 2, 1, 4))},
+  "normax.qk_clip": {"layers": "attn"},
   "normax.project": {"params": _MATRIX, "norms": "sign"},
   "normax.project_to_norm_ball": {"norms": "sign"},
   "normax.scale_by_dual_norm": {"norms": "sign"},
@@ -71,16 +74,13 @@ VALID = {
   ("normax.LpToLinf", "p", "inf"),
   ("normax.checked_schedule", "low", "negative"),
   ("normax.checked_schedule", "high", "inf"),
+  # The estimate's growth cap: inf is no cap.
+  *((name, "growth", "inf") for name in ("normax.adaptive_step", "normax.scion_free")),
+  ("normax.muon_free", "growth", "inf"),
   # Axes count from the end when negative, as in NumPy.
+  ("normax.QKLayer", "part_axis", "negative"),
   *(("normax.MatrixView", axis, "negative") for axis in ("fan_in", "fan_out", "stack", "spatial")),
 }
-
-
-# Constructors whose checks live in modules under other work at the time of writing: the
-# learning-rate-free optimizers (normax/_adaptive.py) and Rule's ndim (normax/_rules.py).
-# Their cases run and are reported as xfail/xpass; remove an entry once its checks call
-# normax._checks.check_args, and the cases become plain tests.
-PENDING = {"normax.adaptive_step", "normax.muon_free", "normax.scion_free", "normax.Rule"}
 
 
 def _named(name: str, param: str) -> str:
@@ -140,13 +140,9 @@ def test_the_walk_finds_the_constructors_and_has_a_valid_call_for_each():
 @pytest.mark.parametrize(
   "name,obj,param,integer", CASES, ids=[f"{name.split('.')[-1]}.{p}" for name, _, p, _ in CASES]
 )
-def test_every_numeric_argument_refuses_negative_nan_and_inf(
-  name, obj, param, integer, bad, request
-):
+def test_every_numeric_argument_refuses_negative_nan_and_inf(name, obj, param, integer, bad):
   if (name, param, bad) in VALID:
     pytest.skip(f"{bad} is a valid {param}")
-  if name in PENDING:
-    request.applymarker(pytest.mark.xfail(reason=f"{name}: checks pending in its module"))
   value = {"negative": -1.0, "nan": math.nan, "inf": math.inf}[bad]
   for form, x in _forms(value, integer).items():
     with pytest.raises((ValueError, TypeError)) as info:
@@ -183,3 +179,35 @@ def test_checked_schedule_raises_under_jit_and_scan_naming_the_step():
   assert float(normax.checked_schedule(optax.constant_schedule(2.0))(3)) == 2.0
   with pytest.raises(ValueError, match="returned nan"):
     normax.checked_schedule(lambda t: jnp.nan)(0)
+
+
+# Every former argument name of a public function, and the spelling its error must name.
+RENAMED = {
+  ("normax.momentum", "dtype"): "mu_dtype=",
+  ("normax.scion", "momentum_dtype"): "mu_dtype=",
+  ("normax.scion_free", "momentum_dtype"): "mu_dtype=",
+  ("normax.sign_descent", "momentum_dtype"): "mu_dtype=",
+  ("normax.normalized_sgd", "momentum_dtype"): "mu_dtype=",
+  ("normax.muon", "momentum_dtype"): "mu_dtype=",
+  ("normax.muon", "ns_coefficients"): "ns_coeffs=",
+  ("normax.muon", "ns_method"): "orthogonalizer=normax.Orthogonalizer(method=...)",
+  ("normax.muon", "ns_sharding"): "orthogonalizer=normax.Orthogonalizer(sharding=...)",
+  ("normax.muon", "ns_dtype"): "orthogonalizer=normax.Orthogonalizer(compute_dtype=...)",
+  ("normax.muon", "ns_precision"): "orthogonalizer=normax.Orthogonalizer(precision=...)",
+  ("normax.muon_free", "momentum_dtype"): "mu_dtype=",
+  ("normax.muon_free", "ns_coefficients"): "ns_coeffs=",
+  ("normax.muon_free", "ns_method"): "orthogonalizer=normax.Orthogonalizer(method=...)",
+}
+
+
+def test_every_former_argument_name_is_a_type_error_naming_the_new_spelling():
+  found = {
+    (name, old): new for name, obj in _public() for old, new in getattr(obj, "renamed", {}).items()
+  }
+  assert found == RENAMED
+  for (name, old), new in RENAMED.items():
+    obj = dict(_public())[name]
+    assert old not in inspect.signature(obj).parameters, (name, old)
+    with pytest.raises(TypeError) as info:
+      obj(**BASE.get(name, {}), **{old: None})
+    assert f"{name}() got {old}=, a former name: pass {new}" in str(info.value)

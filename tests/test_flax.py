@@ -269,12 +269,12 @@ def assert_trees_equal(a, b):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.parametrize("momentum_dtype", [None, jnp.bfloat16])
-def test_optimizer_state_round_trips_through_orbax(tmp_path, momentum_dtype):
+@pytest.mark.parametrize("mu_dtype", [None, jnp.bfloat16])
+def test_optimizer_state_round_trips_through_orbax(tmp_path, mu_dtype):
   def make():
     model = ScanGpt(nnx.Rngs(0))
     labels, specs = normax.presets.scion_gpt(roles=normax.infer_roles(model, TOKENS))
-    tx = normax.scion(2**-12, specs, labels, nesterov=True, momentum_dtype=momentum_dtype)
+    tx = normax.scion(2**-12, specs, labels, nesterov=True, mu_dtype=mu_dtype)
     return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
 
   model, optimizer = make()
@@ -290,7 +290,7 @@ def test_optimizer_state_round_trips_through_orbax(tmp_path, momentum_dtype):
   nnx.update(restored_optimizer, checkpointer.restore(tmp_path / "optimizer", abstract))
   assert_trees_equal(nnx.state(restored_optimizer), nnx.state(optimizer))
   assert_trees_equal(nnx.state(restored_model), nnx.state(model))
-  if momentum_dtype is not None:
+  if mu_dtype is not None:
     mu = jax.tree.leaves(nnx.state(restored_optimizer, nnx.OptState))
     assert any(leaf.dtype == jnp.bfloat16 for leaf in mu)
 

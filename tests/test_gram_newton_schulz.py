@@ -57,7 +57,7 @@ def test_spectral_gram_method_and_muon():
   grads = {"w": g, "b": jnp.ones((128,))}
   ups = {}
   for method in ("newton_schulz", "gram_newton_schulz"):
-    tx = normax.muon(0.1, ns_method=method)
+    tx = normax.muon(0.1, orthogonalizer=normax.Orthogonalizer(method=method))
     ups[method], _ = jax.jit(tx.update)(grads, tx.init(params), params)
   w_plain = ups["newton_schulz"]["w"]
   w_gram = ups["gram_newton_schulz"]["w"]

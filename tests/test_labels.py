@@ -113,7 +113,7 @@ def test_min_ndim_is_a_lower_bound_on_the_rank():
   both = normax.Rule("*", "x", ndim=(1, 2, 3), min_ndim=2)  # Both conditions hold.
   assert [both.matches("w", (2,) * k) for k in range(5)] == [False, False, True, True, False]
   assert rule.describe() == "'*' [ndim>=2] -> 'x'"
-  with pytest.raises(TypeError, match="min_ndim"):
+  with pytest.raises(ValueError, match="normax.Rule min_ndim must be an integer >= 0, got -1"):
     normax.Rule("*", "x", min_ndim=-1)
 
 

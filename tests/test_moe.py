@@ -205,7 +205,9 @@ def test_overrides_state_per_token_gathered_experts():
   overrides = {p: normax.Role("hidden", view) for p in ("w_in", "w_out")}
   roles = normax.infer_roles(_gathered, DISPATCH_PARAMS, DISPATCH_X, overrides=overrides)
   g = jax.jit(jax.grad(lambda p: jnp.sum(_gathered(p, DISPATCH_X) ** 2)))(DISPATCH_PARAMS)
-  tx = normax.muon(1.0, roles=roles, ns_method="svd", beta=0.0, nesterov=False)
+  tx = normax.muon(
+    1.0, roles=roles, orthogonalizer=normax.Orthogonalizer(method="svd"), beta=0.0, nesterov=False
+  )
   u, _ = jax.jit(tx.update)(g, tx.init(DISPATCH_PARAMS), DISPATCH_PARAMS)
   for path in ("w_in", "w_out"):
     d_in, d_out = g[path].shape[-2:]
@@ -250,7 +252,7 @@ def test_scion_trains_experts_with_per_expert_polar_factors(moe):
 def test_muon_trains_experts_with_per_expert_polar_factors(moe):
   params, roles, loss, tokens = moe
   lr = 0.02
-  tx = normax.muon(lr, roles=roles, ns_method="svd")
+  tx = normax.muon(lr, roles=roles, orthogonalizer=normax.Orthogonalizer(method="svd"))
   # Muon's direction (Nesterov momentum, bias corrected), by the same momentum transform.
   direction = normax.momentum(0.95, nesterov=True, bias_correction=True)
   steps, final = train(tx, params, loss, tokens, 4, master=jnp.float64)
@@ -314,7 +316,11 @@ def test_zero_expert_gives_zero_update_under_every_preconditioning(method, preco
 MUON_VARIANTS = {
   "muon": {},
   "normuon": dict(normuon=True),
-  "aol": dict(preconditioning="aol", ns_steps=4, ns_method="gram_newton_schulz"),
+  "aol": dict(
+    preconditioning="aol",
+    ns_steps=4,
+    orthogonalizer=normax.Orthogonalizer(method="gram_newton_schulz"),
+  ),
   "adaptive": dict(adaptive=True),
 }
 

@@ -141,17 +141,65 @@ def test_inject_hyperparams_matches_optax_and_honours_ns_steps():
     np.testing.assert_allclose(u[k], expected[k], rtol=1e-4, atol=1e-6)
 
 
-def test_old_keyword_names_still_work():
+def test_former_keyword_names_are_errors_naming_the_new_spelling():
+  for old, new in [
+    ("ns_coefficients", "ns_coeffs="),
+    ("momentum_dtype", "mu_dtype="),
+    ("ns_method", r"orthogonalizer=normax.Orthogonalizer\(method=...\)"),
+    ("ns_dtype", r"orthogonalizer=normax.Orthogonalizer\(compute_dtype=...\)"),
+  ]:
+    with pytest.raises(TypeError, match=rf"normax.muon\(\) got {old}=, a former name: pass {new}"):
+      normax.muon(0.02, **{old: None})
+
+
+def test_the_orthogonalizer_meets_optax_newton_schulz_arguments():
   params = rand_tree(PLAIN, 5)
-  grads = rand_tree({k: v.shape for k, v in params.items()}, 6)
-  old = normax.muon(0.02, ns_coefficients="polar_express", momentum_dtype=jnp.bfloat16)
-  new = normax.muon(0.02, ns_coeffs="polar_express", mu_dtype=jnp.bfloat16)
-  u_old, _ = old.update(grads, old.init(params), params)
-  u_new, _ = new.update(grads, new.init(params), params)
+  orth = normax.Orthogonalizer
+  # Unset fields take muon's arguments, unset arguments the fields; equal is not a conflict.
+  cases = [
+    (dict(ns_steps=3, orthogonalizer=orth(method="newton_schulz")), dict(ns_steps=3)),
+    (dict(orthogonalizer=orth(method="newton_schulz", steps=3)), dict(ns_steps=3)),
+    (dict(ns_steps=3, orthogonalizer=orth(method="newton_schulz", steps=3)), dict(ns_steps=3)),
+    (
+      dict(orthogonalizer=orth(method="newton_schulz", coefficients="dion")),
+      dict(ns_coeffs="dion"),
+    ),
+    (
+      dict(orthogonalizer=orth(method="newton_schulz", preconditioning="aol")),
+      dict(preconditioning="aol"),
+    ),
+  ]
+  for given, same in cases:
+    assert_same_updates(optax.contrib.muon(0.02, **same), normax.muon(0.02, **given), params)
+  # The orthogonalizer's eps is Newton–Schulz's alone; AdamW keeps muon's eps.
+  ours = normax.muon(0.02, orthogonalizer=orth(method="newton_schulz", eps=1e-3))
+  assert_same_updates(normax.muon(0.02, eps=1e-3, adam_eps=1e-8), ours, params)
+  for arg, field in [
+    ({"ns_steps": 4}, {"steps": 6}),
+    ({"ns_coeffs": "dion"}, {"coefficients": "cubic"}),
+    ({"preconditioning": "aol"}, {"preconditioning": "schatten"}),
+    ({"eps": 1e-3}, {"eps": 1e-4}),
+  ]:
+    (name,) = arg
+    with pytest.raises(ValueError, match=rf"normax.muon: {name}=.* and orthogonalizer\.\w+=.*"):
+      normax.muon(0.02, **arg, orthogonalizer=orth(**field))
+  with pytest.raises(TypeError, match="orthogonalizer must be a normax.Orthogonalizer"):
+    normax.muon(0.02, orthogonalizer="svd")
+
+
+def test_traced_hyperparameters_take_the_static_path_and_batch():
+  # Under inject_hyperparams the traced ns_steps and eps reach the one Spectral path: the
+  # update equals the static one, and same-shape matrices still share one batched call.
+  params = {"a": jnp.ones((4, 8)), "b": jnp.ones((4, 8))}
+  grads = rand_like(params, 7)
+  tx = optax.inject_hyperparams(normax.muon)(learning_rate=0.02, eps=1e-3)
+  u, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  ref = normax.muon(0.02, eps=1e-3)
+  expected, _ = ref.update(grads, ref.init(params), params)
   for k in params:
-    np.testing.assert_array_equal(u_old[k], u_new[k])
-  with pytest.raises(TypeError, match="ns_coeffs= only"):
-    normax.muon(0.02, ns_coeffs="dion", ns_coefficients="polar_express")
+    np.testing.assert_allclose(u[k], expected[k], rtol=1e-5, atol=1e-7)
+  jaxpr = str(jax.make_jaxpr(lambda g: tx.update(g, tx.init(params), params)[0])(grads))
+  assert jaxpr.count("while[") == 1  # One fori_loop over the stacked pair, not one per leaf.
 
 
 # -- labels and matrix views --------------------------------------------------
@@ -193,7 +241,9 @@ def test_output_blocks_orthogonalize_each_block():
   # A fused QKV kernel (d, 3d): each (d, d) block gets its own polar factor.
   g = rand_tree({"qkv": (8, 24)}, 8)
   params = jax.tree.map(jnp.zeros_like, g)
-  tx = normax.muon(0.1, output_blocks={"qkv": 3}, ns_method="svd")
+  tx = normax.muon(
+    0.1, output_blocks={"qkv": 3}, orthogonalizer=normax.Orthogonalizer(method="svd")
+  )
   u, _ = tx.update(g, tx.init(params), params)
   for i in range(3):
     blk = np.asarray(g["qkv"][:, 8 * i : 8 * (i + 1)], np.float64)
@@ -223,7 +273,7 @@ def test_consistent_rms_update_rms_and_decoupled_decay():
   params = rand_tree({"a": (6, 16), "b": (16, 4)}, 10)
   g = rand_tree({"a": (6, 16), "b": (16, 4)}, 11)
   lr, wd = 0.1, 0.5
-  tx = normax.muon(lr, consistent_rms=0.2, ns_method="svd")
+  tx = normax.muon(lr, consistent_rms=0.2, orthogonalizer=normax.Orthogonalizer(method="svd"))
   u, _ = tx.update(g, tx.init(params), params)
   for k in params:  # exact polar factor: RMS = 1/√max(fan), times 0.2·√max(fan)
     np.testing.assert_allclose(np.sqrt(np.mean(np.square(u[k]))), lr * 0.2, rtol=1e-5)
@@ -335,7 +385,7 @@ def test_cautious_weight_decay_matches_numpy():
 def test_hyperball_keeps_the_norm_and_matches_numpy(norm):
   params = rand_tree({"w": (6, 8), "b": (8,)}, 19)
   lr = 0.05
-  tx = normax.muon(lr, hyperball=norm, ns_method="svd")
+  tx = normax.muon(lr, hyperball=norm, orthogonalizer=normax.Orthogonalizer(method="svd"))
   state = tx.init(params)
   size = lambda w: np.linalg.norm(w) if norm == "frobenius" else np.linalg.norm(w, 2)  # noqa: E731
   r0 = size(np.asarray(params["w"], np.float64))
@@ -426,7 +476,10 @@ def test_ns_precision_and_dtype_reach_the_iteration(traced):
     tx = normax.muon(0.1, ns_steps=steps, **kw)
     return str(jax.make_jaxpr(lambda g: tx.update(g, tx.init(params), params)[0])(g))
 
+  orth = normax.Orthogonalizer
   assert "Precision.HIGHEST" not in text()
-  assert "Precision.HIGHEST" in text(ns_precision="highest")
+  assert "Precision.HIGHEST" in text(
+    orthogonalizer=orth(method="newton_schulz", precision="highest")
+  )
   assert "bf16" not in text()
-  assert "bf16" in text(ns_dtype=jnp.bfloat16)
+  assert "bf16" in text(orthogonalizer=orth(compute_dtype=jnp.bfloat16))

@@ -269,7 +269,13 @@ def test_muon_with_roles_equals_optax_muon_given_the_views_by_hand(name):
 def test_muon_roles_cut_a_fused_qkv_kernel_in_three():
   entry = ENTRIES["fused_qkv"]
   grads = random_like(entry.params)
-  tx = normax.muon(1.0, roles=infer(entry), ns_method="svd", beta=0.0, nesterov=False)
+  tx = normax.muon(
+    1.0,
+    roles=infer(entry),
+    orthogonalizer=normax.Orthogonalizer(method="svd"),
+    beta=0.0,
+    nesterov=False,
+  )
   updates, _ = tx.update(grads, tx.init(entry.params), entry.params)
   g = np.asarray(grads["qkv"]["kernel"], np.float64)
   u = np.asarray(updates["qkv"]["kernel"])

@@ -192,7 +192,7 @@ def test_unknown_strategy_is_an_error():
   with pytest.raises(ValueError, match="sharding must be one of"):
     normax.Spectral(sharding="scatter")
   with pytest.raises(ValueError, match="sharding must be one of"):
-    normax.muon(0.1, ns_sharding="all")
+    normax.muon(0.1, orthogonalizer=normax.Orthogonalizer(method="newton_schulz", sharding="all"))
 
 
 @pytest.mark.parametrize("strategy", ["gather", "distribute"])

@@ -33,7 +33,7 @@ def make_params(w_dtype=jnp.float32, b_dtype=jnp.float32, seed=0):
 PIECES = {
   "momentum": lambda: normax.momentum(0.9),
   "momentum_nesterov_first_bf16": lambda: normax.momentum(
-    0.9, nesterov=True, init="first_gradient", bias_correction=True, dtype=jnp.bfloat16
+    0.9, nesterov=True, init="first_gradient", bias_correction=True, mu_dtype=jnp.bfloat16
   ),
   "scale_by_lmo": lambda: normax.scale_by_lmo(NORMS),
   "scale_by_radius": lambda: normax.scale_by_radius(
@@ -53,7 +53,7 @@ OPTIMIZERS = {
     constrained=False,
     nesterov=True,
     momentum_init="first_gradient",
-    momentum_dtype=jnp.bfloat16,
+    mu_dtype=jnp.bfloat16,
   ),
   "muon": lambda: normax.muon(0.02),
   "sign_descent": lambda: normax.sign_descent(0.01, beta=0.9),
@@ -337,7 +337,7 @@ def test_momentum_variants_match_numpy():
 
 
 def test_momentum_state_dtype_and_errors():
-  tx = normax.momentum(0.9, dtype=jnp.bfloat16)
+  tx = normax.momentum(0.9, mu_dtype=jnp.bfloat16)
   state = tx.init({"w": jnp.zeros(3)})
   assert state.trace["w"].dtype == jnp.bfloat16
   with pytest.raises(ValueError, match="beta"):
