@@ -333,28 +333,82 @@ def _check_estimate(owner, learning_rate, beta3, d0, relative_d0, coef, growth) 
   )
 
 
-def _prodigy(learning_rate, *, d0, relative_d0, coef, **kwargs) -> optax.GradientTransformation:
-  """``optax.contrib.prodigy`` in float32 whatever the parameters' dtype (its estimate
-  underflows float16), with its own copy of ``x₀`` (the parameters can be donated) and the
-  start ``max(d0, relative_d0 · max|x₀|)`` (its estimate is a distance in the ℓ∞ norm)."""
-  tx = optax.contrib.prodigy(learning_rate, estim_lr0=d0, estim_lr_coef=coef, **kwargs)
-  f32 = lambda tree: jax.tree.map(lambda x: jnp.asarray(x).astype(_F32), tree)
+class _ProdigyState(NamedTuple):
+  m: Any  # EMA of d·g
+  v: Any  # EMA of (d·g)²
+  s: Any  # the estimate's weighted gradient sum
+  x0: Any
+  d: jax.Array  # the step-size estimate
+  r: jax.Array  # the estimate's weighted numerator Σ ⟨g, x₀ − x⟩
+  count: jax.Array
+
+
+def _prodigy(
+  learning_rate,
+  *,
+  betas: tuple[float, float],
+  beta3: float,
+  eps: float,
+  d0: float,
+  relative_d0: float,
+  coef: float,
+  weight_decay: float,
+  safeguard_warmup: bool,
+) -> optax.GradientTransformation:
+  """Prodigy's Adam (Mishchenko & Defazio, 2023, Algorithm 3, as ``optax.contrib.prodigy``
+  computes it) for muon_free's non-matrix leaves, in float32 whatever the parameters' dtype
+  (its estimate underflows float16), with its own copy of ``x₀`` (the parameters can be
+  donated) and the start ``max(d0, relative_d0 · max|x₀|)`` (the estimate is a distance in the
+  ℓ∞ norm). Where optax's estimate becomes ``0/0`` (every gradient so far zero, or too small
+  for float32 once scaled by ``d``) or non-finite (a NaN gradient), this one keeps its last
+  value: a zero gradient gives a zero update and the estimate survives a NaN step."""
+  b1, b2 = betas
+
+  def f32(tree):
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(_F32), tree)
 
   def init_fn(params):
-    state = tx.init(jax.tree.map(lambda x: jnp.array(x, dtype=_F32, copy=True), params))
-    if relative_d0 == 0:
-      return state
-    top = max((jnp.max(jnp.abs(p), initial=0).astype(_F32) for p in jax.tree.leaves(params)),
-              default=jnp.zeros([], _F32))  # fmt: skip
-    return state._replace(estim_lr=jnp.maximum(cast_scalar(d0, _F32), relative_d0 * top))
+    x0 = jax.tree.map(lambda x: jnp.array(x, dtype=_F32, copy=True), params)
+    zeros = lambda: jax.tree.map(jnp.zeros_like, x0)  # noqa: E731
+    d = jnp.asarray(d0, _F32)
+    if relative_d0 != 0:
+      top = max((jnp.max(jnp.abs(p), initial=0) for p in jax.tree.leaves(x0)),
+                default=jnp.zeros([], _F32))  # fmt: skip
+      d = jnp.maximum(d, relative_d0 * top)
+    zero = jnp.zeros([], _F32)
+    return _ProdigyState(zeros(), zeros(), zeros(), x0, d, zero, jnp.zeros([], jnp.int32))
 
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError(
         "normax.muon_free needs the parameters: call tx.update(grads, state, params)."
       )
-    out, state = tx.update(f32(updates), state, f32(params))
-    return jax.tree.map(lambda u, g: u.astype(g.dtype), out, updates), state
+    g, x = f32(updates), f32(params)
+    k = optax.safe_increment(state.count)
+    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+    kf = k.astype(_F32)
+    bc = jnp.sqrt(1 - b2**kf) / (1 - b1**kf)
+    d = state.d
+    dlr = d * lr * bc
+    dg = jax.tree.map(lambda gi: d * gi, g)
+    m = jax.tree.map(lambda mi, u: b1 * mi + (1 - b1) * u, state.m, dg)
+    v = jax.tree.map(lambda vi, u: b2 * vi + (1 - b2) * u * u, state.v, dg)
+    gap = optax.tree.vdot(g, jax.tree.map(jnp.subtract, state.x0, x))
+    r = beta3 * state.r + (d / d0) * dlr * gap
+    weight = (d if safeguard_warmup else dlr) / d0
+    s = jax.tree.map(lambda si, u: beta3 * si + weight * u, state.s, dg)
+    total = optax.tree.sum(jax.tree.map(jnp.abs, s))
+    estimate = coef * r / jnp.where(total > 0, total, 1.0)
+    fresh = (total > 0) & jnp.isfinite(estimate) & jnp.isfinite(total)
+    # A step whose estimate is 0/0 or non-finite leaves the estimate's sums as they were.
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(fresh, a, b), new, old)  # noqa: E731
+    r, s = keep(r, state.r), keep(s, state.s)
+    d = jnp.where(fresh, jnp.maximum(d, estimate), d)
+    out = jax.tree.map(
+      lambda mi, vi, xi: -weight_decay * dlr * xi - dlr * mi / (jnp.sqrt(vi) + d * eps), m, v, x
+    )
+    out = jax.tree.map(lambda u, gi: u.astype(gi.dtype), out, updates)
+    return out, _ProdigyState(m, v, s, state.x0, d, r, k)
 
   return optax.GradientTransformation(init_fn, update_fn)
 

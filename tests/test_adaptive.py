@@ -470,3 +470,33 @@ def test_muon_free_routes_a_scanned_model_as_muon_does():
   plain = spectral_leaves(normax.muon(0.02, orthogonalizer=svd))
   assert spectral_leaves(normax.muon_free(orthogonalizer=svd)) == plain
   assert "blocks/mlp/kernel" not in plain and "blocks/mlp/bias" in plain
+
+
+def test_muon_free_prodigy_part_survives_zero_tiny_and_nan_gradients():
+  """optax.contrib.prodigy's estimate is 0/0 = NaN when every gradient so far is zero (or so
+  small that d·g underflows), and NaN forever after one NaN gradient; muon_free's keeps it."""
+  params = {"w": jnp.ones((4, 8)), "b": jnp.full((8,), 0.5)}
+  labels = {"w": "muon", "b": "adam"}
+  tiny = float(jnp.finfo(jnp.float32).tiny) * 1e3
+  g = {"w": jnp.ones((4, 8)), "b": jnp.linspace(-1.0, 1.0, 8)}
+  for name, scale in (("zero", 0.0), ("tiny", tiny)):
+    grads = jax.tree.map(lambda x, scale=scale: x * scale, g)
+    ref = optax.contrib.prodigy(1.0, beta3=0.999**0.5)
+    _, ref_state = ref.update({"b": grads["b"]}, ref.init({"b": params["b"]}), {"b": params["b"]})
+    assert not np.isfinite(float(ref_state.estim_lr)), name  # optax's: 0/0.
+    tx = normax.muon_free(labels)
+    state = tx.init(params)
+    for _ in range(3):
+      u, state = tx.update(grads, state, params)
+      assert all(np.isfinite(x).all() for x in jax.tree.leaves((u, state))), name
+    if name == "zero":
+      np.testing.assert_array_equal(u["b"], np.zeros(8))
+  # A NaN gradient: its update is NaN (apply_if_finite can skip it), the estimate stays.
+  tx = normax.muon_free(labels)
+  state = tx.init(params)
+  u, state = tx.update(g, state, params)
+  bad = {"w": g["w"], "b": g["b"].at[0].set(jnp.nan)}
+  u_bad, state_bad = tx.update(bad, state, params)
+  assert not np.isfinite(u_bad["b"]).all()
+  d = [x for x in jax.tree.leaves(state_bad) if x.shape == () and x.dtype == jnp.float32]
+  assert d and all(np.isfinite(x) for x in d)

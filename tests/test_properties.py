@@ -306,21 +306,8 @@ def _edge_gradients(params, seed):
   return out
 
 
-# Known failures in modules under other work at the time of writing (normax/_adaptive.py):
-# muon_free's AdamW-like leaves give NaN for zero or tiny gradients, and for float16 at every
-# scale. Remove the entry once it passes (then the case is a plain test).
-PENDING = {"muon_free": "normax/_adaptive.py: NaN for zero/tiny gradients and float16"}
-
-
-@pytest.mark.parametrize(
-  "name",
-  [
-    pytest.param(n, marks=pytest.mark.xfail(reason=PENDING[n])) if n in PENDING else n
-    for n in sorted(ALL_OPTIMIZERS)
-  ],
-)
-# Two trees per optimizer (one compile each; five gradient kinds reuse it); no shrinking, so
-# a known failure (PENDING) costs no more than a pass.
+@pytest.mark.parametrize("name", sorted(ALL_OPTIMIZERS))
+# Two trees per optimizer (one compile each; five gradient kinds reuse it); no shrinking.
 @settings(max_examples=2, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate))
 @given(params=edge_trees())
 def test_every_optimizer_at_the_edges(name, params):
