@@ -76,24 +76,28 @@ from _data import load_text  # noqa: E402
 OPTIMIZERS = (*MENU, "scion_last2")
 Optimizer = Literal[OPTIMIZERS]  # type: ignore[valid-type]
 
-# Learning rates used when --lr is not given: each optimizer's best (mean of 3 seeds) on the
-# Shakespeare grid of examples/compare.py (`--preset shakespeare`, results/shakespeare: 2 layers,
-# width 128, 200 steps). Scion's pair with the preset's radii (scion_gpt: embeddings 3, hidden
-# 10, head 30, tuned on the width-64 proxy, results/shakespeare_proxy).
+# Learning rates used when --lr is not given. Scion, Muon, optax's Muon and AdamW: the winners
+# of the tuned comparison (examples/tune.py, docs/results.md: 2 layers, width 128, 200 steps,
+# each optimizer's learning rate, warmup and own settings tuned, 3 seeds); Scion's pair with the
+# preset's radii (scion_gpt: embeddings 3, hidden 10, head 30, tuned on the width-64 proxy).
 DEFAULT_LR = {
-  "scion": 2**-7, "uscion": 2**-8, "muon": 2**-5, "optax_muon": 2**-5, "adamw": 2**-8,
+  "scion": 2**-7, "uscion": 2**-8, "muon": 2**-5, "optax_muon": 2**-5, "adamw": 2**-7,
   "normuon": 2**-5, "muon_aol": 2**-5, "muon_rms": 2**-6, "shampoo": 2**-7, "soap": 2**-7,
   "scion_free": 1.0, "muon_free": 1.0, "scion_last2": 2**-7,
 }  # fmt: skip
-# The variants' rates are the winners of `--preset shakespeare_variants` (results/
-# shakespeare_variants); the learning-rate-free methods' 1 is a multiplier, not tuned.
+# The variants' rates are the winners of `--preset shakespeare_variants` (docs/experiments.md);
+# the learning-rate-free methods' 1 is a multiplier, not tuned.
+#: Warmup when --warmup is not given (a fraction of the steps): AdamW's tuned 25%; none else.
+DEFAULT_WARMUP = {"adamw": 0.25}
+#: Muon's AdamW part (embeddings, head, gains) when --adam-lr is not given: the tuned 2^-6.
+DEFAULT_ADAM_LR = {"muon": 2**-6, "optax_muon": 2**-6}
 
 
 @dataclasses.dataclass
 class Config:
   optimizer: Optimizer = "scion"  # The update rule: one of the menu in the module docstring.
   lr: float | None = None  # Peak learning rate; none: DEFAULT_LR[optimizer].
-  adam_lr: float | None = None  # Muon's AdamW part (embeddings, head, gains); none: 3e-3.
+  adam_lr: float | None = None  # Muon's AdamW part; none: 2^-6 for muon, optax_muon; else 3e-3.
   b2: float = 0.95  # AdamW's β2 (--optimizer adamw).
   weight_decay: float = 0.1  # AdamW's decoupled weight decay (--optimizer adamw).
   steps: int = 300  # Training steps.
@@ -106,7 +110,7 @@ class Config:
   labels: Literal["roles", "names"] = "roles"  # Scion/Muon labels: from the model, or by path.
   tie_embeddings: bool = False  # The token table is also the head (logits = x @ Eᵀ).
   vocab_size: int = 65  # Replaced by the text's alphabet size when training.
-  warmup: float = 0.0  # Linear warmup: steps, or a fraction of `steps` if less than 1 (0.1: 10%).
+  warmup: float | None = None  # Steps, or a fraction of `steps` below 1; none: adamw 25%, else 0.
   decay: Literal["linear", "cosine", "constant"] = "linear"  # After warmup, to 0 at `steps`.
   beta: float = 0.9  # Scion's momentum β = 1 - α (muon keeps its own 0.95).
   relative_d0: float | None = None  # *_free: start as a fraction of ‖x₀‖; none: the default.
@@ -268,9 +272,12 @@ def make_optimizer(
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"--optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}.")
   lr = DEFAULT_LR[config.optimizer] if config.lr is None else config.lr
-  warmup = warmup_steps(config.warmup, config.steps)
+  warmup = config.warmup if config.warmup is not None else DEFAULT_WARMUP.get(config.optimizer, 0)
+  warmup = warmup_steps(warmup, config.steps)
   schedule = learning_rate_schedule(lr, config.steps, warmup, config.decay)
-  adam_peak = 3e-3 if config.adam_lr is None else config.adam_lr
+  adam_peak = config.adam_lr
+  if adam_peak is None:
+    adam_peak = DEFAULT_ADAM_LR.get(config.optimizer, 3e-3)
   adam_lr = learning_rate_schedule(adam_peak, config.steps, warmup, config.decay)
   mu_dtype = config.mu_dtype
   if config.optimizer in ("scion", "uscion", "scion_last2"):

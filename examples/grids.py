@@ -107,51 +107,14 @@ TIED_124M_RADII = "embed=1,hidden=50,head=3000,bias=1"
 SEEDS = (0, 1, 2)
 # The GPT protocol of docs/experiments.md: 2 layers, 200 steps (of 32 × 64 characters),
 # evaluated every 25.
-GPT_BASE = dict(steps=200, eval_every=25, n_layer=2)
+GPT_BASE = dict(steps=200, eval_every=25, n_layer=2, adam_lr=3e-3)  # Muon's AdamW part as they ran.
 
 
 def _only(lrs: dict, *names: str) -> dict:
   return {name: lrs[name] for name in names}
 
 
-# The tuned comparison of docs/results.md (its protocol was written down before these ran).
-# Coordinate descent per optimizer on the width-64 proxy of the GPT protocol, 3 seeds per
-# point; each stage's preset holds the previous stages' winners fixed, read off the previous
-# stage's results/<preset>/points.md (lowest mean final held-out loss; a point where a seed
-# diverged counts as diverged; an exact tie keeps the earlier stage's value).
-GPT_PROXY = GPT_BASE | dict(n_embd=64)
-WARMUPS = (0.05, 0.1, 0.25)  # Fractions of the budget (0, the start, is stage 1's).
-# Stage 1, the learning rate from the starting point: AdamW with the example's earlier fixed
-# β2 0.95 and weight decay 0.1, Muon with its AdamW part at 3e-3, Scion with the preset's
-# radii; no warmup. Five or six powers of 2 each, around the earlier grids' best.
-TUNE_1 = [
-  Sweep({"adamw": pow2(-10, -5)}, settings={"b2": (0.95,), "weight_decay": (0.1,)}, seeds=SEEDS),
-  Sweep({"muon": pow2(-7, -3)}, settings={"adam_lr": (3e-3,)}, seeds=SEEDS),
-  Sweep({"scion": pow2(-8, -4)}, seeds=SEEDS),
-]
-# Stage 2, the warmup at stage 1's winners (results/shakespeare_tune1/points.md: AdamW 2^-7,
-# 2.530 ± 0.027; Muon 2^-5, 2.304 ± 0.020). Scion's stage 1 runs again: its constrained
-# Spectral steps now end with the bounded Newton–Schulz step (normax.Spectral.for_constraint),
-# which changes its updates; its stage 2 follows from the new winner.
-TUNE_2 = [
-  Sweep({"adamw": (2**-7,)}, warmups=WARMUPS, settings=TUNE_1[0].settings, seeds=SEEDS),
-  Sweep({"muon": (2**-5,)}, warmups=WARMUPS, settings=TUNE_1[1].settings, seeds=SEEDS),
-]
-# Stage 3, each optimizer's own hyperparameters at stage 2's winners (results/shakespeare_tune2/
-# points.md: AdamW 2^-7 with 25% warmup, 2.483 ± 0.010). AdamW: every (β2, weight decay) pair
-# but the incumbent (0.95, 0.1), which stage 2 ran.
-ADAMW_3 = dict(lr=2**-7, warmup=0.25)
-TUNE_3 = [
-  Sweep(
-    {"adamw": (ADAMW_3["lr"],)}, warmups=(ADAMW_3["warmup"],),
-    settings={"b2": (0.98, 0.999), "weight_decay": (0.0, 0.1)}, seeds=SEEDS,
-  ),
-  Sweep(
-    {"adamw": (ADAMW_3["lr"],)}, warmups=(ADAMW_3["warmup"],),
-    settings={"b2": (0.95,), "weight_decay": (0.0,)}, seeds=SEEDS,
-  ),
-]  # fmt: skip
-
+# The tuned comparison of docs/results.md runs from examples/tune.py (its own protocol).
 
 PRESETS = {
   "smoke": dict(
@@ -298,22 +261,6 @@ PRESETS = {
     task="gpt",
     base=dict(steps=800, eval_every=100, n_layer=2),
     sweeps=[Sweep(LONG_GPT_LRS, seeds=SEEDS)],
-  ),
-  "shakespeare_tune1": dict(task="gpt", base=GPT_PROXY, sweeps=TUNE_1),
-  "shakespeare_tune2": dict(task="gpt", base=GPT_PROXY, sweeps=TUNE_2),
-  "shakespeare_tune3": dict(task="gpt", base=GPT_PROXY, sweeps=TUNE_3),
-  "shakespeare_free_start": dict(
-    # The learning-rate-free methods' start on the proxy: Prodigy's absolute d0 = 1e-6
-    # (relative_d0 0) against d0 = ε·‖x₀‖ in the estimate's norm; multiplier 1, no warmup.
-    task="gpt",
-    base=GPT_PROXY,
-    sweeps=[
-      Sweep(
-        {"scion_free": (1.0,), "muon_free": (1.0,)},
-        settings={"relative_d0": (0.0, 1e-4, 1e-3, 1e-2)},
-        seeds=SEEDS,
-      )
-    ],
   ),
   "shakespeare_tied": dict(
     # The tied-embedding GPT (token table = head, scion_gpt_tied) on the width-64 proxy: the
