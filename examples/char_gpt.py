@@ -110,7 +110,7 @@ class Config:
   labels: Literal["roles", "names"] = "roles"  # Scion/Muon labels: from the model, or by path.
   tie_embeddings: bool = False  # The token table is also the head (logits = x @ Eᵀ).
   vocab_size: int = 65  # Replaced by the text's alphabet size when training.
-  warmup: float | None = None  # Steps, or a fraction of `steps` below 1; none: adamw 25%, else 0.
+  warmup: float | None = None  # Steps, or a fraction of the steps under 1; none: adamw 25%, else 0.
   decay: Literal["linear", "cosine", "constant"] = "linear"  # After warmup, to 0 at `steps`.
   beta: float = 0.9  # Scion's momentum β = 1 - α (muon keeps its own 0.95).
   relative_d0: float | None = None  # *_free: start as a fraction of ‖x₀‖; none: the default.

@@ -372,8 +372,8 @@ def _prodigy(
     zeros = lambda: jax.tree.map(jnp.zeros_like, x0)  # noqa: E731
     d = jnp.asarray(d0, _F32)
     if relative_d0 != 0:
-      top = max((jnp.max(jnp.abs(p), initial=0) for p in jax.tree.leaves(x0)),
-                default=jnp.zeros([], _F32))  # fmt: skip
+      tops = [jnp.max(jnp.abs(p), initial=0) for p in jax.tree.leaves(x0)]
+      top = jnp.max(jnp.stack(tops)) if tops else jnp.zeros([], _F32)  # Traceable under jit.
       d = jnp.maximum(d, relative_d0 * top)
     zero = jnp.zeros([], _F32)
     return _ProdigyState(zeros(), zeros(), zeros(), x0, d, zero, jnp.zeros([], jnp.int32))

@@ -280,10 +280,10 @@ SIGN = normax.Sign(normalized=False)
 # stalled it.
 FREE = {
   "scion_free": lambda **kw: normax.scion_free(
-    SPECS, LABELS, constrained=False, relative_d0=0.0, **kw
+    SPECS, LABELS, constrained=False, **{"relative_d0": 0.0, **kw}
   ),
   "muon_free": lambda **kw: normax.muon_free(
-    MUON_LABELS, orthogonalizer=normax.Orthogonalizer(method="svd"), relative_d0=0.0, **kw
+    MUON_LABELS, orthogonalizer=normax.Orthogonalizer(method="svd"), **{"relative_d0": 0.0, **kw}
   ),
 }
 
