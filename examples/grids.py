@@ -256,6 +256,29 @@ PRESETS = {
       Sweep({"scion_last2": (2**-12, 2**-11)}, seeds=SEEDS),
     ],
   ),
+  "shakespeare_mha_tuned": dict(
+    # The model built from nnx.MultiHeadAttention under the tuned protocol of docs/results.md:
+    # each optimizer at its tuned width-128 1x settings from examples/tune.py (warmup, AdamW's
+    # beta2 and weight decay, Muon's AdamW part), its learning rate over the tuned one and one
+    # power of 2 on either side; Scion and Muon with roles read from the model, optax.contrib.muon
+    # at Muon's point, 3 seeds.
+    task="gpt",
+    base=dict(steps=200, eval_every=25, n_layer=2, attention="mha"),
+    sweeps=[
+      Sweep({"scion": pow2(-8, -6)}, seeds=SEEDS),
+      Sweep(
+        {"muon": pow2(-6, -4), "optax_muon": pow2(-6, -4)},
+        settings={"adam_lr": (2**-6,)},
+        seeds=SEEDS,
+      ),
+      Sweep(
+        {"adamw": pow2(-8, -6)},
+        warmups=(0.25,),
+        settings={"b2": (0.95,), "weight_decay": (0.1,)},
+        seeds=SEEDS,
+      ),
+    ],
+  ),
   "shakespeare_long": dict(
     # 4× the steps (800), around each optimizer's best rate at 200 steps.
     task="gpt",

@@ -29,6 +29,23 @@ settings.register_profile("normax", max_examples=30, deadline=None, derandomize=
 settings.load_profile("normax")
 
 
+# Under ``-n N``, each ``xdist_group`` runs on one worker (xdist's ``--dist loadgroup``): the
+# tests that read one expensive subprocess's results (the 8-device sharding worker, the
+# two-process run) form a group; spread over the workers, all but one would sit waiting for that
+# result instead of running other tests. The controller picks the scheduler from ``dist``; each
+# worker tags its tests with their group only when told to (``loadgroup``), so tell it.
+def pytest_configure(config):
+  if getattr(config.option, "dist", "no") == "load":
+    config.option.dist = "loadgroup"
+  if getattr(config, "workerinput", {}).get("normax_loadgroup"):
+    config.option.loadgroup = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+  node.workerinput["normax_loadgroup"] = node.config.getoption("dist") == "loadgroup"
+
+
 @pytest.fixture
 def strict_dtypes():
   """Strict dtype promotion around normax's own kernels only (optax's break under it)."""

@@ -431,7 +431,7 @@ def test_scion_free_orthogonalizes_attention_kernels_in_their_matrix_view():
   params = jax.tree.map(jnp.zeros_like, entry.params)  # x = 0: no decay term
   grads = _normal_like(params, 0)
   tx = normax.scion_free(specs, labels, constrained=False)
-  u, _ = tx.update(grads, tx.init(params), params)
+  u, _ = jax.jit(tx.update)(grads, jax.jit(tx.init)(params), params)
   u, g, label = _by_path(u), _by_path(grads), _by_path(label)
   for path, matrix in [
     ("blocks/0/attn/query/kernel", (32, 32)),
@@ -460,7 +460,7 @@ def test_muon_free_routes_a_scanned_model_as_muon_does():
 
   def spectral_leaves(tx):
     """Paths whose first update has equal singular values in every matrix of the stack."""
-    u, _ = tx.update(grads, tx.init(params), params)
+    u, _ = jax.jit(tx.update)(grads, jax.jit(tx.init)(params), params)
     out = set()
     for path, x in _by_path(u).items():
       if x.ndim >= 2:

@@ -90,8 +90,7 @@ CASES += [(o, "cnn") for o in ("scion", "uscion", "muon", "optax_muon", "adamw",
 def test_every_optimizer_and_model_learns_idx_data(tmp_path, optimizer, model):
   make_idx_dir(tmp_path, compress=True)
   out, plot = tmp_path / "run" / "m.jsonl", tmp_path / "run" / "m.png"
-  # The learning-rate-free methods' step starts at d0 = 1e-6 and grows by itself: 5× the steps.
-  steps = 100 if optimizer.endswith("_free") else 20
+  steps = 20
   config = tiny(
     dataset="mnist", data_dir=str(tmp_path), model=model, optimizer=optimizer, out=str(out),
     plot=str(plot), steps=steps, eval_every=steps // 2,

@@ -24,6 +24,8 @@ from _once import once_per_session
 WORKER = pathlib.Path(__file__).with_name("_multiprocess_worker.py")
 ROOT = WORKER.parent.parent
 TIMEOUT = 600
+# One xdist worker runs this module (tests/conftest.py): its tests share one subprocess.
+pytestmark = pytest.mark.xdist_group("multiprocess")
 
 
 def _free_port() -> int:

@@ -31,6 +31,8 @@ STRATEGIES = ("partition", "gather", "distribute")
 HLO_LAYOUTS = ("fsdp", "tp_in", "tp_out", "2d")
 # Newton–Schulz in float32: partitioned matmuls sum in another order.
 TOL = 1e-5
+# One xdist worker runs this module (tests/conftest.py): its tests share one subprocess.
+pytestmark = pytest.mark.xdist_group("sharding")
 
 
 def _run_worker() -> dict:
