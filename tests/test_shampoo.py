@@ -324,5 +324,5 @@ def test_shampoo_does_not_depend_on_the_gradients_scale(kwargs):
       for k in ref:
         assert bool(jnp.isfinite(got[k]).all()), (c, k)
         np.testing.assert_allclose(got[k], ref[k], rtol=2e-3, atol=2e-4, err_msg=f"{c} {k}")
-  zero, _ = tx.update(jax.tree.map(jnp.zeros_like, seq[0]), tx.init(seq[0]))
+  zero, _ = jax.jit(tx.update)(jax.tree.map(jnp.zeros_like, seq[0]), tx.init(seq[0]))
   assert all(float(jnp.abs(u).max()) == 0 for u in jax.tree.leaves(zero))
