@@ -51,6 +51,7 @@ def _gradient(shape, seed=0):
   return rng.uniform(0.5, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
 
 
+@pytest.mark.slow  # Many compiles: in the full suite (CI), not the fast loop.
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: jnp.dtype(d).name)
 @pytest.mark.parametrize("name", sorted(SCALE_CASES))
 def test_dualize_does_not_depend_on_the_gradients_scale(name, dtype):

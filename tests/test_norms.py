@@ -414,6 +414,7 @@ VMAP_CASES = {
 del VMAP_CASES["spectral_conv2d_svd"], VMAP_CASES["spectral_conv3d_svd"]
 
 
+@pytest.mark.slow  # Many compiles: in the full suite (CI), not the fast loop.
 @pytest.mark.parametrize("name", sorted(VMAP_CASES))
 def test_jit_and_vmap_agree_with_the_batched_call(name):
   norm, kind = VMAP_CASES[name]

@@ -306,6 +306,7 @@ def _edge_gradients(params, seed):
   return out
 
 
+@pytest.mark.slow  # Many compiles: in the full suite (CI), not the fast loop.
 @pytest.mark.parametrize("name", sorted(ALL_OPTIMIZERS))
 # Two trees per optimizer (one compile each; five gradient kinds reuse it); no shrinking.
 @settings(max_examples=2, deadline=None, phases=(Phase.explicit, Phase.reuse, Phase.generate))
@@ -405,6 +406,7 @@ def test_constrained_scion_stays_in_its_balls_for_10000_adversarial_steps(dtype)
   assert history[:, list(BALL_SPECS).index("exact")].min() > 0.3
 
 
+@pytest.mark.slow  # Many compiles: in the full suite (CI), not the fast loop.
 @pytest.mark.parametrize("learning_rate", [1e-2, 1e-3])
 def test_projected_scion_keeps_bfloat16_weights_in_their_balls_at_small_learning_rates(
   learning_rate,

@@ -275,6 +275,7 @@ def sown_max(model, tokens):
   return sown, {k.rsplit("/max_logits", 1)[0]: np.asarray(v) for k, v in flat(sown).items()}
 
 
+@pytest.mark.slow  # Many compiles: in the full suite (CI), not the fast loop.
 @pytest.mark.parametrize(
   ("make", "pattern", "shared_key"),
   [
@@ -447,6 +448,7 @@ def reference_clip(params, stepped, m, tau, alpha=0.5):
   return out
 
 
+@pytest.mark.slow  # Many compiles: in the full suite (CI), not the fast loop.
 @pytest.mark.parametrize("optimizer", ["muon", "scion"])
 def test_after_muon_and_scion_under_jit(optimizer):
   """``muon(..., qk_clip=)`` / ``scion(..., qk_clip=)`` under jit: the weights Muon (Scion) alone

@@ -21,6 +21,7 @@ BLOCKS = [
 ]
 
 
+@pytest.mark.slow  # Many compiles: in the full suite (CI), not the fast loop.
 @pytest.mark.parametrize(("page", "index", "block"), BLOCKS, ids=[f"{p}-{i}" for p, i, _ in BLOCKS])
 def test_snippet_runs(page, index, block):
   exec(compile(block, f"{page}[python block {index}]", "exec"), {})

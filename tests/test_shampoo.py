@@ -254,6 +254,7 @@ def test_per_label_with_sign_head_descends():
   assert step._cache_size() == 1
 
 
+@pytest.mark.slow  # Many compiles: in the full suite (CI), not the fast loop.
 def test_sharded_parameters_under_jit():
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("fsdp",))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("fsdp", None))
