@@ -183,7 +183,9 @@ def config_parser(cls: type, description: str | None = None) -> argparse.Argumen
     default = field.default
     if default is dataclasses.MISSING:
       default = field.default_factory()  # type: ignore[misc]
-    kwargs = dict(dest=field.name, default=default, help=comments.get(field.name, " "))
+    # argparse formats help with %: a literal one ("25%") is written %%.
+    text = comments.get(field.name, " ").replace("%", "%%")
+    kwargs = dict(dest=field.name, default=default, help=text)
     if base is bool:
       parser.add_argument(*names, action=argparse.BooleanOptionalAction, **kwargs)
     elif base in (int, float, str):

@@ -30,3 +30,9 @@ def test_every_flag_has_a_help_text_of_its_own(script):
     if action.dest != "help" and (not (action.help or "").strip() or POINTERS.search(action.help))
   }
   assert not bad, f"examples/{script}.py: flags whose help does not stand alone: {bad}"
+  # The help renders (argparse %-formats each text: a bare "%" in a comment breaks --help),
+  # and shows each comment as written.
+  # (Compared without whitespace: argparse re-wraps lines, also at hyphens.)
+  text = "".join(parser.format_help().split())
+  for field, comment in _common.field_comments(load_example(script).Config).items():
+    assert "".join(comment.split()) in text, (field, comment)
