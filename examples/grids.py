@@ -277,6 +277,9 @@ PRESETS = {
         settings={"b2": (0.95,), "weight_decay": (0.1,)},
         seeds=SEEDS,
       ),
+      # optax.contrib.muon's best landed on the top edge (2**-4), and stayed there as the grid
+      # grew: up to four more powers of 2 (the limit of examples/tune.py's protocol).
+      Sweep({"optax_muon": pow2(-3, 0)}, settings={"adam_lr": (2**-6,)}, seeds=SEEDS),
     ],
   ),
   "shakespeare_long": dict(
