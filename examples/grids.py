@@ -260,8 +260,9 @@ PRESETS = {
     # The model built from nnx.MultiHeadAttention under the tuned protocol of docs/results.md:
     # each optimizer at its tuned width-128 1x settings from examples/tune.py (warmup, AdamW's
     # beta2 and weight decay, Muon's AdamW part), its learning rate over the tuned one and one
-    # power of 2 on either side; Scion and Muon with roles read from the model, optax.contrib.muon
-    # at Muon's point, 3 seeds.
+    # power of 2 on either side; Scion and Muon with roles read from the model; optax.contrib.muon
+    # (which sends the rank-3 kernels to its AdamW part) over Muon's grid with Muon's AdamW part;
+    # 3 seeds.
     task="gpt",
     base=dict(steps=200, eval_every=25, n_layer=2, attention="mha"),
     sweeps=[
