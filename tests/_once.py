@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import time
 from collections.abc import Callable
 
+import jax
 import pytest
 
 
@@ -42,3 +44,20 @@ def once_per_session(tmp_path_factory, name: str, compute: Callable[[], dict]) -
   partial.write_text(json.dumps(data))
   partial.replace(done)  # Atomic: a waiting worker never reads half a file.
   return data
+
+
+def subprocess_env(cache_name: str) -> dict[str, str]:
+  """``os.environ`` for a JAX subprocess of the suite, with a compilation cache of its own.
+
+  The subprocess inherits the suite's XLA flags (set in ``tests/conftest.py``). When the suite
+  keeps JAX's persistent compilation cache, the subprocess gets a folder beside the workers',
+  ``.jax_cache/<cache_name>``: one per process, as JAX writes an entry in place.
+  """
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  cache = jax.config.jax_compilation_cache_dir
+  if cache:
+    env["JAX_COMPILATION_CACHE_DIR"] = str(pathlib.Path(cache).parent / cache_name)
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    env["JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"] = "none"
+  return env

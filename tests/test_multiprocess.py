@@ -19,7 +19,7 @@ import sys
 import _multiprocess_worker as worker
 import numpy as np
 import pytest
-from _once import once_per_session
+from _once import once_per_session, subprocess_env
 
 WORKER = pathlib.Path(__file__).with_name("_multiprocess_worker.py")
 ROOT = WORKER.parent.parent
@@ -35,22 +35,24 @@ def _free_port() -> int:
 
 
 def _launch(out: pathlib.Path) -> dict:
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # The worker sets its own device count.
-  # XLA's CPU backend at its lowest optimization level compiles about twice as fast; both sides
-  # run with the same flags, so the comparisons are unaffected.
-  env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
-  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
   coordinator = f"localhost:{_free_port()}"
   commands = [
     [sys.executable, str(WORKER), "--out", str(out), "--num-processes", "2",
      "--process-id", str(i), "--coordinator", coordinator]
     for i in range(2)
   ] + [[sys.executable, str(WORKER), "--out", str(out)]]  # fmt: skip
+  envs = []
+  for i in range(3):  # Three processes at once: a compilation cache folder each.
+    env = subprocess_env(f"multiprocess{i}")
+    # The worker sets its own device count; it keeps the suite's other flags (tests/conftest.py).
+    flags = env.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(f for f in flags if "device_count" not in f)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    envs.append(env)
   logs = [open(out / f"log{i}.txt", "w") for i in range(3)]  # noqa: SIM115
   procs = [
     subprocess.Popen(c, env=env, stdout=log, stderr=subprocess.STDOUT)
-    for c, log in zip(commands, logs, strict=True)
+    for c, env, log in zip(commands, envs, logs, strict=True)
   ]
   try:
     codes = [p.wait(timeout=TIMEOUT) for p in procs]

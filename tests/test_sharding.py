@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _once import once_per_session
+from _once import once_per_session, subprocess_env
 
 import normax
 
@@ -36,9 +36,9 @@ pytestmark = pytest.mark.xdist_group("sharding")
 
 
 def _run_worker() -> dict:
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-  env["JAX_PLATFORMS"] = "cpu"
+  env = subprocess_env("sharding")
+  # Keeps the suite's own flags (tests/conftest.py) and adds the eight host devices.
+  env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
   proc = subprocess.run(
     [sys.executable, str(WORKER)], env=env, capture_output=True, text=True, timeout=600
