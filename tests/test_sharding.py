@@ -38,7 +38,7 @@ pytestmark = pytest.mark.xdist_group("sharding")
 def _run_worker() -> dict:
   env = subprocess_env("sharding")
   # Keeps the suite's own flags (tests/conftest.py) and adds the eight host devices.
-  env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
+  env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip()
   env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
   proc = subprocess.run(
     [sys.executable, str(WORKER)], env=env, capture_output=True, text=True, timeout=600
